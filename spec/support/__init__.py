@@ -1,0 +1,1 @@
+"""Test support shared by every part of the suite (broker, ports, processes)."""
