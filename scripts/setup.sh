@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Prepares a machine for the demo, the tests and the benchmarks. Idempotent; safe to run again.
+#   scripts/setup.sh            Python venv (.venv) with the sailor, the emulator and the test tools
+#   scripts/setup.sh --all      also RabbitMQ (Debian package, installed with apt-get when run as root)
+#                               and the Node.js peers (npm ci in nodepeers/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_all=0
+[ "${1:-}" = "--all" ] && want_all=1
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ] || [ sailor/pyproject.toml -nt "$stamp" ] \
+   || [ emulator/pyproject.toml -nt "$stamp" ]; then
+  say "installing Python packages into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ./sailor -e ./emulator -r requirements-dev.txt
+  touch "$stamp"
+fi
+
+if [ "$want_all" = 1 ]; then
+  if ! ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing rabbitmq-server with apt-get"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+    else
+      say "rabbitmq-server is missing: install the Debian package rabbitmq-server (or run this as root)"
+      exit 1
+    fi
+  fi
+  if ! command -v npm >/dev/null; then
+    say "npm is missing: install Node.js 18 or newer"
+    exit 1
+  fi
+  if [ ! -d nodepeers/node_modules/elasticio-sailor-nodejs ] || [ nodepeers/package-lock.json -nt nodepeers/node_modules/.package-lock.json ]; then
+    say "installing the Node.js peers (npm ci)"
+    (cd nodepeers && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+fi
