@@ -1,0 +1,153 @@
+"""Interop with the official Node.js sailor 2.7.8 on a real broker (issue 3, sailor-protocol §13 #8–#10).
+
+Two flows run side by side with the same input, for protocol versions 1 and 2:
+
+* flow N→P: step_1 = Node sailor running ``echo``,   step_2 = Python sailor running ``inspect``;
+* flow P→N: step_1 = Python sailor running ``echo``, step_2 = Node sailor running ``inspect``.
+
+``inspect`` publishes what its ``process`` received, and a tap queue on each step_1 routing key
+shows what step_1 published. So the test proves both directions: each sailor decodes exactly what
+the other one published, and — comparing the two flows position by position — the Python sailor
+publishes the same bodies, headers and properties as the Node sailor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from spec.support.platform import FakePlatformApi, Output, Platform, Sailors, Step, new_flow
+
+INPUT_BODY = {"i": 7, "name": "Jürgen ✓", "f": 2.5, "none": None, "arr": [1, "x", {"deep": True}]}
+VOLATILE = {"messageId", "parentMessageId", "start", "end"}
+
+
+def normalised(headers: dict[str, Any], flow_id: str) -> dict[str, Any]:
+    """Headers with the values that differ by design between two flows replaced by their kind."""
+    out: dict[str, Any] = {}
+    for key, value in headers.items():
+        if key in VOLATILE:
+            out[key] = type(value).__name__
+        elif key == "taskId" and value == flow_id:
+            out[key] = "<flow id>"
+        else:
+            out[key] = value
+    return out
+
+
+def run_flow(
+    platform: Platform, sailors: Sailors, kinds: tuple[str, str], protocol_version: int, message_id: str
+) -> tuple[list[Step], Output, Output]:
+    """Start the two sailors of one flow, send the input, return (steps, step_1 output, step_2 output)."""
+    steps = new_flow(["echo", "inspect"], prefix=f"{kinds[0][0]}{kinds[1][0]}")
+    platform.declare_flow(steps)
+    for kind, step in zip(kinds, steps, strict=True):
+        sailors.start(
+            kind,
+            step,
+            container_id=f"container-{step.step_id}",
+            ELASTICIO_PROTOCOL_VERSION=str(protocol_version),
+        )
+    platform.publish_input(
+        steps[0],
+        {"id": message_id, "body": INPUT_BODY, "headers": {}, "attachments": {}},
+        protocol_version,
+        headers={"X-EIO-META-Tenant": "tenant-7", "reply_to": "reply.rk.1", "someOtherHeader": "dropped"},
+    )
+    first = platform.collect(steps[0].out_queue("message"), 1, timeout=60)
+    second = platform.collect(steps[1].out_queue("message"), 1, timeout=60)
+    assert len(first) == 1 and len(second) == 1, f"{kinds}: no output; logs: " + " | ".join(
+        s.log_tail() for s in sailors.started
+    )
+    return steps, first[0], second[0]
+
+
+def assert_header_contract(out: Output, step: Step, parent_id: str, protocol_version: int) -> None:
+    """§4.6: what a data message's headers must be, whoever published it."""
+    h = out.headers
+    assert set(h) == {
+        "stepId",
+        "x-eio-meta-tenant",
+        "threadId",
+        "messageId",
+        "parentMessageId",
+        "reply_to",
+        "execId",
+        "taskId",
+        "workspaceId",
+        "containerId",
+        "userId",
+        "compId",
+        "function",
+        "start",
+        "end",
+        "protocolVersion",
+    }
+    assert h["stepId"] == step.step_id
+    assert h["parentMessageId"] == parent_id
+    assert h["threadId"] == "platform-thread-1"
+    assert h["x-eio-meta-tenant"] == "tenant-7"
+    assert h["reply_to"] == "reply.rk.1"
+    assert h["taskId"] == step.flow_id
+    assert h["function"] == step.function
+    assert uuid.UUID(h["messageId"])
+    for key in ("start", "end", "protocolVersion"):
+        assert isinstance(h[key], int) and not isinstance(h[key], bool), f"{key} must be an AMQP integer"
+    assert h["protocolVersion"] == protocol_version
+    assert h["start"] <= h["end"]
+    assert (out.content_type, out.content_encoding, out.delivery_mode) == ("application/json", "utf8", 1)
+    assert out.routing_key == step.routing_key("message")
+
+
+@pytest.mark.parametrize("protocol_version", [1, 2])
+def test_given_node_and_python_steps_when_chained_either_way_then_each_reads_what_the_other_wrote(
+    platform_env: tuple[Platform, FakePlatformApi, Sailors], protocol_version: int
+) -> None:
+    platform, api, sailors = platform_env
+    message_id = str(uuid.uuid4())
+
+    n_steps, node_first, py_second = run_flow(
+        platform, sailors, ("node", "python"), protocol_version, message_id
+    )
+    p_steps, py_first, node_second = run_flow(
+        platform, sailors, ("python", "node"), protocol_version, message_id
+    )
+
+    # step_1 outputs: both sailors publish the same message in the same encoding.
+    for out in (node_first, py_first):
+        assert out.protocol_version == protocol_version
+        assert out.message == {"body": INPUT_BODY, "headers": {}}
+    # the same IV for every message makes the crypto deterministic: byte-identical AMQP bodies.
+    assert py_first.body == node_first.body
+    assert_header_contract(node_first, n_steps[0], message_id, protocol_version)
+    assert_header_contract(py_first, p_steps[0], message_id, protocol_version)
+    assert normalised(py_first.headers, p_steps[0].flow_id) == normalised(
+        node_first.headers, n_steps[0].flow_id
+    )
+    assert {k: type(v) for k, v in py_first.headers.items()} == {
+        k: type(v) for k, v in node_first.headers.items()
+    }
+
+    # step_2 saw exactly what step_1 published (+ reply_to copied into msg.headers, as Node does).
+    expected_received = {"body": INPUT_BODY, "headers": {"reply_to": "reply.rk.1"}}
+    assert py_second.message["body"]["received"] == expected_received, "Python step misread Node's output"
+    assert node_second.message["body"]["received"] == expected_received, "Node step misread Python's output"
+    assert py_second.message == node_second.message
+    assert py_second.message["body"]["cfg"] == {"apiKey": "secret"}
+
+    # step_2 headers chain on step_1's, identically for both sailors.
+    assert_header_contract(py_second, n_steps[1], node_first.headers["messageId"], protocol_version)
+    assert_header_contract(node_second, p_steps[1], py_first.headers["messageId"], protocol_version)
+    assert normalised(py_second.headers, n_steps[1].flow_id) == normalised(
+        node_second.headers, p_steps[1].flow_id
+    )
+
+    # every input was acked (a stopped consumer's unacked deliveries would be back in the queue),
+    # and no error was published.
+    sailors.stop_all()
+    for step in n_steps + p_steps:
+        assert platform.ready(step.listen_queue) == 0
+        assert platform.drain(step.out_queue("error"), kind="error", settle=0.2) == []
+    assert {(r.method, r.authorized) for r in api.requests} == {("GET", True)}
