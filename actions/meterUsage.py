@@ -1,0 +1,15 @@
+"""Meter Usage: report one hour of AMI/container usage for one dimension."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.operations import OPERATIONS
+from lib.runner import run
+
+OPERATION = OPERATIONS["meterUsage"]
+
+
+def process(self: Any, msg: dict[str, Any], cfg: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any] | None:
+    """Called by the sailor once per message; returns the outgoing message or raises."""
+    return run(OPERATION, self, msg, cfg)

@@ -1,0 +1,15 @@
+"""Resolve Customer: turn a SaaS registration token into the buyer's account id and license."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.operations import OPERATIONS
+from lib.runner import run
+
+OPERATION = OPERATIONS["resolveCustomer"]
+
+
+def process(self: Any, msg: dict[str, Any], cfg: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any] | None:
+    """Called by the sailor once per message; returns the outgoing message or raises."""
+    return run(OPERATION, self, msg, cfg)

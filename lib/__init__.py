@@ -1,0 +1,1 @@
+"""The AWS Marketplace Metering connector: operations table, client, validation, runner."""

@@ -1,0 +1,221 @@
+"""One client for all four operations: AWS JSON 1.1 over a pooled requests.Session, SigV4-signed."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests_aws4auth import AWS4Auth
+
+from .errors import ErrorClass, MeteringError, parse_code
+from .operations import Operation
+from .resilience import Backoff, Pacer, Sleep, shared_pacer
+from .schema import secret_fields
+from .validation import problems
+
+# Two different strings that are easy to confuse (pitfall P1): the host prefix and the SigV4 service name.
+ENDPOINT_PREFIX = "metering.marketplace"
+SIGNING_NAME = "aws-marketplace"
+TARGET_PREFIX = "AWSMPMeteringService"
+CONTENT_TYPE = "application/x-amz-json-1.1"
+USER_AGENT = "elasticio-aws-marketplace-metering/1.0.0"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
+
+log = logging.getLogger(__name__)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_endpoint(region: str) -> str:
+    """The regional endpoint; China regions live under amazonaws.com.cn."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{ENDPOINT_PREFIX}.{region}.{suffix}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Credentials and endpoint of one connector configuration."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None
+    region: str
+    endpoint_url: str
+
+    def __repr__(self) -> str:  # never show the secrets, even in a traceback with locals
+        return f"Settings(access_key_id={self.access_key_id!r}, region={self.region!r}, endpoint_url={self.endpoint_url!r})"
+
+    @property
+    def secrets(self) -> list[str]:
+        """The live secret values (for redaction)."""
+        return [s for s in (self.secret_access_key, self.session_token) if s]
+
+    @classmethod
+    def from_cfg(cls, cfg: dict[str, Any]) -> Settings:
+        """Validate ``cfg`` against schemas/config.json and build the settings; raise on any problem."""
+        found = problems("config.json", cfg)
+        endpoint = cfg.get("endpointUrl") or None
+        region = cfg.get("region") or DEFAULT_REGION
+        if endpoint and not found:
+            parts = urlsplit(endpoint)
+            if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+                from .validation import Problem
+
+                found.append(Problem("/endpointUrl", "must use https (plain http only for loopback addresses)"))
+        if found:
+            raise MeteringError("ValidationFailed", f"{len(found)} problem(s) in the configuration",
+                                operation="configuration", problems=found)
+        return cls(
+            access_key_id=cfg["accessKeyId"],
+            secret_access_key=cfg["secretAccessKey"],
+            session_token=cfg.get("sessionToken") or None,
+            region=region,
+            endpoint_url=(endpoint or default_endpoint(region)).rstrip("/") + "/",
+        )
+
+    @property
+    def cache_key(self) -> str:
+        """A digest identifying these settings without holding the secrets in clear text."""
+        raw = "\0".join([self.access_key_id, self.secret_access_key, self.session_token or "",
+                         self.region, self.endpoint_url])
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass
+class Reply:
+    """A successful response."""
+
+    data: dict[str, Any]
+    request_id: str | None
+    attempts: int
+
+
+class MeteringClient:
+    """Signs, sends, parses and retries calls to the Metering Service."""
+
+    def __init__(self, settings: Settings, *, backoff: Backoff | None = None,
+                 pacer_for: Callable[[Operation], Pacer] | None = None, sleep: Sleep = time.sleep,
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT, pool_size: int = 4) -> None:
+        self.settings = settings
+        self.backoff = backoff or Backoff()
+        self.timeout = timeout
+        self._sleep = sleep
+        self._pacer_for = pacer_for or (
+            lambda op: shared_pacer(settings.access_key_id, settings.region, op.name, op.rate_per_second))
+        self.session = requests.Session()
+        self.session.verify = True  # TLS verification is never switched off
+        if _is_loopback(urlsplit(settings.endpoint_url).hostname or ""):
+            self.session.trust_env = False  # no proxy for a local endpoint
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.auth = AWS4Auth(settings.access_key_id, settings.secret_access_key, settings.region,
+                                     SIGNING_NAME, session_token=settings.session_token)
+        self.session.headers.update({"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT,
+                                     "Accept-Encoding": "identity"})
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.session.close()
+
+    def call(self, op: Operation, payload: dict[str, Any]) -> Reply:
+        """Call ``op`` with a wire-ready payload; retry retryable failures with full-jitter backoff.
+
+        Raises :class:`MeteringError`; ``retryable`` is true when attempts ran out on a transient failure.
+        """
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        headers = {"X-Amz-Target": f"{TARGET_PREFIX}.{op.name}"}
+        pacer = self._pacer_for(op)
+        attempt = 0
+        while True:
+            pacer.wait()
+            try:
+                data, request_id = self._send(op, body, headers)
+                return Reply(data, request_id, attempt + 1)
+            except MeteringError as err:
+                attempt += 1
+                if not err.retryable or attempt >= self.backoff.max_attempts:
+                    raise
+                delay = self.backoff.delay(attempt - 1)
+                log.info("%s attempt %d failed with %s (request id %s); retrying in %.3fs",
+                         op.name, attempt, err.code, err.request_id, delay)
+                if err.kind == "throttled":
+                    pacer.penalise(delay)
+                self._sleep(delay)
+
+    def _send(self, op: Operation, body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+        try:
+            resp = self.session.post(self.settings.endpoint_url, data=body, headers=headers, timeout=self.timeout)
+        except requests.exceptions.SSLError as exc:
+            raise MeteringError("TLSError", type(exc).__name__, operation=op.name,
+                                classification=ErrorClass(False, "region-or-endpoint",
+                                                          "TLS verification of the endpoint failed")) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise MeteringError("ConnectionError", type(exc).__name__, operation=op.name) from None
+        request_id = resp.headers.get("x-amzn-RequestId")
+        if resp.status_code < 300:
+            try:
+                data = resp.json()
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                raise MeteringError("InvalidResponse", "the endpoint did not answer with a JSON object",
+                                    operation=op.name, status=resp.status_code, request_id=request_id,
+                                    classification=ErrorClass(False, "region-or-endpoint",
+                                                              "is the endpoint URL right?"))
+            log.debug("%s %d request id %s", op.name, resp.status_code, request_id)
+            return data, request_id
+        raise self._error(op, resp, request_id)
+
+    @staticmethod
+    def _error(op: Operation, resp: requests.Response, request_id: str | None) -> MeteringError:
+        """Parse an error reply the way botocore does (body ``__type`` first, then the header)."""
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        code = message = ""
+        if isinstance(data, dict):
+            code = str(data.get("__type") or data.get("code") or "")
+            message = str(data.get("message") or data.get("Message") or "")
+        if not code:
+            code = resp.headers.get("x-amzn-ErrorType", "")
+        code = parse_code(code) if code else str(resp.status_code)
+        if not message:
+            message = resp.reason or ""
+        return MeteringError(code, message[:500], operation=op.name, status=resp.status_code,
+                             request_id=request_id)
+
+
+_CLIENTS: dict[str, MeteringClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def client_for(settings: Settings) -> MeteringClient:
+    """A process-wide client per configuration, so the connection pool survives between messages."""
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(settings.cache_key)
+        if client is None:
+            client = _CLIENTS[settings.cache_key] = MeteringClient(settings)
+        return client
+
+
+SECRET_FIELDS = secret_fields()

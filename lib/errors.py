@@ -1,0 +1,136 @@
+"""One error type for the connector, classified by a table keyed on the AWS error code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# What a failure means for the user; drives verifyCredentials and the error text.
+CREDENTIALS, PERMISSION, REGION, THROTTLED, TRANSIENT, INPUT, CONFLICT, DRY_RUN = (
+    "credentials", "permission", "region-or-endpoint", "throttled", "transient", "input", "conflict", "dry-run")
+
+
+@dataclass(frozen=True)
+class ErrorClass:
+    """How the connector treats one AWS error code."""
+
+    retryable: bool
+    kind: str
+    hint: str
+
+
+# Keyed on the AWS code as botocore parses it (prefix before '#' and suffix after ':' stripped).
+ERROR_TABLE: dict[str, ErrorClass] = {
+    # retried in-process, then rebound
+    "ThrottlingException": ErrorClass(True, THROTTLED, "calls exceed the per-account quota; retried with backoff"),
+    "InternalServiceErrorException": ErrorClass(True, TRANSIENT, "AWS-side error; retried with backoff"),
+    "ServiceUnavailable": ErrorClass(True, TRANSIENT, "service unavailable; retried"),
+    "RequestTimeout": ErrorClass(True, TRANSIENT, "request timed out; retried"),
+    "ConnectionError": ErrorClass(True, TRANSIENT, "could not reach the endpoint (network, DNS or TLS)"),
+    # modeled, fatal
+    "DisabledApiException": ErrorClass(False, REGION, "the API is disabled in this region"),
+    "InvalidProductCodeException": ErrorClass(False, INPUT, "the product code does not match a published product"),
+    "InvalidUsageDimensionException": ErrorClass(False, INPUT, "the dimension is not defined on the product"),
+    "InvalidTagException": ErrorClass(False, INPUT, "a tag is invalid or there are more than 5"),
+    "InvalidUsageAllocationsException": ErrorClass(False, INPUT, "allocations do not add up or repeat a tag set"),
+    "InvalidCustomerIdentifierException": ErrorClass(False, INPUT, "the customer identifier does not exist"),
+    "InvalidLicenseException": ErrorClass(False, INPUT, "the license ARN is invalid, mismatched or inactive"),
+    "TimestampOutOfBoundsException": ErrorClass(False, INPUT, "a timestamp is outside the accepted window"),
+    "InvalidEndpointRegionException": ErrorClass(False, REGION, "call the endpoint of the region the workload runs in"),
+    "InvalidRegionException": ErrorClass(False, REGION, "call the endpoint of the region the task runs in"),
+    "DuplicateRequestException": ErrorClass(False, CONFLICT, "this hour and dimension were already metered with another quantity"),
+    "IdempotencyConflictException": ErrorClass(False, CONFLICT, "the ClientToken was used before with other parameters"),
+    "CustomerNotEntitledException": ErrorClass(False, PERMISSION, "the customer has no valid subscription"),
+    "InvalidPublicKeyVersionException": ErrorClass(False, INPUT, "unknown PublicKeyVersion"),
+    "PlatformNotSupportedException": ErrorClass(False, PERMISSION, "only ECS, EKS and Fargate tasks may register usage"),
+    "InvalidTokenException": ErrorClass(False, INPUT, "the registration token is invalid (form-decode it exactly once)"),
+    "ExpiredTokenException": ErrorClass(False, INPUT, "the token has expired"),
+    # generic Coral / IAM errors, fatal
+    "UnrecognizedClientException": ErrorClass(False, CREDENTIALS, "unknown access key or invalid session token"),
+    "InvalidClientTokenId": ErrorClass(False, CREDENTIALS, "unknown access key"),
+    "InvalidSignatureException": ErrorClass(False, CREDENTIALS, "the signature does not match (check the secret key)"),
+    "IncompleteSignatureException": ErrorClass(False, CREDENTIALS, "the request signature is incomplete"),
+    "MissingAuthenticationTokenException": ErrorClass(False, CREDENTIALS, "the request was not signed"),
+    "AccessDeniedException": ErrorClass(False, PERMISSION, "the IAM policy does not allow this action"),
+    "UnauthorizedException": ErrorClass(False, PERMISSION, "the IAM policy does not allow this action"),
+    "DryRunOperation": ErrorClass(False, DRY_RUN, "dry run: the call would have been permitted"),
+    "ValidationException": ErrorClass(False, INPUT, "AWS rejected the request parameters"),
+    "SerializationException": ErrorClass(False, INPUT, "AWS could not read the request body"),
+    "UnknownOperationException": ErrorClass(False, REGION, "the endpoint does not serve the metering API"),
+    "ValidationFailed": ErrorClass(False, INPUT, "the input does not satisfy the schema"),
+}
+
+
+def parse_code(raw: str) -> str:
+    """Normalise an AWS error type as botocore does: drop ``namespace#`` and ``:suffix``."""
+    return raw.split(":", 1)[0].rsplit("#", 1)[-1].strip()
+
+
+def classify(code: str, status: int | None) -> ErrorClass:
+    """Look ``code`` up; unknown codes are retryable only for 5xx and 429 responses."""
+    known = ERROR_TABLE.get(code)
+    if known is not None:
+        return known
+    if status is not None and (status >= 500 or status == 429):
+        return ErrorClass(True, TRANSIENT, "server error; retried")
+    if status in (403, 404, 405):
+        return ErrorClass(False, REGION, "the endpoint did not answer as the metering API")
+    return ErrorClass(False, INPUT, "unexpected error")
+
+
+class MeteringError(Exception):
+    """Every failure of the connector: AWS errors, transport errors and input validation errors.
+
+    The sailor puts ``name`` in the error message and appends :attr:`error_details`.
+    """
+
+    def __init__(self, code: str, message: str, *, operation: str, status: int | None = None,
+                 request_id: str | None = None, problems: Sequence[Any] = (),
+                 classification: ErrorClass | None = None) -> None:
+        self.code = code
+        self.aws_message = message
+        self.operation = operation
+        self.status = status
+        self.request_id = request_id
+        self.problems = list(problems)
+        self.classification = classification or classify(code, status)
+        self.name = code
+        super().__init__(self._text())
+
+    @property
+    def retryable(self) -> bool:
+        """Whether retrying later may succeed (throttling, AWS-side and network errors)."""
+        return self.classification.retryable
+
+    @property
+    def kind(self) -> str:
+        """The class of problem, one of the constants of this module."""
+        return self.classification.kind
+
+    def _text(self) -> str:
+        text = f"{self.operation}: {self.code}"
+        if self.aws_message:
+            text += f": {self.aws_message}"
+        if self.problems:
+            text += " — " + "; ".join(str(p) for p in self.problems)
+        if self.classification.hint and self.classification.hint not in text:
+            text += f" ({self.classification.hint})"
+        if self.request_id:
+            text += f" [request id {self.request_id}]"
+        return text
+
+    @property
+    def error_details(self) -> dict[str, Any]:
+        """JSON-serialisable fields the sailor adds to the emitted error."""
+        details: dict[str, Any] = {
+            "code": self.code,
+            "operation": self.operation,
+            "statusCode": self.status,
+            "requestId": self.request_id,
+            "retryable": self.retryable,
+            "kind": self.kind,
+        }
+        if self.problems:
+            details["problems"] = [{"path": p.path, "problem": p.problem} for p in self.problems]
+        return details

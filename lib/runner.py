@@ -1,0 +1,128 @@
+"""The shared runner every action binds to: validate, map, call, shape the result, or raise."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .batch import KNOWN_STATUSES, BatchOutcome, RecordResult, run_batch
+from .client import MeteringClient, Settings, client_for
+from .errors import DRY_RUN, MeteringError
+from .operations import Operation
+from .redact import guard
+from .schema import epochs_to_iso, json_schema, timestamps_to_epoch
+from .validation import allocation_problems, problems
+
+# Namespace of the ClientTokens derived from message ids (any fixed UUID; changing it re-bills redeliveries).
+TOKEN_NAMESPACE = uuid.UUID("6f1d3a52-8a4e-4c1e-9a57-3f0c8f2b7d10")
+
+# Answers to a DryRun call that mean "not permitted" rather than a failure.
+DRY_RUN_DENIED = ("UnauthorizedException", "AccessDeniedException")
+
+log = logging.getLogger(__name__)
+
+
+def validate_body(op: Operation, body: Any) -> None:
+    """Raise one ValidationFailed error listing every problem of the message body."""
+    found = problems(op.in_schema, body)
+    if not found and isinstance(body, dict):
+        if op.batch_member:
+            for index, record in enumerate(body.get(op.batch_member) or []):
+                found += allocation_problems(record, f"/{op.batch_member}/{index}", "Quantity")
+        else:
+            found += allocation_problems(body, "", "UsageQuantity")
+    if found:
+        raise MeteringError("ValidationFailed", f"{len(found)} problem(s) in the message body",
+                            operation=op.name, problems=found)
+
+
+def derive_client_token(msg: dict[str, Any], message_id: str | None, wire: dict[str, Any]) -> str:
+    """A ClientToken that is the same every time the same message is delivered."""
+    source = msg.get("id") or message_id
+    if not source:  # no id at all: fall back to the request content, still deterministic
+        source = json.dumps(wire, sort_keys=True, separators=(",", ":"))
+    return str(uuid.uuid5(TOKEN_NAMESPACE, str(source)))
+
+
+def _record_body(result: RecordResult) -> dict[str, Any]:
+    body: dict[str, Any] = {"RecordIndex": result.index, "UsageRecord": dict(result.record), "Status": result.status}
+    if result.metering_record_id:
+        body["MeteringRecordId"] = result.metering_record_id
+    return body
+
+
+def batch_summary(op: Operation, outcome: BatchOutcome) -> dict[str, Any]:
+    """The one result message of a batch: every record in input order plus counts per status."""
+    counts = {status: 0 for status in KNOWN_STATUSES}
+    for result in outcome.results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    summary = {
+        "Results": [_record_body(r) for r in outcome.results],
+        "StatusCounts": counts,
+        "RecordCount": len(outcome.results),
+        "AllSucceeded": all(r.status == "Success" for r in outcome.results),
+        "RequestIds": outcome.request_ids,
+    }
+    epochs_to_iso(json_schema(op.out_schema), summary)
+    return summary
+
+
+def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
+        client: MeteringClient | None = None, now: Callable[[], float] = time.time) -> dict[str, Any] | None:
+    """Execute ``op`` for one message: return the outgoing message, or raise.
+
+    Retryable failures that outlive the in-process retries become ``elasticio_sailor.Rebound``.
+    """
+    from elasticio_sailor import Rebound, new_message
+
+    logger = getattr(ctx, "logger", None) or log
+    settings = Settings.from_cfg(cfg)
+    for target in (logger, log, logging.getLogger("lib.client"), logging.getLogger("lib.batch")):
+        guard(target, settings.secrets)
+    body = msg.get("body")
+    validate_body(op, body)
+    wire = timestamps_to_epoch(json_schema(op.in_schema), body)
+    client = client or client_for(settings)
+    try:
+        if op.batch_member:
+            outcome = run_batch(op, client, wire, now=now(), window_hours=int(cfg.get("timestampWindowHours") or 6),
+                                out_of_window=str(cfg.get("outOfWindow") or "skip"))
+            summary = batch_summary(op, outcome)
+            logger.info("%s: %d record(s) in %d call(s); %s", op.name, summary["RecordCount"], outcome.calls,
+                        ", ".join(f"{k}={v}" for k, v in summary["StatusCounts"].items() if v))
+            if cfg.get("emitPerRecord"):
+                for result, record_body in zip(outcome.results, summary["Results"]):
+                    record_body["RequestId"] = result.request_id
+                    ctx.emit("data", new_message(record_body))
+                return None
+            return new_message(summary)
+        token_member = op.idempotency_member
+        if token_member and not wire.get(token_member):
+            wire[token_member] = derive_client_token(msg, getattr(ctx, "message_id", None), wire)
+        dry_run = bool(op.dry_run_member and wire.get(op.dry_run_member))
+        try:
+            reply = client.call(op, wire)
+        except MeteringError as err:
+            if dry_run and (err.kind == DRY_RUN or err.code in DRY_RUN_DENIED):
+                logger.info("%s dry run: %s (request id %s)", op.name, err.code, err.request_id)
+                return new_message({"DryRun": True, "DryRunPermitted": err.kind == DRY_RUN,
+                                    "RequestId": err.request_id})
+            raise
+        data = dict(reply.data)
+        if token_member:
+            data[token_member] = wire[token_member]
+        if dry_run:
+            data["DryRun"] = True
+        data["RequestId"] = reply.request_id
+        epochs_to_iso(json_schema(op.out_schema), data)
+        logger.info("%s succeeded after %d attempt(s) (request id %s)", op.name, reply.attempts, reply.request_id)
+        return new_message(data)
+    except MeteringError as err:
+        logger.warning("%s failed: %s (retryable=%s)", op.name, err, err.retryable)
+        if err.retryable:
+            raise Rebound(str(err)) from err
+        raise

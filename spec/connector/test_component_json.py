@@ -1,0 +1,100 @@
+"""component.json and schemas/ serve both the platform UI and jsonschema validation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lib.operations import OPERATIONS
+from lib.schema import json_schema, load_ui_schema, secret_fields
+from lib.validation import problems
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPONENT = json.loads((ROOT / "component.json").read_text())
+
+
+def ui_properties(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every (path, property schema) of an object schema, nested objects and list items included."""
+    found = []
+    for name, prop in schema.get("properties", {}).items():
+        found.append((f"{path}/{name}", prop))
+        found += ui_properties(prop, f"{path}/{name}")
+        if isinstance(prop.get("items"), dict):
+            found += ui_properties(prop["items"], f"{path}/{name}/*")
+    return found
+
+
+def test_given_component_json_then_it_has_the_platform_top_level_fields() -> None:
+    for key in ("title", "description", "docsUrl", "version"):
+        assert isinstance(COMPONENT[key], str) and COMPONENT[key]
+    assert COMPONENT["buildType"] == "docker"
+    assert (ROOT / "Dockerfile").is_file()
+    assert set(COMPONENT["actions"]) == {"batchMeterUsage", "meterUsage", "registerUsage", "resolveCustomer"}
+
+
+@pytest.mark.parametrize("action", sorted(OPERATIONS))
+def test_given_an_action_then_main_exposes_process_and_metadata_points_into_schemas(action: str) -> None:
+    entry = COMPONENT["actions"][action]
+    op = OPERATIONS[action]
+    assert entry["title"] == op.title
+    assert op.iam_action in entry["description"] and "<" not in entry["description"]
+    spec = importlib.util.spec_from_file_location(f"action_{action}", ROOT / entry["main"])
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.process) and module.OPERATION is op
+    assert entry["metadata"] == {"in": f"./schemas/{op.in_schema}", "out": f"./schemas/{op.out_schema}"}
+    for ref in entry["metadata"].values():
+        assert (ROOT / ref).is_file()
+
+
+@pytest.mark.parametrize("action", sorted(OPERATIONS))
+def test_given_an_in_schema_then_every_property_has_a_title_and_boolean_required_marker(action: str) -> None:
+    ui = load_ui_schema(OPERATIONS[action].in_schema)
+    props = ui_properties(ui)
+    assert props
+    for path, prop in props:
+        assert isinstance(prop.get("title"), str) and prop["title"], path
+        assert prop.get("required", False) in (True, False), path
+        assert "description" in prop or path.count("/") > 1, f"top-level {path} needs help text"
+
+
+@pytest.mark.parametrize("action", sorted(OPERATIONS))
+def test_given_per_property_required_markers_then_jsonschema_requires_exactly_those(action: str) -> None:
+    op = OPERATIONS[action]
+    ui = load_ui_schema(op.in_schema)
+    derived = json_schema(op.in_schema)
+    marked = [name for name, prop in ui["properties"].items() if prop.get("required") is True]
+    assert marked, "every operation has at least one required member"
+    assert derived["required"] == marked
+    # the validator enforces the UI markers: an empty body reports exactly the marked members
+    reported = {p.path for p in problems(op.in_schema, {}) if p.problem == "is required"}
+    assert reported == {f"/{name}" for name in marked}
+    # no boolean "required" survives in the derived view (it would be invalid JSON Schema)
+    assert '"required": true' not in json.dumps(derived)
+
+
+def test_given_nested_required_markers_then_they_are_enforced_inside_list_items() -> None:
+    found = problems("batchMeterUsage.in.json", {"UsageRecords": [{"CustomerIdentifier": "c"}]})
+    paths = {p.path for p in found if p.problem == "is required"}
+    assert paths == {"/UsageRecords/0/Timestamp", "/UsageRecords/0/Dimension"}
+
+
+def test_given_credentials_fields_then_they_mirror_the_config_schema_and_mask_secrets() -> None:
+    config = load_ui_schema("config.json")["properties"]
+    fields = COMPONENT["credentials"]["fields"]
+    assert set(fields) == {"accessKeyId", "secretAccessKey", "sessionToken", "region", "endpointUrl"}
+    step_fields = {name: f for entry in COMPONENT["actions"].values() for name, f in entry.get("fields", {}).items()}
+    for name, field in {**fields, **step_fields}.items():
+        prop = config[name]
+        assert field["label"] == prop["title"]
+        assert field["required"] is bool(prop.get("required"))
+        assert (field["viewClass"] == "PasswordFieldView") is (name in secret_fields())
+        if field["viewClass"] == "SelectView":
+            assert {str(v) for v in prop["enum"]} == set(field["model"])
+    assert secret_fields() == {"secretAccessKey", "sessionToken"}
+    assert config["region"]["default"] == "us-east-1"
