@@ -1,0 +1,235 @@
+"""Fixtures: the documented default set and the parser that turns a fixtures document into typed data."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .sigv4 import Credential
+
+DEFAULT_FIXTURES: dict[str, Any] = {
+    "credentials": [
+        {
+            "accessKeyId": "AKIAEMULATOR0000TEST",
+            "secretAccessKey": "emulator/Secret+Key/DoNotUseInProduction00",
+            "accountId": "111122223333",
+        },
+        {
+            "accessKeyId": "ASIAEMULATOR0000TEMP",
+            "secretAccessKey": "emulator/Temp+Secret/DoNotUseInProduction0",
+            "sessionToken": "emulator-session-token-0000000000000000",
+            "accountId": "444455556666",
+        },
+    ],
+    "products": [
+        {
+            "productCode": "emu-demo-product-0001",
+            "dimensions": ["users", "api_calls", "storage_gb"],
+            "customers": [
+                {"customerIdentifier": "cust-demo-0001"},
+                {"customerIdentifier": "cust-demo-0002"},
+                {
+                    "customerAWSAccountId": "111122223333",
+                    "licenseArn": "arn:aws:license-manager::111122223333:license:"
+                    "l-0123456789abcdef0123456789abcdef",
+                },
+            ],
+        }
+    ],
+    "registrationTokens": [
+        {
+            "token": "emu-demo-registration-token-0001",
+            "productCode": "emu-demo-product-0001",
+            "customer": {"customerIdentifier": "cust-demo-0001"},
+        }
+    ],
+}
+
+SECRET_FIELDS = ("secretAccessKey", "sessionToken")
+
+
+class FixtureError(ValueError):
+    """A fixtures document that does not follow the documented format (all problems listed)."""
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A customer of one product; ``subscribed`` false models an unsubscribed buyer."""
+
+    customer_identifier: str | None = None
+    account_id: str | None = None
+    license_arn: str | None = None
+    subscribed: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        """The fixture form (camelCase keys, absent members left out)."""
+        out: dict[str, Any] = {}
+        if self.customer_identifier is not None:
+            out["customerIdentifier"] = self.customer_identifier
+        if self.account_id is not None:
+            out["customerAWSAccountId"] = self.account_id
+        if self.license_arn is not None:
+            out["licenseArn"] = self.license_arn
+        if not self.subscribed:
+            out["subscribed"] = False
+        return out
+
+
+@dataclass
+class Product:
+    """A product with its dimensions and subscribed customers."""
+
+    code: str
+    dimensions: list[str]
+    customers: list[Customer]
+    seller_account_id: str | None = None
+    concurrent_agreements: bool = False
+
+
+@dataclass
+class TokenSpec:
+    """A registration token declared in the fixtures."""
+
+    token: str
+    product_code: str
+    customer: Customer
+
+
+@dataclass
+class Fixtures:
+    """The parsed fixtures plus the original document (kept for ``GET fixtures``)."""
+
+    credentials: dict[str, Credential]
+    products: dict[str, Product]
+    tokens: list[TokenSpec]
+    document: dict[str, Any] = field(default_factory=dict)
+
+    def redacted(self) -> dict[str, Any]:
+        """The document with every secret replaced by ``"***"``."""
+        doc = copy.deepcopy(self.document)
+        for cred in doc.get("credentials", []):
+            for name in SECRET_FIELDS:
+                if name in cred:
+                    cred[name] = "***"
+        return doc
+
+
+def _str(obj: dict[str, Any], key: str, where: str, errors: list[str], required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            errors.append(f"{where}.{key}: required string is missing")
+        return None
+    if not isinstance(value, str) or not value:
+        errors.append(f"{where}.{key}: must be a non-empty string")
+        return None
+    return value
+
+
+def parse_customer(obj: Any, where: str, errors: list[str]) -> Customer | None:
+    """Parse one customer object; it needs a customerIdentifier or a customerAWSAccountId."""
+    if not isinstance(obj, dict):
+        errors.append(f"{where}: must be an object")
+        return None
+    ident = _str(obj, "customerIdentifier", where, errors, required=False)
+    account = _str(obj, "customerAWSAccountId", where, errors, required=False)
+    arn = _str(obj, "licenseArn", where, errors, required=False)
+    subscribed = obj.get("subscribed", True)
+    if not isinstance(subscribed, bool):
+        errors.append(f"{where}.subscribed: must be a boolean")
+        subscribed = True
+    if account is not None and not account.isdigit():
+        errors.append(f"{where}.customerAWSAccountId: must be digits")
+    if ident is None and account is None:
+        errors.append(f"{where}: needs customerIdentifier or customerAWSAccountId")
+        return None
+    return Customer(ident, account, arn, subscribed)
+
+
+def parse_fixtures(doc: Any) -> Fixtures:
+    """Parse and check a fixtures document; raise FixtureError listing every problem."""
+    errors: list[str] = []
+    if not isinstance(doc, dict):
+        raise FixtureError("fixtures: must be a JSON object")
+    unknown = set(doc) - {"credentials", "products", "registrationTokens"}
+    if unknown:
+        errors.append(f"fixtures: unknown keys {sorted(unknown)}")
+    credentials: dict[str, Credential] = {}
+    creds = doc.get("credentials", [])
+    if not isinstance(creds, list):
+        errors.append("credentials: must be an array")
+        creds = []
+    for i, c in enumerate(creds):
+        where = f"credentials[{i}]"
+        if not isinstance(c, dict):
+            errors.append(f"{where}: must be an object")
+            continue
+        akid = _str(c, "accessKeyId", where, errors)
+        secret = _str(c, "secretAccessKey", where, errors)
+        token = _str(c, "sessionToken", where, errors, required=False)
+        account = _str(c, "accountId", where, errors, required=False)
+        if akid is not None and secret is not None:
+            credentials[akid] = Credential(akid, secret, token, account)
+    products: dict[str, Product] = {}
+    prods = doc.get("products", [])
+    if not isinstance(prods, list):
+        errors.append("products: must be an array")
+        prods = []
+    for i, p in enumerate(prods):
+        where = f"products[{i}]"
+        if not isinstance(p, dict):
+            errors.append(f"{where}: must be an object")
+            continue
+        code = _str(p, "productCode", where, errors)
+        dims = p.get("dimensions", [])
+        if not isinstance(dims, list) or not all(isinstance(d, str) and d for d in dims):
+            errors.append(f"{where}.dimensions: must be an array of non-empty strings")
+            dims = []
+        custs = p.get("customers", [])
+        if not isinstance(custs, list):
+            errors.append(f"{where}.customers: must be an array")
+            custs = []
+        parsed = [parse_customer(c, f"{where}.customers[{j}]", errors) for j, c in enumerate(custs)]
+        seller = _str(p, "sellerAccountId", where, errors, required=False)
+        concurrent = p.get("concurrentAgreements", False)
+        if not isinstance(concurrent, bool):
+            errors.append(f"{where}.concurrentAgreements: must be a boolean")
+            concurrent = False
+        if code is not None:
+            products[code] = Product(code, list(dims), [c for c in parsed if c is not None], seller, concurrent)
+    tokens: list[TokenSpec] = []
+    toks = doc.get("registrationTokens", [])
+    if not isinstance(toks, list):
+        errors.append("registrationTokens: must be an array")
+        toks = []
+    for i, t in enumerate(toks):
+        where = f"registrationTokens[{i}]"
+        if not isinstance(t, dict):
+            errors.append(f"{where}: must be an object")
+            continue
+        token = _str(t, "token", where, errors)
+        code = _str(t, "productCode", where, errors)
+        customer = parse_customer(t.get("customer"), f"{where}.customer", errors)
+        if code is not None and code not in products:
+            errors.append(f"{where}.productCode: no product '{code}' in the fixtures")
+        if token is not None and code is not None and customer is not None:
+            tokens.append(TokenSpec(token, code, customer))
+    if errors:
+        raise FixtureError("invalid fixtures: " + "; ".join(errors))
+    return Fixtures(credentials, products, tokens, copy.deepcopy(doc))
+
+
+def load_fixtures(source: str | Path | dict[str, Any] | None) -> Fixtures:
+    """Fixtures from a file path, a document, or the defaults when ``source`` is None."""
+    if source is None:
+        return parse_fixtures(DEFAULT_FIXTURES)
+    if isinstance(source, dict):
+        return parse_fixtures(source)
+    try:
+        doc = json.loads(Path(source).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FixtureError(f"cannot read fixtures file {source}: {exc}") from exc
+    return parse_fixtures(doc)

@@ -1,0 +1,207 @@
+"""The request shapes of the four operations (API 2016-01-14) as data, and a validator driven by them.
+
+Wrong JSON types fail deserialization (SerializationException, first one wins); length, range and
+pattern constraints are all collected and reported at once in the Coral ValidationException format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from .errors import AwsError, serialization_error
+
+Shape = dict[str, Any]
+
+_TAG_TEXT = r"^[a-zA-Z0-9+ -=._:\/@]+$"
+
+PRODUCT_CODE: Shape = {"type": "string", "max": 255, "pattern": r"^[-a-zA-Z0-9/=:_.@]*$"}
+DIMENSION: Shape = {"type": "string", "min": 1, "max": 255, "pattern": r"[\s\S]+"}
+QUANTITY: Shape = {"type": "integer", "min": 0, "max": 2147483647}
+TIMESTAMP: Shape = {"type": "timestamp"}
+CUSTOMER_IDENTIFIER: Shape = {"type": "string", "max": 255, "pattern": r"[\s\S]*"}
+ACCOUNT_ID: Shape = {"type": "string", "min": 1, "max": 255, "pattern": r"^[0-9]+$"}
+LICENSE_ARN: Shape = {
+    "type": "string",
+    "pattern": r"^arn:aws[a-zA-Z-]*:[A-Za-z0-9][A-Za-z0-9_/.-]{0,62}:[A-Za-z0-9_/.-]{0,63}:"
+    r"[A-Za-z0-9_/.-]{0,63}:[A-Za-z0-9][A-Za-z0-9:_/+=,@.-]{0,1023}$",
+}
+TAG: Shape = {
+    "type": "structure",
+    "members": {
+        "Key": {"type": "string", "min": 1, "max": 100, "pattern": _TAG_TEXT},
+        "Value": {"type": "string", "min": 1, "max": 256, "pattern": _TAG_TEXT},
+    },
+    "required": ["Key", "Value"],
+}
+TAG_LIST: Shape = {"type": "list", "member": TAG, "min": 1, "max": 5}
+ALLOCATION: Shape = {
+    "type": "structure",
+    "members": {"AllocatedUsageQuantity": QUANTITY, "Tags": TAG_LIST},
+    "required": ["AllocatedUsageQuantity"],
+}
+ALLOCATIONS: Shape = {"type": "list", "member": ALLOCATION, "min": 1, "max": 2500}
+USAGE_RECORD: Shape = {
+    "type": "structure",
+    "members": {
+        "Timestamp": TIMESTAMP,
+        "CustomerIdentifier": CUSTOMER_IDENTIFIER,
+        "Dimension": DIMENSION,
+        "Quantity": QUANTITY,
+        "UsageAllocations": ALLOCATIONS,
+        "CustomerAWSAccountId": ACCOUNT_ID,
+        "LicenseArn": LICENSE_ARN,
+    },
+    "required": ["Timestamp", "Dimension"],
+}
+
+REQUESTS: dict[str, Shape] = {
+    "MeterUsage": {
+        "type": "structure",
+        "members": {
+            "ProductCode": PRODUCT_CODE,
+            "Timestamp": TIMESTAMP,
+            "UsageDimension": DIMENSION,
+            "UsageQuantity": QUANTITY,
+            "DryRun": {"type": "boolean"},
+            "UsageAllocations": ALLOCATIONS,
+            "ClientToken": {"type": "string", "min": 1, "max": 64},
+        },
+        "required": ["ProductCode", "Timestamp", "UsageDimension"],
+    },
+    "BatchMeterUsage": {
+        "type": "structure",
+        "members": {
+            "UsageRecords": {"type": "list", "member": USAGE_RECORD, "min": 0, "max": 25},
+            "ProductCode": PRODUCT_CODE,
+        },
+        "required": ["UsageRecords"],
+    },
+    "RegisterUsage": {
+        "type": "structure",
+        "members": {
+            "ProductCode": PRODUCT_CODE,
+            "PublicKeyVersion": {"type": "integer", "min": 1},
+            "Nonce": {"type": "string", "max": 255},
+        },
+        "required": ["ProductCode", "PublicKeyVersion"],
+    },
+    "ResolveCustomer": {
+        "type": "structure",
+        "members": {"RegistrationToken": {"type": "string", "pattern": r"[\s\S]+"}},
+        "required": ["RegistrationToken"],
+    },
+}
+
+_JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+                    int: "an integer", float: "a number with a fraction", type(None): "null"}
+
+
+def _camel(name: str) -> str:
+    """Coral paths use lowerCamel member names (``UsageRecords`` -> ``usageRecords``)."""
+    return name[:1].lower() + name[1:]
+
+
+def _render(value: Any) -> str:
+    """A value as it appears in a validation message (long values are cut)."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _type_error(path: str, expected: str, value: Any) -> AwsError:
+    got = _JSON_TYPE_NAMES.get(type(value), "a value of another type")
+    where = f" at '{path}'" if path else ""
+    return serialization_error(f"Expected {expected}{where}, got {got}.")
+
+
+class _Walker:
+    """Walks one request against its shape, collecting (path, constraint) violations."""
+
+    def __init__(self) -> None:
+        self.violations: list[tuple[str, str]] = []
+
+    def fail(self, path: str, value: Any, constraint: str) -> None:
+        shown = "null" if value is None else f"'{_render(value)}'"
+        self.violations.append((path, f"Value {shown} at '{path}' failed to satisfy constraint: {constraint}"))
+
+    def walk(self, shape: Shape, value: Any, path: str) -> None:
+        kind = shape["type"]
+        if kind == "structure":
+            self._structure(shape, value, path)
+        elif kind == "list":
+            if not isinstance(value, list):
+                raise _type_error(path, "an array", value)
+            self._length(shape, value, path)
+            for i, item in enumerate(value, start=1):
+                self.walk(shape["member"], item, f"{path}.{i}.member")
+        elif kind == "string":
+            if not isinstance(value, str):
+                raise _type_error(path, "a string", value)
+            self._length(shape, value, path)
+            if "pattern" in shape and re.fullmatch(shape["pattern"], value) is None:
+                self.fail(path, value, f"Member must satisfy regular expression pattern: {shape['pattern']}")
+        elif kind == "integer":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _type_error(path, "an integer", value)
+            if "min" in shape and value < shape["min"]:
+                self.fail(path, value, f"Member must have value greater than or equal to {shape['min']}")
+            if "max" in shape and value > shape["max"]:
+                self.fail(path, value, f"Member must have value less than or equal to {shape['max']}")
+        elif kind == "boolean":
+            if not isinstance(value, bool):
+                raise _type_error(path, "a boolean", value)
+        elif kind == "timestamp":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _type_error(path, "an epoch-seconds number", value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise serialization_error(f"Timestamp at '{path}' is not a finite number.")
+
+    def _structure(self, shape: Shape, value: Any, path: str) -> None:
+        if not isinstance(value, dict):
+            raise _type_error(path, "an object", value)
+        members: dict[str, Shape] = shape["members"]
+        for name in shape.get("required", []):
+            if value.get(name) is None:
+                self.fail(self._join(path, name), None, "Member must not be null")
+        for name, member in members.items():
+            if name in value and value[name] is not None:
+                self.walk(member, value[name], self._join(path, name))
+
+    def _length(self, shape: Shape, value: Any, path: str) -> None:
+        if "min" in shape and len(value) < shape["min"]:
+            self.fail(path, value, f"Member must have length greater than or equal to {shape['min']}")
+        if "max" in shape and len(value) > shape["max"]:
+            self.fail(path, value, f"Member must have length less than or equal to {shape['max']}")
+
+    @staticmethod
+    def _join(path: str, name: str) -> str:
+        return f"{path}.{_camel(name)}" if path else _camel(name)
+
+
+def validation_message(violations: list[tuple[str, str]]) -> str:
+    """The Coral summary line: ``N validation error(s) detected: a; b``."""
+    n = len(violations)
+    noun = "error" if n == 1 else "errors"
+    return f"{n} validation {noun} detected: " + "; ".join(text for _, text in violations)
+
+
+def check_request(operation: str, body: Any, modeled_errors: bool = False) -> None:
+    """Raise the AwsError a malformed request of ``operation`` gets; return when it is well-formed.
+
+    With ``modeled_errors`` a violation under a tag list is answered with InvalidTagException and one on
+    an allocation list's length with InvalidUsageAllocationsException instead of ValidationException.
+    """
+    walker = _Walker()
+    walker.walk(REQUESTS[operation], body, "")
+    if not walker.violations:
+        return
+    if modeled_errors:
+        tags = [v for v in walker.violations if ".tags" in v[0]]
+        if tags:
+            raise AwsError("InvalidTagException", validation_message(tags))
+        allocations = [v for v in walker.violations if v[0].endswith("usageAllocations")]
+        if allocations:
+            raise AwsError("InvalidUsageAllocationsException", validation_message(allocations))
+    raise AwsError("ValidationException", validation_message(walker.violations))

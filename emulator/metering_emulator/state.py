@@ -1,0 +1,207 @@
+"""All mutable emulator state in one place, guarded by one lock: config, fixtures, records, tokens,
+idempotency, registrations, quotas, statistics and faults."""
+
+from __future__ import annotations
+
+import copy
+import math
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from .faults import Fault, FaultSet
+from .fixtures import Customer, Fixtures, load_fixtures
+from .signing import JwtSigner
+
+QUOTAS_PER_SECOND: dict[str, int] = {"BatchMeterUsage": 10, "MeterUsage": 10, "RegisterUsage": 5}
+
+
+class ConfigError(ValueError):
+    """A config update with an unknown key or a value of the wrong type or range."""
+
+
+@dataclass
+class Config:
+    """Run-time settings; the admin API uses the camelCase names listed in ``NAMES``."""
+
+    quotas: bool = True
+    timestamp_window_hours: float = 6.0
+    token_lifetime_seconds: float = 4 * 3600.0
+    region: str = "us-east-1"
+    clock_offset_seconds: float = 0.0
+    future_tolerance_seconds: float = 300.0
+    strict_customers: bool = False
+    modeled_constraint_errors: bool = False
+    public_key_version: int = 1
+
+    NAMES: ClassVar[dict[str, str]] = {
+        "quotas": "quotas",
+        "timestampWindowHours": "timestamp_window_hours",
+        "tokenLifetimeSeconds": "token_lifetime_seconds",
+        "region": "region",
+        "clockOffsetSeconds": "clock_offset_seconds",
+        "futureToleranceSeconds": "future_tolerance_seconds",
+        "strictCustomers": "strict_customers",
+        "modeledConstraintErrors": "modeled_constraint_errors",
+        "publicKeyVersion": "public_key_version",
+    }
+
+    def as_json(self) -> dict[str, Any]:
+        """The admin API form (camelCase)."""
+        return {camel: getattr(self, attr) for camel, attr in self.NAMES.items()}
+
+    def update(self, changes: Any) -> None:
+        """Apply camelCase or snake_case changes after checking all of them (nothing applied on error)."""
+        if not isinstance(changes, dict):
+            raise ConfigError("config must be a JSON object")
+        staged: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(self)}
+        for key, value in changes.items():
+            attr = self.NAMES.get(key, key if key in self.NAMES.values() else None)
+            if attr is None:
+                raise ConfigError(f"unknown config key {key!r}; known: {sorted(self.NAMES)}")
+            kind = types[attr]
+            if kind == "bool":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{key} must be a boolean")
+            elif kind == "str":
+                if not isinstance(value, str) or not value:
+                    raise ConfigError(f"{key} must be a non-empty string")
+            elif kind == "int":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ConfigError(f"{key} must be a positive integer")
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                    raise ConfigError(f"{key} must be a number")
+                if attr != "clock_offset_seconds" and value < 0:
+                    raise ConfigError(f"{key} must not be negative")
+                if abs(value) > 1e11:
+                    raise ConfigError(f"{key} is out of range")
+                value = float(value)
+            staged[attr] = value
+        for attr, value in staged.items():
+            setattr(self, attr, value)
+
+
+@dataclass
+class IssuedToken:
+    """A registration token known to the emulator."""
+
+    product_code: str
+    customer: Customer
+    issued_at: float
+
+
+@dataclass
+class OperationStats:
+    """Per-operation call statistics."""
+
+    calls: int = 0
+    succeeded: int = 0
+    throttled: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> dict[str, Any]:
+        """The admin API form."""
+        return {"calls": self.calls, "succeeded": self.succeeded, "throttled": self.throttled,
+                "errors": dict(self.errors)}
+
+
+class State:
+    """The emulator's state. Call sites hold ``lock`` while they read or change anything here."""
+
+    def __init__(self, fixtures: Fixtures | None = None, config: Config | None = None,
+                 faults: list[Fault] | None = None, seed: int | None = None) -> None:
+        self.lock = threading.RLock()
+        self.signer = JwtSigner()
+        self.initial_fixtures = fixtures if fixtures is not None else load_fixtures(None)
+        self.initial_config = copy.deepcopy(config) if config is not None else Config()
+        self.initial_faults = list(faults or [])
+        self.faults = FaultSet(seed)
+        self.started_at = time.time()
+        self.fixtures = self.initial_fixtures
+        self.config = copy.deepcopy(self.initial_config)
+        self._clear_dynamic()
+        for fault in self.initial_faults:
+            self.faults.add_fault(copy.deepcopy(fault))
+
+    def _clear_dynamic(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.record_index: dict[tuple[str, ...], dict[str, Any]] = {}
+        self.client_tokens: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self.registered: set[tuple[str, str]] = set()
+        self.stats: dict[str, OperationStats] = {}
+        self.quota_windows: dict[tuple[str, str], deque[float]] = {}
+        now = self.now()
+        self.tokens: dict[str, IssuedToken] = {
+            t.token: IssuedToken(t.product_code, t.customer, now) for t in self.fixtures.tokens
+        }
+
+    def now(self) -> float:
+        """The emulator clock: wall time plus the configured offset."""
+        return time.time() + self.config.clock_offset_seconds
+
+    def reset(self) -> None:
+        """Back to the start-up fixtures, config and faults with no records, tokens or statistics."""
+        with self.lock:
+            self.fixtures = self.initial_fixtures
+            self.config = copy.deepcopy(self.initial_config)
+            self.faults.clear()
+            for fault in self.initial_faults:
+                self.faults.add_fault(copy.deepcopy(fault))
+            self._clear_dynamic()
+
+    def load(self, fixtures: Fixtures) -> None:
+        """Replace the fixtures; records, tokens, registrations and statistics are cleared."""
+        with self.lock:
+            self.fixtures = fixtures
+            self._clear_dynamic()
+
+    def mint_token(self, product_code: str, customer: Customer, token: str | None = None) -> str:
+        """Issue a registration token (random, with ``+``, ``/`` and ``=`` like real ones) now."""
+        with self.lock:
+            if token is None:
+                token = "+" + secrets.token_urlsafe(24).replace("-", "/") + "=="
+            self.tokens[token] = IssuedToken(product_code, customer, self.now())
+            return token
+
+    def stats_for(self, operation: str) -> OperationStats:
+        """The statistics bucket of one operation (created on first use)."""
+        with self.lock:
+            bucket = self.stats.get(operation)
+            if bucket is None:
+                bucket = self.stats[operation] = OperationStats()
+            return bucket
+
+    def take_quota(self, access_key_id: str, operation: str) -> bool:
+        """Count a call against the per-key per-second quota; False when it is over the limit."""
+        limit = QUOTAS_PER_SECOND.get(operation)
+        if limit is None:
+            return True
+        with self.lock:
+            if not self.config.quotas:
+                return True
+            now = time.monotonic()
+            window = self.quota_windows.setdefault((access_key_id, operation), deque())
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) >= limit:
+                return False
+            window.append(now)
+            return True
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Counts and quantity sums per product, customer, dimension and hour."""
+        with self.lock:
+            groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+            for r in self.records:
+                customer = r.get("customerIdentifier") or r.get("customerAWSAccountId") or ""
+                key = (r["productCode"], customer, r["dimension"], r["hour"])
+                g = groups.setdefault(key, {"productCode": key[0], "customer": key[1], "dimension": key[2],
+                                            "hour": key[3], "count": 0, "quantity": 0})
+                g["count"] += 1
+                g["quantity"] += r["quantity"]
+            return list(groups.values())
