@@ -114,7 +114,7 @@ class MeteringError(Exception):
             text += f": {self.aws_message}"
         if self.problems:
             text += " — " + "; ".join(str(p) for p in self.problems)
-        if self.classification.hint and self.classification.hint not in text:
+        if self.classification.hint and self.classification.hint.lower() not in text.lower():
             text += f" ({self.classification.hint})"
         if self.request_id:
             text += f" [request id {self.request_id}]"

@@ -48,6 +48,10 @@ def derive_client_token(msg: dict[str, Any], message_id: str | None, wire: dict[
     return str(uuid.uuid5(TOKEN_NAMESPACE, str(source)))
 
 
+def _without_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if value is not None}
+
+
 def _record_body(result: RecordResult) -> dict[str, Any]:
     body: dict[str, Any] = {"RecordIndex": result.index, "UsageRecord": dict(result.record), "Status": result.status}
     if result.metering_record_id:
@@ -96,7 +100,8 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
                         ", ".join(f"{k}={v}" for k, v in summary["StatusCounts"].items() if v))
             if cfg.get("emitPerRecord"):
                 for result, record_body in zip(outcome.results, summary["Results"]):
-                    record_body["RequestId"] = result.request_id
+                    if result.request_id:
+                        record_body["RequestId"] = result.request_id
                     ctx.emit("data", new_message(record_body))
                 return None
             return new_message(summary)
@@ -109,8 +114,8 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
         except MeteringError as err:
             if dry_run and (err.kind == DRY_RUN or err.code in DRY_RUN_DENIED):
                 logger.info("%s dry run: %s (request id %s)", op.name, err.code, err.request_id)
-                return new_message({"DryRun": True, "DryRunPermitted": err.kind == DRY_RUN,
-                                    "RequestId": err.request_id})
+                return new_message(_without_none({"DryRun": True, "DryRunPermitted": err.kind == DRY_RUN,
+                                                  "RequestId": err.request_id}))
             raise
         data = dict(reply.data)
         if token_member:
@@ -118,6 +123,7 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
         if dry_run:
             data["DryRun"] = True
         data["RequestId"] = reply.request_id
+        data = _without_none(data)
         epochs_to_iso(json_schema(op.out_schema), data)
         logger.info("%s succeeded after %d attempt(s) (request id %s)", op.name, reply.attempts, reply.request_id)
         return new_message(data)

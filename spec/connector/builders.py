@@ -1,0 +1,68 @@
+"""Builders for connector tests: configs, messages and a step context like the sailor's."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from lib.operations import OPERATIONS
+from lib.runner import run
+
+ACCESS_KEY = "AKIAEMULATOR0000TEST"
+SECRET_KEY = "emulator/Secret+Key/DoNotUseInProduction00"
+TEMP_ACCESS_KEY = "ASIAEMULATOR0000TEMP"
+TEMP_SECRET_KEY = "emulator/Temp+Secret/DoNotUseInProduction0"
+SESSION_TOKEN = "emulator-session-token-0000000000000000"
+PRODUCT = "emu-demo-product-0001"
+CUSTOMER = "cust-demo-0001"
+ACCOUNT = "111122223333"
+LICENSE = "arn:aws:license-manager::111122223333:license:l-0123456789abcdef0123456789abcdef"
+REG_TOKEN = "emu-demo-registration-token-0001"
+
+
+def a_config(url: str, **overrides: Any) -> dict[str, Any]:
+    """Credentials and step fields pointing at the emulator."""
+    cfg: dict[str, Any] = {"accessKeyId": ACCESS_KEY, "secretAccessKey": SECRET_KEY, "region": "us-east-1",
+                           "endpointUrl": url}
+    cfg.update(overrides)
+    return {k: v for k, v in cfg.items() if v is not None}
+
+
+def a_message(body: Any, msg_id: str | None = None) -> dict[str, Any]:
+    """An incoming message as the sailor hands it to ``process``."""
+    return {"id": msg_id or str(uuid.uuid4()), "body": body, "headers": {}, "attachments": {},
+            "passthrough": {}, "metadata": {}}
+
+
+def hour_start(offset_hours: int = 0) -> int:
+    """Epoch seconds of the start of the current hour, shifted."""
+    return int(time.time() // 3600 * 3600) + offset_hours * 3600
+
+
+def a_record(customer: str = CUSTOMER, dimension: str = "users", quantity: int = 1,
+             timestamp: Any = None) -> dict[str, Any]:
+    """A usage record for Batch Meter Usage."""
+    return {"Timestamp": hour_start() if timestamp is None else timestamp, "CustomerIdentifier": customer,
+            "Dimension": dimension, "Quantity": quantity}
+
+
+@dataclass
+class StepContext:
+    """What ``self`` offers a component function: emit, logger, message_id."""
+
+    message_id: str | None = None
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger(f"spec.step.{uuid.uuid4().hex[:8]}"))
+
+    def emit(self, event: str, payload: Any) -> None:
+        """Record an emitted event."""
+        self.events.append((event, payload))
+
+
+def run_action(action: str, body: Any, cfg: dict[str, Any], *, msg_id: str | None = None,
+               ctx: StepContext | None = None, **kwargs: Any) -> Any:
+    """Run one action through the shared runner, as the sailor would."""
+    return run(OPERATIONS[action], ctx or StepContext(), a_message(body, msg_id), cfg, **kwargs)
