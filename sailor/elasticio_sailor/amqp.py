@@ -1,0 +1,507 @@
+"""AMQP transport: one I/O thread running pika's SelectConnection loop for a read and a write connection.
+
+Why this shape: pika's asynchronous adapter keeps every socket operation on one thread (no locks around
+pika), publisher confirms are pipelined (many publishes in flight, acks resolved in batches), and the
+component code runs on worker threads that block on a cheap ``threading.Event`` — so a synchronous
+``emit`` costs two thread hand-offs and no polling.
+
+Reliability rules implemented here:
+
+* every publish waits for the broker's confirm; nacked or unconfirmed publishes (write connection lost)
+  are re-published with back-off ``min(delay·2^i, max)`` and a ``retry`` header, like Node;
+* a delivery is acked/rejected on the channel it is currently known on. Deliveries are remembered by
+  ``messageId`` while in processing: a redelivery of a message still in processing (the read connection
+  dropped and came back) is not processed again, and the running processing settles the newest copy;
+  an outcome reached while the read channel was down is kept and applied to the redelivered copy;
+* lost connections are reopened (initially ``AMQP_RECONNECT_ATTEMPTS`` tries, later without limit, the
+  delay doubling up to 5 s) and the consumer is re-registered.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pika
+import pika.exceptions
+import pika.spec
+from pika.adapters.select_connection import IOLoop
+
+log = logging.getLogger("sailor")
+
+_MAX_RECONNECT_DELAY_S = 5.0
+_MAX_FINISHED = 100_000  # outcomes kept for redeliveries (bounded: a lost message id must not leak)
+
+
+class AmqpError(Exception):
+    """Connection, consume or publish failure (messages never include credentials)."""
+
+
+class PublishFuture:
+    """Completion of one publish: ``wait()`` returns once confirmed, or raises the final failure."""
+
+    __slots__ = ("_error", "_event")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._error: BaseException | None = None
+
+    def set_done(self, error: BaseException | None = None) -> None:
+        self._error = error
+        self._event.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until confirmed; raise AmqpError if the publish finally failed."""
+        if not self._event.wait(timeout):
+            raise AmqpError("publish not confirmed in time")
+        if self._error is not None:
+            raise self._error
+
+
+class _Publish:
+    __slots__ = ("body", "exchange", "future", "iteration", "mandatory", "properties", "routing_key")
+
+    def __init__(
+        self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties,
+        mandatory: bool,
+    ) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.body = body
+        self.properties = properties
+        self.mandatory = mandatory
+        self.future = PublishFuture()
+        self.iteration = 0
+
+
+class Delivery:
+    """One received message and where it can currently be acknowledged."""
+
+    __slots__ = ("body", "delivery_tag", "generation", "headers", "message_id", "properties", "redelivered")
+
+    def __init__(
+        self, body: bytes, properties: pika.BasicProperties, delivery_tag: int, generation: int,
+        redelivered: bool,
+    ) -> None:
+        self.body = body
+        self.properties = properties
+        self.headers: dict[str, Any] = properties.headers or {}
+        self.delivery_tag = delivery_tag
+        self.generation = generation
+        self.redelivered = redelivered
+        mid = self.headers.get("messageId")
+        self.message_id: str | None = mid if isinstance(mid, str) and mid else None
+
+
+class AmqpTransport:
+    """Consumer + confirm-mode publisher on two connections (``<host>-read`` / ``<host>-write``)."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        prefetch: int,
+        on_delivery: Callable[[Delivery], None],
+        reconnect_attempts: int = 3,
+        reconnect_timeout_ms: float = 100,
+        publish_retry_delay_ms: float = 100,
+        publish_max_retry_delay_ms: float = 300000,
+        publish_retry_attempts: float = float("inf"),
+    ) -> None:
+        self._uri = uri
+        self._prefetch = int(prefetch)
+        self._on_delivery = on_delivery
+        self._reconnect_attempts = int(reconnect_attempts)
+        self._reconnect_timeout_s = reconnect_timeout_ms / 1000.0
+        self._retry_delay_ms = publish_retry_delay_ms
+        self._retry_max_ms = publish_max_retry_delay_ms
+        self._retry_attempts = publish_retry_attempts
+        self._host = socket.gethostname()
+        self._ioloop = IOLoop()
+        self._thread: threading.Thread | None = None
+
+        # state below is touched only on the I/O thread
+        self._read_conn: pika.SelectConnection | None = None
+        self._write_conn: pika.SelectConnection | None = None
+        self._read_ch: Any = None
+        self._write_ch: Any = None
+        self._read_gen = 0
+        self._started = False
+        self._closing = False
+        self._failures = {"read": 0, "write": 0}
+        self._queue: str | None = None
+        self._consumer_tag: str | None = None
+        self._consume_waiter: PublishFuture | None = None
+        self._cancel_waiter: PublishFuture | None = None
+        self._waiting: collections.deque[_Publish] = collections.deque()
+        self._unconfirmed: dict[int, _Publish] = {}
+        self._next_tag = 0
+        self._processing: dict[str, Delivery] = {}
+        self._finished: collections.OrderedDict[str, bool] = collections.OrderedDict()
+
+        # shared with other threads
+        self._ready = {"read": threading.Event(), "write": threading.Event()}
+        self._start_error: BaseException | None = None
+        self._start_failed = threading.Event()
+        self._active = 0
+        self._idle = threading.Condition()
+
+    # ------------------------------------------------------------------ public (any thread)
+    def start(self) -> None:
+        """Open both connections and channels; raise AmqpError after the configured attempts."""
+        self._thread = threading.Thread(target=self._run_loop, name="amqp-io", daemon=True)
+        self._thread.start()
+        self._call(self._open_read)
+        self._call(self._open_write)
+        while not (self._ready["read"].is_set() and self._ready["write"].is_set()):
+            if self._start_failed.wait(0.05):
+                self.close()
+                raise AmqpError(f"cannot connect to AMQP: {self._start_error}")
+        self._call(self._mark_started)
+
+    def consume(self, queue: str) -> None:
+        """Start consuming ``queue``; raise AmqpError if the broker refuses (e.g. 404 no queue)."""
+        waiter = PublishFuture()
+
+        def go() -> None:
+            self._queue = queue
+            self._consume_waiter = waiter
+            self._basic_consume()
+
+        self._call(go)
+        waiter.wait(60)
+
+    def stop_consuming(self) -> None:
+        """Cancel the consumer and wait for the broker's CancelOk (no new deliveries after this)."""
+        waiter = PublishFuture()
+
+        def go() -> None:
+            self._queue = None
+            ch, tag = self._read_ch, self._consumer_tag
+            self._consumer_tag = None
+            if ch is not None and ch.is_open and tag:
+                self._cancel_waiter = waiter
+                ch.basic_cancel(tag, callback=lambda _f: waiter.set_done())
+            else:
+                waiter.set_done()
+
+        self._call(go)
+        try:
+            waiter.wait(10)
+        except AmqpError:
+            log.warning("consumer cancel not confirmed; continuing shutdown")
+
+    def wait_idle(self) -> None:
+        """Block until every received delivery has been settled."""
+        with self._idle:
+            while self._active:
+                self._idle.wait(0.5)
+
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties,
+        mandatory: bool = True,
+    ) -> PublishFuture:
+        """Queue a publish on the confirm channel; the future completes at the broker's confirm."""
+        req = _Publish(exchange, routing_key, body, properties, mandatory)
+        self._ioloop.add_callback_threadsafe(lambda: self._publish(req))
+        return req.future
+
+    def settle(self, delivery: Delivery, ack: bool) -> None:
+        """Ack (or reject without requeue) a delivery once its processing ended."""
+        self._ioloop.add_callback_threadsafe(lambda: self._settle(delivery, ack))
+
+    def close(self) -> None:
+        """Close channels and connections and stop the I/O thread."""
+        done = threading.Event()
+
+        def go() -> None:
+            self._closing = True
+            for conn in (self._read_conn, self._write_conn):
+                if conn is not None and not (conn.is_closed or conn.is_closing):
+                    try:
+                        conn.close()
+                    except Exception as exc:  # noqa: BLE001 - closing anyway
+                        log.debug("Closing a connection failed", extra={"reason": type(exc).__name__})
+            self._ioloop.call_later(0.3, self._ioloop.stop)
+            done.set()
+
+        if self._thread is None or not self._thread.is_alive():
+            return
+        self._call(go)
+        done.wait(5)
+        self._thread.join(5)
+
+    # ------------------------------------------------------------------ I/O thread
+    def _call(self, fn: Callable[[], None]) -> None:
+        self._ioloop.add_callback_threadsafe(fn)
+
+    def _run_loop(self) -> None:
+        try:
+            self._ioloop.start()
+        except Exception as exc:
+            log.error("AMQP I/O loop failed", exc_info=exc)
+        finally:
+            try:
+                self._ioloop.close()
+            except Exception as exc:  # noqa: BLE001 - the thread ends either way
+                log.debug("Closing the I/O loop failed", extra={"reason": type(exc).__name__})
+
+    def _mark_started(self) -> None:
+        self._started = True
+
+    def _params(self, role: str) -> pika.URLParameters:
+        params = pika.URLParameters(self._uri)
+        params.client_properties = {"connection_name": f"{self._host}-{role}"}
+        params.connection_attempts = 1
+        return params
+
+    def _open_read(self) -> None:
+        if self._closing:
+            return
+        self._read_conn = pika.SelectConnection(
+            self._params("read"),
+            on_open_callback=lambda c: c.channel(on_open_callback=self._on_read_channel),
+            on_open_error_callback=lambda c, e: self._conn_failed("read", e),
+            on_close_callback=lambda c, e: self._conn_closed("read", c, e),
+            custom_ioloop=self._ioloop,
+        )
+
+    def _open_write(self) -> None:
+        if self._closing:
+            return
+        self._write_conn = pika.SelectConnection(
+            self._params("write"),
+            on_open_callback=lambda c: c.channel(on_open_callback=self._on_write_channel),
+            on_open_error_callback=lambda c, e: self._conn_failed("write", e),
+            on_close_callback=lambda c, e: self._conn_closed("write", c, e),
+            custom_ioloop=self._ioloop,
+        )
+
+    def _reconnect_delay(self, role: str) -> float:
+        n = self._failures[role]
+        if not self._started:
+            return self._reconnect_timeout_s
+        return min(self._reconnect_timeout_s * (2 ** min(n, 16)), _MAX_RECONNECT_DELAY_S)
+
+    def _conn_failed(self, role: str, err: BaseException | str) -> None:
+        self._failures[role] += 1
+        if self._closing:
+            return
+        if not self._started and self._failures[role] > self._reconnect_attempts:
+            self._start_error = AmqpError(f"{role} connection failed: {type(err).__name__}")
+            self._start_failed.set()
+            return
+        log.warning("AMQP connection failed, retrying", extra={"connection": role})
+        opener = self._open_read if role == "read" else self._open_write
+        self._ioloop.call_later(self._reconnect_delay(role), opener)
+
+    def _conn_closed(self, role: str, conn: Any, reason: BaseException) -> None:
+        if role == "read":
+            self._read_ch = None
+            self._read_gen += 1
+            self._consumer_tag = None
+        else:
+            self._write_ch = None
+            self._requeue_unconfirmed()
+        self._ready[role].clear()
+        if self._closing:
+            return
+        log.warning("AMQP connection closed, reconnecting", extra={"connection": role,
+                                                                   "reason": type(reason).__name__})
+        opener = self._open_read if role == "read" else self._open_write
+        self._ioloop.call_later(self._reconnect_delay(role), opener)
+
+    # -- read side
+    def _on_read_channel(self, ch: Any) -> None:
+        self._read_ch = ch
+        ch.add_on_close_callback(self._read_channel_closed)
+        ch.basic_qos(prefetch_count=self._prefetch, callback=lambda _f: self._read_ready(ch))
+
+    def _read_ready(self, ch: Any) -> None:
+        self._failures["read"] = 0
+        self._ready["read"].set()
+        if self._queue is not None:
+            self._basic_consume()
+
+    def _read_channel_closed(self, ch: Any, reason: BaseException) -> None:
+        if ch is not self._read_ch:
+            return
+        self._read_ch = None
+        self._read_gen += 1
+        self._consumer_tag = None
+        waiter, self._consume_waiter = self._consume_waiter, None
+        if waiter is not None:
+            # start-up consume refused: report it (Node's message contains "BasicConsume; 404")
+            self._queue = None
+            waiter.set_done(AmqpError(f"BasicConsume failed: {reason}"))
+        if self._closing:
+            return
+        conn = self._read_conn
+        if conn is not None and conn.is_open:
+            self._ioloop.call_later(self._reconnect_delay("read"),
+                                    lambda: conn.is_open and conn.channel(on_open_callback=self._on_read_channel))
+
+    def _basic_consume(self) -> None:
+        ch = self._read_ch
+        if ch is None or not ch.is_open or self._queue is None:
+            return
+        gen = self._read_gen
+
+        def on_message(_ch: Any, method: Any, props: pika.BasicProperties, body: bytes) -> None:
+            self._on_message(gen, method, props, body)
+
+        def on_ok(frame: Any) -> None:
+            self._consumer_tag = frame.method.consumer_tag
+            waiter, self._consume_waiter = self._consume_waiter, None
+            if waiter is not None:
+                waiter.set_done()
+
+        ch.basic_consume(self._queue, on_message, auto_ack=False, callback=on_ok)
+
+    def _on_message(self, gen: int, method: Any, props: pika.BasicProperties, body: bytes) -> None:
+        ch = self._read_ch
+        if props.headers is None:
+            # no header table at all: Node rejects at once without output
+            if ch is not None and gen == self._read_gen:
+                ch.basic_reject(method.delivery_tag, requeue=False)
+            log.warning("Delivery without headers rejected")
+            return
+        d = Delivery(body, props, method.delivery_tag, gen, bool(method.redelivered))
+        mid = d.message_id
+        if mid is not None:
+            outcome = self._finished.pop(mid, None)
+            if outcome is not None:
+                # processed already; its outcome could not be sent on the old channel
+                self._ack_or_reject(d, outcome)
+                log.info("Redelivered message settled without reprocessing", extra={"messageId": mid})
+                return
+            running = self._processing.get(mid)
+            if running is not None and running.generation != gen:
+                # redelivery of a message still in processing: let that processing settle this copy
+                running.delivery_tag = d.delivery_tag
+                running.generation = gen
+                log.info("Redelivered message is still in processing; not processing twice",
+                         extra={"messageId": mid})
+                return
+            if running is None:
+                self._processing[mid] = d
+        with self._idle:
+            self._active += 1
+        try:
+            self._on_delivery(d)
+        except Exception as exc:
+            log.error("Failed to dispatch delivery", exc_info=exc)
+            self._settle(d, False)
+
+    def _ack_or_reject(self, d: Delivery, ack: bool) -> bool:
+        ch = self._read_ch
+        if ch is None or not ch.is_open or d.generation != self._read_gen:
+            return False
+        if ack:
+            ch.basic_ack(d.delivery_tag)
+        else:
+            ch.basic_reject(d.delivery_tag, requeue=False)
+        return True
+
+    def _settle(self, d: Delivery, ack: bool) -> None:
+        mid = d.message_id
+        if mid is not None and self._processing.get(mid) is d:
+            del self._processing[mid]
+        if not self._ack_or_reject(d, ack) and mid is not None:
+            self._finished[mid] = ack
+            while len(self._finished) > _MAX_FINISHED:
+                self._finished.popitem(last=False)
+        with self._idle:
+            self._active -= 1
+            if not self._active:
+                self._idle.notify_all()
+
+    # -- write side
+    def _on_write_channel(self, ch: Any) -> None:
+        ch.add_on_close_callback(self._write_channel_closed)
+        ch.add_on_return_callback(self._on_return)
+        ch.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _f: self._write_ready(ch))
+
+    def _write_ready(self, ch: Any) -> None:
+        self._write_ch = ch
+        self._next_tag = 0
+        self._failures["write"] = 0
+        self._ready["write"].set()
+        while self._waiting and self._write_ch is ch:
+            self._publish(self._waiting.popleft())
+
+    def _write_channel_closed(self, ch: Any, reason: BaseException) -> None:
+        if self._write_ch is ch:
+            self._write_ch = None
+        self._requeue_unconfirmed()
+        if self._closing:
+            return
+        conn = self._write_conn
+        if conn is not None and conn.is_open:
+            log.warning("Publish channel closed; reopening", extra={"reason": str(reason)[:200]})
+            self._ioloop.call_later(self._reconnect_delay("write"),
+                                    lambda: conn.is_open and conn.channel(on_open_callback=self._on_write_channel))
+
+    def _requeue_unconfirmed(self) -> None:
+        pending = list(self._unconfirmed.values())
+        self._unconfirmed.clear()
+        for req in reversed(pending):
+            req.iteration += 1
+            if req.properties.headers is not None:
+                req.properties.headers["retry"] = req.iteration
+            self._waiting.appendleft(req)
+
+    def _publish(self, req: _Publish) -> None:
+        ch = self._write_ch
+        if ch is None or not ch.is_open:
+            self._waiting.append(req)
+            return
+        try:
+            ch.basic_publish(req.exchange, req.routing_key, req.body, req.properties, mandatory=req.mandatory)
+        except Exception as exc:  # noqa: BLE001 - e.g. the channel closed under us: retry
+            self._retry(req, exc)
+            return
+        self._next_tag += 1
+        self._unconfirmed[self._next_tag] = req
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        ok = isinstance(method, pika.spec.Basic.Ack)
+        tag = method.delivery_tag
+        if method.multiple:
+            done = []
+            for t in self._unconfirmed:
+                if t > tag:
+                    break
+                done.append(t)
+        else:
+            done = [tag]
+        for t in done:
+            req = self._unconfirmed.pop(t, None)
+            if req is None:
+                continue
+            if ok:
+                req.future.set_done()
+            else:
+                self._retry(req, AmqpError("message nacked by the broker"))
+
+    def _retry(self, req: _Publish, err: BaseException) -> None:
+        req.iteration += 1
+        if req.iteration >= self._retry_attempts:
+            mid = (req.properties.headers or {}).get("messageId")
+            req.future.set_done(AmqpError(f"Failed on publishing {mid} message to MQ: {err}"))
+            return
+        if req.properties.headers is not None:
+            req.properties.headers["retry"] = req.iteration
+        delay = min(self._retry_delay_ms * 2 ** (req.iteration - 1), self._retry_max_ms) / 1000.0
+        log.warning("Publish failed; retrying", extra={"iteration": req.iteration, "reason": str(err)[:200]})
+        self._ioloop.call_later(delay, lambda: self._publish(req))
+
+    def _on_return(self, _ch: Any, method: Any, _props: Any, _body: bytes) -> None:
+        # mandatory publish with no bound queue: Node ignores it too; make it visible in the log
+        log.warning("Message returned by the broker (unroutable)",
+                    extra={"exchange": method.exchange, "routingKey": method.routing_key})

@@ -1,0 +1,101 @@
+"""Running one component function on one message: the ``self`` it gets and the outcome → events rules.
+
+This is the part every transport shares (AMQP flow step, local runner): ``run_function`` calls
+``process(self, msg, cfg, snapshot)`` and turns its outcome into events handed to an ``EventHandler``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from types import ModuleType
+from typing import Any, Protocol
+
+from .messages import Rebound
+
+EVENTS = frozenset(
+    {"data", "error", "rebound", "snapshot", "updateSnapshot", "updateKeys", "httpReply", "end"}
+)
+
+log = logging.getLogger("sailor")
+
+
+class EventHandler(Protocol):
+    """Receives the events of one execution; returns when the event is fully handled."""
+
+    def on_event(self, ctx: TaskContext, event: str, payload: Any) -> None: ...
+
+
+class TaskContext:
+    """The ``self`` of ``process``: ``emit``, ``logger``, ``message_id``, ``get_flow_variables()``."""
+
+    def __init__(
+        self,
+        handler: EventHandler,
+        *,
+        message_id: str | None = None,
+        variables: dict[str, Any] | None = None,
+        log_context: dict[str, Any] | None = None,
+    ) -> None:
+        self._handler = handler
+        self.message_id = message_id
+        self._variables = variables or {}
+        self.error_count = 0
+        self.ended = False
+        self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
+            logging.getLogger("component"), log_context or {}
+        )
+
+    def get_flow_variables(self) -> dict[str, Any]:
+        """A copy of the flow variables of the step document."""
+        return copy.deepcopy(self._variables)
+
+    # Node's name, for components ported from JavaScript
+    getFlowVariables = get_flow_variables
+
+    def emit(self, event: str, payload: Any = None) -> None:
+        """Handle one event synchronously (data/error/rebound return once the broker confirmed them).
+
+        Unknown events are ignored; a second ``end`` is ignored with a warning.
+        """
+        if event not in EVENTS:
+            log.warning("Unknown event ignored", extra={"event": str(event)[:64]})
+            return
+        if event == "end":
+            if self.ended:
+                log.warning("end was emitted more than once; ignored")
+                return
+            self.ended = True
+        elif event == "error":
+            # counted before handling, so error-then-end always rejects (Node does the same)
+            self.error_count += 1
+        self._handler.on_event(self, event, payload)
+
+
+def run_function(
+    module: ModuleType, ctx: TaskContext, msg: dict[str, Any], cfg: dict[str, Any], snapshot: dict[str, Any]
+) -> None:
+    """Call ``module.process`` and emit its outcome, always finishing with exactly one ``end``."""
+    process = getattr(module, "process", None)
+    if not callable(process):
+        ctx.emit("error", {"name": "Error", "message": "Process function is not found"})
+        ctx.emit("end")
+        return
+    try:
+        result = process(ctx, msg, cfg, snapshot)
+    except Rebound as reason:
+        ctx.emit("rebound", reason)
+    except Exception as exc:  # noqa: BLE001 - any component failure becomes an error event
+        ctx.emit("error", exc)
+    else:
+        if result:
+            ctx.emit("data", result)
+    ctx.emit("end")
+
+
+def call_hook(module: ModuleType, name: str, *args: Any) -> tuple[bool, Any]:
+    """Call an optional module-level hook; ``(False, None)`` when the module does not define it."""
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        return False, None
+    return True, fn(*args)

@@ -1,0 +1,115 @@
+"""Message shapes shared by every transport: new messages, error payloads, headers, rebound math."""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+META_PREFIX = "x-eio-meta-"
+ROUTING_KEY_HEADER = "x-eio-routing-key"
+ERROR_RESPONSE_HEADER = "x-eio-error-response"
+
+
+class Rebound(Exception):
+    """Raise from ``process`` to have the platform deliver the message again later."""
+
+
+def new_message(body: Any, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A fresh outgoing message, like elasticio-node's ``newMessageWithBody``."""
+    return {
+        "id": str(uuid.uuid4()),
+        "body": body,
+        "headers": dict(headers or {}),
+        "attachments": {},
+        "metadata": {},
+    }
+
+
+def now_ms() -> int:
+    """Epoch milliseconds (the ``start``/``end`` header unit)."""
+    return time.time_ns() // 1_000_000
+
+
+def format_error(err: Any) -> dict[str, Any]:
+    """The ``{"name", "message", "stack"}`` payload of an error event, Node's ``formatError``.
+
+    Exceptions also contribute their ``error_details`` dict (keys added after ``stack``).
+    """
+    if isinstance(err, BaseException):
+        name = getattr(err, "name", None)
+        if not isinstance(name, str) or not name:
+            name = type(err).__name__
+        stack = "".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip("\n")
+        out: dict[str, Any] = {"name": name, "message": str(err), "stack": stack or "Not Available"}
+        details = getattr(err, "error_details", None)
+        if isinstance(details, dict):
+            for key, value in details.items():
+                out.setdefault(key, value)
+        return out
+    if isinstance(err, Mapping) and "message" in err:
+        return {
+            "name": err.get("name") or "Error",
+            "message": err["message"],
+            "stack": err.get("stack") or "Not Available",
+        }
+    return {"name": "Error", "message": err or "Not Available", "stack": "Not Available"}
+
+
+def incoming_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The incoming AMQP headers a sailor keeps (§4.6); ``None`` values mean "absent"."""
+    out: dict[str, Any] = {"stepId": headers.get("stepId")}
+    for key, value in headers.items():
+        if key.lower().startswith(META_PREFIX):
+            out[key.lower()] = value
+    out["threadId"] = headers.get("threadId") or out.get("x-eio-meta-trace-id") or str(uuid.uuid4())
+    out["messageId"] = headers.get("messageId")
+    out["parentMessageId"] = headers.get("parentMessageId")
+    if headers.get("reply_to"):
+        out["reply_to"] = headers["reply_to"]
+    return out
+
+
+def outgoing_headers(
+    kept: Mapping[str, Any], static: Mapping[str, Any], additional: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Headers shared by all emits of one incoming message (key order as Node builds them).
+
+    ``static`` holds execId, taskId, workspaceId, containerId, userId, stepId, compId, function.
+    """
+    out = dict(kept)
+    out.update(additional)
+    out["parentMessageId"] = kept.get("messageId")
+    out["threadId"] = kept.get("threadId")
+    out["messageId"] = str(uuid.uuid4())
+    out.update(static)
+    out["start"] = now_ms()
+    return out
+
+
+def amqp_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop ``None`` values: Node's amqplib omits undefined ones, pika would send a void field."""
+    return {k: v for k, v in headers.items() if v is not None}
+
+
+def pop_routing_key(msg_headers: dict[str, Any]) -> str | None:
+    """Remove ``x-eio-routing-key`` (any case) from an emitted message's headers and return its value."""
+    found: str | None = None
+    for key in [k for k in msg_headers if k.lower() == ROUTING_KEY_HEADER]:
+        found = msg_headers.pop(key)
+    return found
+
+
+def rebound_iteration(incoming: Mapping[str, Any]) -> int:
+    """Next iteration: incoming ``reboundIteration`` + 1 when it is a number, else 1."""
+    value = incoming.get("reboundIteration")
+    if isinstance(value, int) and not isinstance(value, bool) and value:
+        return value + 1
+    return 1
+
+
+def rebound_expiration(iteration: int, initial_ms: float) -> int:
+    """Delay of the given rebound iteration: doubles each time (15 s, 30 s, 60 s, … by default)."""
+    return int(2 ** (iteration - 1) * initial_ms)

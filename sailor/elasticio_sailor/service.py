@@ -1,0 +1,175 @@
+"""Service mode: ``service <verifyCredentials|getMetaModel|selectModel>``, result POSTed to the platform.
+
+Body ``{"status": "success", "data": …}`` or ``{"status": "error", "data": {"message": …}}`` to
+``ELASTICIO_POST_RESULT_URL`` (basic auth taken from its userinfo). Exit 0 once the platform answered 200,
+1 without a result URL or when the POST is not answered 200.
+
+Deliberate difference from Node: a verifier returning plain ``False`` reports ``{"verified": false}``
+(Node reports it as verified).
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .api import ApiClient
+from .component import ComponentReader, component_root
+from .logs import REDACTOR
+
+log = logging.getLogger("sailor")
+
+METHODS = ("verifyCredentials", "getMetaModel", "selectModel")
+
+
+class ServiceError(Exception):
+    """A problem reported to the platform as ``{"status": "error"}``."""
+
+
+class ServiceContext:
+    """The ``self`` of service functions: ``logger`` and ``emit('updateKeys', keys)``."""
+
+    def __init__(self, api: ApiClient | None, cfg: Mapping[str, Any]) -> None:
+        self._api = api
+        self._cfg = cfg
+        self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
+            logging.getLogger("component"), {}
+        )
+
+    def emit(self, event: str, payload: Any = None) -> None:
+        """Only ``updateKeys`` means something here; a failed update is logged, the result still sent."""
+        if event != "updateKeys" or self._api is None:
+            return
+        REDACTOR.add_config(payload)
+        try:
+            self._api.update_keys(str(self._cfg.get("_account", "")), payload)
+        except Exception as exc:  # noqa: BLE001 - Node returns the model even if the update failed
+            log.error("Failed to update keys", extra={"reason": type(exc).__name__})
+
+
+def _call(fn: Callable[..., Any], ctx: ServiceContext, cfg: dict[str, Any]) -> Any:
+    """Call ``fn(cfg)`` or, when it takes two positional parameters, ``fn(self, cfg)``."""
+    try:
+        params = [
+            p for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        params = []
+    return fn(ctx, cfg) if len(params) >= 2 else fn(cfg)
+
+
+def verify_result(result: Any) -> dict[str, Any]:
+    """Map a verifier's return value to the platform's ``{"verified", "reason"?}``."""
+    if isinstance(result, Mapping) and "verified" in result:
+        return dict(result)
+    if result is False:
+        return {"verified": False}
+    return {"verified": True}
+
+
+def execute(method: str, env: Mapping[str, str]) -> Any:
+    """Run one service method; raise ServiceError/any exception for an error result."""
+    if method not in METHODS:
+        raise ServiceError(f'Unknown service method "{method}"')
+    for name in ("CFG", "API_URI", "API_USERNAME", "API_KEY"):
+        if not env.get("ELASTICIO_" + name):
+            raise ServiceError(f"ELASTICIO_{name} is not provided")
+    target = env.get("ELASTICIO_ACTION_OR_TRIGGER")
+    if method in ("getMetaModel", "selectModel") and not target:
+        raise ServiceError("ELASTICIO_ACTION_OR_TRIGGER is not provided")
+    model_method = env.get("ELASTICIO_GET_MODEL_METHOD")
+    if method == "selectModel" and not model_method:
+        raise ServiceError("ELASTICIO_GET_MODEL_METHOD is not provided")
+    try:
+        cfg = json.loads(env["ELASTICIO_CFG"])
+    except ValueError:
+        raise ServiceError("Unable to parse CFG") from None
+    REDACTOR.add_config(cfg)
+    api = ApiClient(env["ELASTICIO_API_URI"], env["ELASTICIO_API_USERNAME"], env["ELASTICIO_API_KEY"])
+    ctx = ServiceContext(api, cfg if isinstance(cfg, dict) else {})
+    reader = ComponentReader(component_root(env.get("ELASTICIO_COMPONENT_PATH", "")))
+    if method == "verifyCredentials":
+        module = reader.load_verifier()
+        verify = getattr(module, "verify", None) if module is not None else None
+        if verify is None:
+            return {"verified": True}
+        try:
+            return verify_result(verify(ctx, cfg))
+        except Exception as exc:  # noqa: BLE001 - a raising verifier means "not verified, because …"
+            return {"verified": False, "reason": str(exc)}
+    assert target is not None
+    module = reader.load(target)
+    name = "getMetaModel" if method == "getMetaModel" else str(model_method)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ServiceError(f'Method "{name}" is not found in "{target}" action or trigger')
+    return _call(fn, ctx, cfg)
+
+
+def post_result(url: str, body: dict[str, Any], env: Mapping[str, str]) -> int:
+    """POST the result; return the final HTTP status (0 when the server could not be reached)."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {"Content-Type": "application/json", "Connection": "Keep-Alive"}
+    if parts.username is not None and parts.password is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password)
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        netloc = parts.hostname or ""
+        if ":" in netloc:
+            netloc = f"[{netloc}]"
+        if parts.port:
+            netloc += f":{parts.port}"
+        url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    attempts_raw = env.get("ELASTICIO_API_REQUEST_RETRY_ATTEMPTS", "")
+    attempts = int(attempts_raw) if attempts_raw.isdigit() and int(attempts_raw) > 0 else 1
+    delay_raw = env.get("ELASTICIO_API_REQUEST_RETRY_DELAY", "")
+    delay = int(delay_raw) / 1000.0 if delay_raw.isdigit() else 0.1
+    status = 0
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(delay)
+        req = urllib.request.Request(url, data=data, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=15) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            if exc.code < 500:
+                return status
+        except (urllib.error.URLError, OSError):
+            status = 0
+    return status
+
+
+def run_service(method: str, env: Mapping[str, str] | None = None) -> int:
+    """Entry of ``python -m elasticio_sailor service <method>``; returns the exit code."""
+    env = os.environ if env is None else env
+    url = env.get("ELASTICIO_POST_RESULT_URL")
+    if not url:
+        log.critical("ELASTICIO_POST_RESULT_URL is not provided")
+        return 1
+    REDACTOR.add([v for k in ("ELASTICIO_API_KEY",) if (v := env.get(k))])
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        REDACTOR.add([parts.password, urllib.parse.unquote(parts.password)])
+    try:
+        body: dict[str, Any] = {"status": "success", "data": execute(method, env)}
+    except Exception as exc:  # noqa: BLE001 - every failure is reported to the platform
+        log.error("Service method failed", extra={"method": method, "reason": type(exc).__name__})
+        body = {"status": "error", "data": {"message": str(exc)}}
+    status = post_result(url, body, env)
+    if status != 200:
+        log.critical("Failed to POST the result", extra={"status": status})
+        return 1
+    return 0

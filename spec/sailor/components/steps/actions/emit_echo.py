@@ -1,0 +1,8 @@
+"""Emits the incoming body explicitly (emit returns after the broker confirmed it)."""
+
+from typing import Any
+
+
+def process(self: Any, msg: dict[str, Any], cfg: dict[str, Any], snapshot: dict[str, Any]) -> None:
+    self.emit("data", {"id": msg["body"].get("outId"), "body": msg["body"]} if msg["body"].get("outId")
+              else {"body": msg["body"]})
