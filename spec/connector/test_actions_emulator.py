@@ -13,8 +13,19 @@ from metering_emulator.testing import EmulatorServer
 
 from lib.validation import validator
 from spec.connector.builders import (
-    ACCOUNT, CUSTOMER, LICENSE, PRODUCT, REG_TOKEN, SESSION_TOKEN, TEMP_ACCESS_KEY, TEMP_SECRET_KEY,
-    StepContext, a_config, a_record, hour_start, run_action,
+    ACCOUNT,
+    CUSTOMER,
+    LICENSE,
+    PRODUCT,
+    REG_TOKEN,
+    SESSION_TOKEN,
+    TEMP_ACCESS_KEY,
+    TEMP_SECRET_KEY,
+    StepContext,
+    a_config,
+    a_record,
+    hour_start,
+    run_action,
 )
 
 

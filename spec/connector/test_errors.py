@@ -1,0 +1,181 @@
+"""Every AWS error class is mapped to one MeteringError with code, message, request id, operation, status
+and retryable — from the emulator where it produces the error, from scripted replies where it cannot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from elasticio_sailor import Rebound
+from metering_emulator.testing import EmulatorServer
+
+from lib.client import MeteringClient, Settings
+from lib.errors import ERROR_TABLE, MeteringError, parse_code
+from lib.operations import OPERATIONS
+from lib.resilience import Backoff
+from spec.connector.builders import (
+    LICENSE,
+    PRODUCT,
+    SESSION_TOKEN,
+    TEMP_ACCESS_KEY,
+    TEMP_SECRET_KEY,
+    a_config,
+    a_record,
+    hour_start,
+    run_action,
+)
+from spec.connector.scripted import Canned, ScriptedServer
+
+Setup = Callable[[EmulatorServer], None]
+
+
+def _nothing(emu: EmulatorServer) -> None:
+    return None
+
+
+def _meter_once(emu: EmulatorServer) -> None:
+    run_action("meterUsage", {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users",
+                              "UsageQuantity": 1, "ClientToken": "token-1"}, a_config(emu.url))
+
+
+def _short_tokens(emu: EmulatorServer) -> None:
+    emu.admin.mint_token(PRODUCT, {"customerIdentifier": "cust-demo-0001"}, token="short-lived-token")
+    emu.admin.set_config(token_lifetime_seconds=0.001)
+
+
+def _strict(emu: EmulatorServer) -> None:
+    emu.admin.set_config(strict_customers=True)
+
+
+def meter(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users",
+                            "UsageQuantity": 1}
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+EMULATED: list[tuple[str, Setup, str, dict[str, Any], dict[str, Any]]] = [
+    ("InvalidProductCodeException", _nothing, "meterUsage", meter(ProductCode="no-such-product"), {}),
+    ("InvalidUsageDimensionException", _nothing, "meterUsage", meter(UsageDimension="no_such_dimension"), {}),
+    ("TimestampOutOfBoundsException", _nothing, "meterUsage", meter(Timestamp=hour_start(-12)), {}),
+    ("DuplicateRequestException", _meter_once, "meterUsage", meter(UsageQuantity=2), {}),
+    ("IdempotencyConflictException", _meter_once, "meterUsage",
+     meter(UsageDimension="api_calls", ClientToken="token-1"), {}),
+    ("CustomerNotEntitledException", _nothing, "meterUsage", meter(),
+     {"accessKeyId": TEMP_ACCESS_KEY, "secretAccessKey": TEMP_SECRET_KEY, "sessionToken": SESSION_TOKEN}),
+    ("InvalidTokenException", _nothing, "resolveCustomer", {"RegistrationToken": "AbCd EfGh=="}, {}),
+    ("ExpiredTokenException", _short_tokens, "resolveCustomer", {"RegistrationToken": "short-lived-token"}, {}),
+    ("InvalidPublicKeyVersionException", _nothing, "registerUsage",
+     {"ProductCode": PRODUCT, "PublicKeyVersion": 9}, {}),
+    ("InvalidLicenseException", _nothing, "batchMeterUsage", {"UsageRecords": [
+        {"Timestamp": hour_start(), "CustomerAWSAccountId": "999988887777", "LicenseArn": LICENSE + "0",
+         "Dimension": "users"}]}, {}),
+    ("InvalidCustomerIdentifierException", _strict, "batchMeterUsage",
+     {"ProductCode": PRODUCT, "UsageRecords": [a_record(customer="nobody")]}, {}),
+    ("ValidationException", _nothing, "batchMeterUsage", {"UsageRecords": [a_record()]}, {}),
+    ("UnrecognizedClientException", _nothing, "resolveCustomer", {"RegistrationToken": "x"},
+     {"accessKeyId": "AKIAUNKNOWNKEY000000"}),
+    ("InvalidSignatureException", _nothing, "resolveCustomer", {"RegistrationToken": "x"},
+     {"secretAccessKey": "not-the-right-secret"}),
+]
+
+
+@pytest.mark.parametrize(("code", "setup", "action", "body", "cfg_changes"), EMULATED,
+                         ids=[case[0] for case in EMULATED])
+def test_given_the_emulator_answers_an_error_when_running_then_one_classified_error_is_raised(
+        metering_emulator: EmulatorServer, code: str, setup: Setup, action: str, body: dict[str, Any],
+        cfg_changes: dict[str, Any]) -> None:
+    setup(metering_emulator)
+    with pytest.raises(MeteringError) as raised:
+        run_action(action, body, a_config(metering_emulator.url, **cfg_changes))
+    err = raised.value
+    assert (err.code, err.name, err.operation) == (code, code, OPERATIONS[action].name)
+    assert err.status == 400 if code != "IdempotencyConflictException" else err.status == 409
+    assert err.request_id and err.request_id in str(err)
+    assert err.retryable is False and err.retryable == ERROR_TABLE[code].retryable
+    details = err.error_details
+    assert json.loads(json.dumps(details)) == details
+    assert details["code"] == code and details["requestId"] == err.request_id and details["retryable"] is False
+
+
+def _settings(url: str, **changes: Any) -> Settings:
+    return Settings.from_cfg(a_config(url, **changes))
+
+
+@pytest.mark.parametrize("code", ["InvalidTagException", "InvalidUsageAllocationsException"])
+def test_given_input_the_schema_would_stop_when_sent_raw_then_the_server_error_is_still_mapped(
+        metering_emulator: EmulatorServer, code: str) -> None:
+    """The connector validates these before calling; sent anyway, the server's answer is still classified."""
+    metering_emulator.admin.set_config(modeled_constraint_errors=True)  # tag limits as InvalidTagException
+    client = MeteringClient(_settings(metering_emulator.url))
+    tags = [{"Key": f"k{i}", "Value": "v"} for i in range(6 if code == "InvalidTagException" else 1)]
+    quantity = 1 if code == "InvalidTagException" else 5
+    payload = {"ProductCode": PRODUCT, "UsageRecords": [dict(
+        a_record(), Quantity=quantity, UsageAllocations=[{"AllocatedUsageQuantity": 1, "Tags": tags}])]}
+    with pytest.raises(MeteringError) as raised:
+        client.call(OPERATIONS["batchMeterUsage"], payload)
+    assert raised.value.code == code and raised.value.retryable is False and raised.value.request_id
+
+
+def _aws_error(status: int, body: Any, **headers: str) -> Canned:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Canned(status, raw, {"x-amzn-RequestId": "rid-scripted", **headers})
+
+
+SCRIPTED: list[tuple[str, Canned, str, bool]] = [
+    ("DisabledApiException", _aws_error(400, {"__type": "DisabledApiException", "message": "off"}), "region-or-endpoint", False),
+    ("InvalidRegionException", _aws_error(400, {"__type": "InvalidRegionException", "message": "m"}), "region-or-endpoint", False),
+    ("InvalidEndpointRegionException", _aws_error(400, {"__type": "com.amazonaws.awsmpmeteringservice#InvalidEndpointRegionException"}), "region-or-endpoint", False),
+    ("PlatformNotSupportedException", _aws_error(400, {"__type": "PlatformNotSupportedException"}), "permission", False),
+    ("AccessDeniedException", _aws_error(400, {"__type": "AccessDeniedException", "Message": "User: x is not authorized"}), "permission", False),
+    ("UnauthorizedException", _aws_error(400, {"__type": "UnauthorizedException"}), "permission", False),
+    ("SerializationException", _aws_error(400, {"__type": "com.amazon.coral.service#SerializationException"}), "input", False),
+    ("ExpiredTokenException", _aws_error(400, {"__type": "ExpiredTokenException:http://internal.amazon.com/coral/x"}), "input", False),
+    ("InvalidTokenException", _aws_error(400, {"message": "tok"}, **{"x-amzn-ErrorType": "InvalidTokenException:http://x"}), "input", False),
+    ("ThrottlingException", _aws_error(400, {"__type": "ThrottlingException"}), "throttled", True),
+    ("InternalServiceErrorException", _aws_error(500, {"__type": "InternalServiceErrorException"}), "transient", True),
+    ("503", Canned(503, b"<html>Service Unavailable</html>", {"Content-Type": "text/html"}), "transient", True),
+    ("502", Canned(502, b""), "transient", True),
+    ("400", Canned(400, b"not json"), "input", False),
+]
+
+
+@pytest.mark.parametrize(("code", "reply", "kind", "retryable"), SCRIPTED, ids=[c[0] for c in SCRIPTED])
+def test_given_a_scripted_error_reply_when_calling_then_it_is_parsed_like_botocore_and_classified(
+        code: str, reply: Canned, kind: str, retryable: bool) -> None:
+    sleeps: list[float] = []
+    with ScriptedServer([reply]) as server:
+        client = MeteringClient(_settings(server.url), backoff=Backoff(max_attempts=3, rand=lambda: 0.5),
+                                sleep=sleeps.append)
+        with pytest.raises(MeteringError) as raised:
+            client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
+    err = raised.value
+    assert (err.code, err.kind, err.retryable) == (code, kind, retryable)
+    assert len(server.requests) == (3 if retryable else 1)
+    assert sleeps == ([0.1, 0.2] if retryable else [])
+
+
+def test_given_namespaced_and_suffixed_types_then_parse_code_strips_them_as_botocore_does() -> None:
+    assert parse_code("com.amazon.coral.service#SerializationException") == "SerializationException"
+    assert parse_code("ExpiredTokenException:http://internal.amazon.com/coral/") == "ExpiredTokenException"
+    assert parse_code("aws.protocoltests#Foo:bar") == "Foo"
+
+
+@pytest.mark.parametrize(("fault", "code"), [("throttle", "ThrottlingException"),
+                                             ("error500", "InternalServiceErrorException"),
+                                             ("drop", "ConnectionError")])
+def test_given_a_persistent_transient_fault_when_retries_run_out_then_the_message_is_rebounded(
+        metering_emulator: EmulatorServer, fault: str, code: str) -> None:
+    metering_emulator.admin.add_fault(type=fault, count=10, operations=["ResolveCustomer"])
+    sleeps: list[float] = []
+    client = MeteringClient(_settings(metering_emulator.url),
+                            backoff=Backoff(base=0.01, cap=0.05, max_attempts=4), sleep=sleeps.append)
+    with pytest.raises(Rebound) as raised:
+        run_action("resolveCustomer", {"RegistrationToken": "emu-demo-registration-token-0001"},
+                   a_config(metering_emulator.url), client=client)
+    cause = raised.value.__cause__
+    assert isinstance(cause, MeteringError) and cause.code == code and cause.retryable
+    assert len(sleeps) == 3 and all(0 <= s <= 0.05 for s in sleeps)
+    assert metering_emulator.admin.stats()["operations"]["ResolveCustomer"]["calls"] == 4
