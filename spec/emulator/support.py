@@ -15,7 +15,6 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-
 from metering_emulator.testing import EmulatorServer
 
 ACCESS_KEY = "AKIAEMULATOR0000TEST"

@@ -10,8 +10,8 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 from metering_emulator.testing import EmulatorServer
+
 from spec.emulator.support import (
     DEMO_TOKEN,
     LICENSE_ARN,

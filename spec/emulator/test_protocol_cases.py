@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from metering_emulator.testing import EmulatorServer
+
 from spec.emulator.support import ACCESS_KEY, SECRET_KEY, Reply, send, signed
 
 CASES_DIR = Path(__file__).parent / "cases"

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from metering_emulator.testing import EmulatorServer
 
 DATA = json.loads((Path(__file__).parent / "data" / "sigv4_vectors.json").read_text(encoding="utf-8"))
