@@ -49,6 +49,8 @@ DEFAULT_FIXTURES: dict[str, Any] = {
 }
 
 SECRET_FIELDS = ("secretAccessKey", "sessionToken")
+PLATFORMS = ("ecs", "eks", "fargate", "ec2", "other")
+SUPPORTED_REGISTER_PLATFORMS = ("ecs", "eks", "fargate")
 
 
 class FixtureError(ValueError):
@@ -171,8 +173,12 @@ def parse_fixtures(doc: Any) -> Fixtures:
         secret = _str(c, "secretAccessKey", where, errors)
         token = _str(c, "sessionToken", where, errors, required=False)
         account = _str(c, "accountId", where, errors, required=False)
+        resource_region = _str(c, "resourceRegion", where, errors, required=False)
+        platform = _str(c, "platform", where, errors, required=False)
+        if platform is not None and platform not in PLATFORMS:
+            errors.append(f"{where}.platform: must be one of {list(PLATFORMS)}")
         if akid is not None and secret is not None:
-            credentials[akid] = Credential(akid, secret, token, account)
+            credentials[akid] = Credential(akid, secret, token, account, resource_region, platform)
     products: dict[str, Product] = {}
     prods = doc.get("products", [])
     if not isinstance(prods, list):

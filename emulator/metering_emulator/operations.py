@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import AwsError
-from .fixtures import Customer, Product
+from .fixtures import SUPPORTED_REGISTER_PLATFORMS, Customer, Product
 from .sigv4 import Credential
 from .state import State
 
@@ -95,6 +95,10 @@ def _store(state: State, key: tuple[str, ...], record: dict[str, Any]) -> dict[s
 def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[str, Any]:
     """MeterUsage: hourly dedupe per caller (the task or instance), ClientToken idempotency, DryRun."""
     product = _product(state, body["ProductCode"])
+    if caller.resource_region is not None and caller.resource_region != state.config.region:
+        raise AwsError("InvalidEndpointRegionException",
+                       f"The endpoint region {state.config.region} does not match the region of the resource "
+                       f"({caller.resource_region}).")
     dimension: str = body["UsageDimension"]
     _check_dimension(product, dimension)
     quantity: int = body.get("UsageQuantity") or 0
@@ -248,8 +252,16 @@ def register_usage(state: State, caller: Credential, body: dict[str, Any]) -> di
     if version > current:
         raise AwsError("InvalidPublicKeyVersionException", f"Public key version {version} is not valid.")
     first = (caller.access_key_id, product.code) not in state.registered
-    if first and not _entitled(product, caller):
-        raise AwsError("CustomerNotEntitledException", f"The customer is not entitled to product {product.code}.")
+    if first:
+        if caller.platform is not None and caller.platform not in SUPPORTED_REGISTER_PLATFORMS:
+            raise AwsError("PlatformNotSupportedException",
+                           "This operation can only be called from within an ECS task or an EKS pod.")
+        if caller.resource_region is not None and caller.resource_region != state.config.region:
+            raise AwsError("InvalidRegionException",
+                           f"RegisterUsage must be called in the region of the task ({caller.resource_region}).")
+        if not _entitled(product, caller):
+            raise AwsError("CustomerNotEntitledException",
+                           f"The customer is not entitled to product {product.code}.")
     state.registered.add((caller.access_key_id, product.code))
     now = int(state.now())
     claims: dict[str, Any] = {"productCode": product.code, "publicKeyVersion": version, "iat": now,

@@ -202,6 +202,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             modeled = state.config.modeled_constraint_errors
         model.check_request(operation, request, modeled)
         with state.lock:
+            if operation in state.config.disabled_operations:
+                raise AwsError("DisabledApiException", f"The {operation} API is disabled in this Region.")
             response = OPERATIONS[operation](state, caller, request)
             state.stats_for(operation).succeeded += 1
         self._reply(200, response, request_id)

@@ -36,6 +36,8 @@ class Credential:
     secret_access_key: str
     session_token: str | None = None
     account_id: str | None = None
+    resource_region: str | None = None
+    platform: str | None = None
 
     def __repr__(self) -> str:  # never show the secret or token
         return f"Credential(access_key_id={self.access_key_id!r}, account_id={self.account_id!r})"

@@ -17,6 +17,7 @@ from .fixtures import Customer, Fixtures, load_fixtures
 from .signing import JwtSigner
 
 QUOTAS_PER_SECOND: dict[str, int] = {"BatchMeterUsage": 10, "MeterUsage": 10, "RegisterUsage": 5}
+QUOTA_FREE_OPERATIONS = ("ResolveCustomer",)
 
 
 class ConfigError(ValueError):
@@ -36,6 +37,7 @@ class Config:
     strict_customers: bool = False
     modeled_constraint_errors: bool = False
     public_key_version: int = 1
+    disabled_operations: list[str] = field(default_factory=list)
 
     NAMES: ClassVar[dict[str, str]] = {
         "quotas": "quotas",
@@ -47,11 +49,12 @@ class Config:
         "strictCustomers": "strict_customers",
         "modeledConstraintErrors": "modeled_constraint_errors",
         "publicKeyVersion": "public_key_version",
+        "disabledOperations": "disabled_operations",
     }
 
     def as_json(self) -> dict[str, Any]:
         """The admin API form (camelCase)."""
-        return {camel: getattr(self, attr) for camel, attr in self.NAMES.items()}
+        return {camel: copy.copy(getattr(self, attr)) for camel, attr in self.NAMES.items()}
 
     def update(self, changes: Any) -> None:
         """Apply camelCase or snake_case changes after checking all of them (nothing applied on error)."""
@@ -70,6 +73,11 @@ class Config:
             elif kind == "str":
                 if not isinstance(value, str) or not value:
                     raise ConfigError(f"{key} must be a non-empty string")
+            elif kind == "list[str]":
+                if not isinstance(value, list) or any(v not in QUOTA_FREE_OPERATIONS + tuple(QUOTAS_PER_SECOND)
+                                                      for v in value):
+                    raise ConfigError(f"{key} must be a list of operation names")
+                value = list(value)
             elif kind == "int":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ConfigError(f"{key} must be a positive integer")
