@@ -733,3 +733,38 @@ def running_platform(amqp_url: str, log_dir: Path) -> Iterator[tuple[Platform, F
     """
     with Platform(amqp_url) as platform, FakePlatformApi() as api, Sailors(platform, api, log_dir) as sailors:
         yield platform, api, sailors
+
+
+@dataclass
+class DeliveryReport:
+    """How a set of echo outputs matches the inputs that caused them."""
+
+    inputs: int
+    outputs: int
+    missing: list[str]
+    duplicates: int
+    wrong: list[Output]
+
+    def summary(self) -> str:
+        return (
+            f"inputs={self.inputs} outputs={self.outputs} missing={len(self.missing)} "
+            f"duplicates={self.duplicates} wrong={len(self.wrong)}"
+        )
+
+
+def delivery_report(expected_bodies: dict[str, Any], outputs: list[Output]) -> DeliveryReport:
+    """Match echo outputs to inputs by ``parentMessageId``; an output must carry its input's body.
+
+    ``duplicates`` counts outputs beyond the first for an input (at-least-once redeliveries);
+    ``wrong`` lists outputs for unknown inputs or with a body that is not the input's.
+    """
+    groups = by_parent(outputs)
+    wrong = [
+        out
+        for parent, outs in groups.items()
+        for out in outs
+        if parent not in expected_bodies or out.message.get("body") != expected_bodies[parent]
+    ]
+    missing = [mid for mid in expected_bodies if mid not in groups]
+    duplicates = sum(len(outs) - 1 for parent, outs in groups.items() if parent in expected_bodies)
+    return DeliveryReport(len(expected_bodies), len(outputs), missing, duplicates, wrong)
