@@ -1,0 +1,132 @@
+"""Retries with capped full-jitter backoff, client-side pacing, and idempotent redelivery."""
+
+from __future__ import annotations
+
+import pytest
+from metering_emulator.testing import EmulatorServer
+
+from lib.client import MeteringClient, Settings
+from lib.operations import OPERATIONS
+from lib.resilience import Backoff, Pacer
+from spec.connector.builders import PRODUCT, a_config, a_record, hour_start, run_action
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_given_full_jitter_then_each_delay_is_uniform_below_a_capped_exponential_ceiling() -> None:
+    backoff = Backoff(base=0.5, cap=4.0, max_attempts=8, rand=lambda: 1.0)
+    assert [backoff.delay(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert Backoff(base=0.5, cap=4.0, rand=lambda: 0.25).delay(2) == 0.5
+    assert Backoff(rand=lambda: 0.0).delay(10) == 0.0
+
+
+def test_given_a_pacer_at_10_per_second_then_call_starts_are_spaced_and_never_burst() -> None:
+    clock = FakeClock()
+    pacer = Pacer(10, clock=clock, sleep=clock.sleep)  # default 2 % safety margin
+    starts = []
+    for _ in range(25):
+        pacer.wait()
+        starts.append(clock.now)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert gaps == pytest.approx([1 / 9.8] * 24)
+    for first in starts:  # at most 10 starts in any one-second window
+        assert len([s for s in starts if first <= s < first + 1.0]) <= 10
+
+
+def test_given_a_throttling_reply_then_the_pacer_pushes_every_later_call_back() -> None:
+    clock = FakeClock()
+    pacer = Pacer(5, clock=clock, sleep=clock.sleep, margin=0.0)
+    pacer.wait()
+    pacer.penalise(3.0)
+    pacer.wait()
+    assert clock.now == pytest.approx(103.0)
+    assert Pacer(5).interval == pytest.approx(1 / (5 * 0.98))
+
+
+def test_given_the_operations_table_then_register_usage_is_paced_at_5_and_the_others_at_10() -> None:
+    rates = {name: op.rate_per_second for name, op in OPERATIONS.items()}
+    assert rates == {"batchMeterUsage": 10, "meterUsage": 10, "registerUsage": 5, "resolveCustomer": 10}
+
+
+def test_given_injected_throttling_when_calling_then_it_retries_with_jitter_and_succeeds(
+        metering_emulator: EmulatorServer) -> None:
+    metering_emulator.admin.add_fault(type="throttle", count=2, operations=["BatchMeterUsage"])
+    draws = iter([0.5, 0.25])
+    sleeps: list[float] = []
+    client = MeteringClient(Settings.from_cfg(a_config(metering_emulator.url)),
+                            backoff=Backoff(base=0.02, cap=1.0, max_attempts=5, rand=lambda: next(draws)),
+                            sleep=sleeps.append)
+    reply = client.call(OPERATIONS["batchMeterUsage"], {"ProductCode": PRODUCT, "UsageRecords": [a_record()]})
+    assert reply.attempts == 3 and reply.data["Results"][0]["Status"] == "Success"
+    assert sleeps == [0.01, 0.01]  # 0.5 * 0.02, then 0.25 * 0.04
+    stats = metering_emulator.admin.stats()["operations"]["BatchMeterUsage"]
+    assert stats["throttled"] == 2 and stats["calls"] == 3
+
+
+@pytest.mark.parametrize("fault", ["error500", "drop"])
+def test_given_a_transient_failure_when_calling_then_the_retry_succeeds(
+        metering_emulator: EmulatorServer, fault: str) -> None:
+    metering_emulator.admin.add_fault(type=fault, count=1, operations=["RegisterUsage"])
+    client = MeteringClient(Settings.from_cfg(a_config(metering_emulator.url)),
+                            backoff=Backoff(base=0.01, cap=0.02), sleep=lambda s: None)
+    reply = client.call(OPERATIONS["registerUsage"], {"ProductCode": PRODUCT, "PublicKeyVersion": 1})
+    assert reply.attempts == 2 and reply.data["Signature"].count(".") == 2
+
+
+def test_given_quotas_on_when_a_burst_of_calls_is_made_then_pacing_keeps_the_service_from_throttling(
+        metering_emulator: EmulatorServer) -> None:
+    records = [a_record(customer=c, dimension=d, timestamp=hour_start(-h))
+               for c in ("cust-demo-0001", "cust-demo-0002") for d in ("users", "api_calls", "storage_gb")
+               for h in range(6)] * 9
+    out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": records},
+                     a_config(metering_emulator.url))["body"]
+    stats = metering_emulator.admin.stats()["operations"]["BatchMeterUsage"]
+    assert stats["calls"] == 13 and stats["throttled"] == 0
+    assert out["StatusCounts"]["Success"] == len(records)
+
+
+def test_given_the_same_meter_usage_message_twice_when_redelivered_then_it_is_billed_once(
+        metering_emulator: EmulatorServer) -> None:
+    body = {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "api_calls", "UsageQuantity": 9}
+    first = run_action("meterUsage", body, a_config(metering_emulator.url), msg_id="msg-1")["body"]
+    second = run_action("meterUsage", body, a_config(metering_emulator.url), msg_id="msg-1")["body"]
+    assert first["MeteringRecordId"] == second["MeteringRecordId"]
+    assert first["ClientToken"] == second["ClientToken"]
+    records = metering_emulator.admin.records()["records"]
+    assert len(records) == 1 and records[0]["submissions"] == 1 and records[0]["quantity"] == 9
+
+
+def test_given_a_reply_lost_to_a_read_timeout_when_retried_then_the_client_token_prevents_double_billing(
+        metering_emulator: EmulatorServer) -> None:
+    metering_emulator.admin.add_fault(type="latency", latency_ms=800, count=1, operations=["MeterUsage"])
+    cfg = a_config(metering_emulator.url)
+    client = MeteringClient(Settings.from_cfg(cfg), timeout=(2.0, 0.3), backoff=Backoff(base=0.6, cap=0.6,
+                            rand=lambda: 1.0))
+    body = {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users", "UsageQuantity": 2}
+    out = run_action("meterUsage", body, cfg, msg_id="msg-timeout", client=client)["body"]
+    records = metering_emulator.admin.records()["records"]
+    assert [r["meteringRecordId"] for r in records] == [out["MeteringRecordId"]]
+    assert metering_emulator.admin.stats()["operations"]["MeterUsage"]["calls"] == 2
+
+
+def test_given_different_messages_then_their_derived_client_tokens_differ() -> None:
+    from lib.runner import derive_client_token
+
+    a = derive_client_token({"id": "m-1"}, None, {})
+    assert a == derive_client_token({"id": "m-1"}, "other", {"x": 1})
+    assert a != derive_client_token({"id": "m-2"}, None, {})
+    assert derive_client_token({}, "amqp-id", {}) == derive_client_token({}, "amqp-id", {"y": 2})
+    assert len(a) <= 64
