@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from metering_emulator.testing import EmulatorServer
 
@@ -40,7 +42,7 @@ def test_given_a_pacer_at_10_per_second_then_call_starts_are_spaced_and_never_bu
     for _ in range(25):
         pacer.wait()
         starts.append(clock.now)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in pairwise(starts)]
     assert gaps == pytest.approx([1 / 9.8] * 24)
     for first in starts:  # at most 10 starts in any one-second window
         assert len([s for s in starts if first <= s < first + 1.0]) <= 10
