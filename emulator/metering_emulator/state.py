@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -124,6 +125,7 @@ class State:
     def __init__(self, fixtures: Fixtures | None = None, config: Config | None = None,
                  faults: list[Fault] | None = None, seed: int | None = None) -> None:
         self.lock = threading.RLock()
+        self.monotonic: Callable[[], float] = time.monotonic  # quota clock; tests may replace it
         self.signer = JwtSigner()
         self.initial_fixtures = fixtures if fixtures is not None else load_fixtures(None)
         self.initial_config = copy.deepcopy(config) if config is not None else Config()
@@ -192,7 +194,7 @@ class State:
         with self.lock:
             if not self.config.quotas:
                 return True
-            now = time.monotonic()
+            now = self.monotonic()
             window = self.quota_windows.setdefault((access_key_id, operation), deque())
             while window and window[0] <= now - 1.0:
                 window.popleft()
