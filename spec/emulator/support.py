@@ -7,7 +7,7 @@ import http.client
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import boto3
@@ -29,7 +29,13 @@ AUTH_ERRORS = {"MissingAuthenticationTokenException", "IncompleteSignatureExcept
                "InvalidSignatureException", "UnrecognizedClientException"}
 
 
-def client(emu: EmulatorServer, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
+class Endpoint(Protocol):
+    """Anything with the emulator's base URL (an EmulatorServer or a CLI-started process)."""
+
+    url: str
+
+
+def client(emu: Endpoint, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
            token: str | None = None, region: str = "us-east-1", retries: dict[str, Any] | None = None) -> Any:
     """A real botocore ``meteringmarketplace`` client pointed at the emulator (no retries by default)."""
     return boto3.client(
