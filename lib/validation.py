@@ -86,9 +86,12 @@ def _describe(error: SchemaError) -> tuple[str, str]:
 
 
 def problems(schema_name: str, instance: Any) -> list[Problem]:
-    """Every schema problem of ``instance``, sorted by path (empty when valid)."""
-    found = {_describe(err) for err in validator(schema_name).iter_errors(instance)}
-    return [Problem(path, text) for path, text in sorted(found)]
+    """Every schema problem of ``instance``, one per path, sorted by path (empty when valid)."""
+    by_path: dict[str, set[str]] = {}
+    for err in validator(schema_name).iter_errors(instance):
+        path, text = _describe(err)
+        by_path.setdefault(path, set()).add(text)
+    return [Problem(path, "; ".join(sorted(texts))) for path, texts in sorted(by_path.items())]
 
 
 def allocation_problems(instance: Any, base: str, quantity_key: str) -> list[Problem]:

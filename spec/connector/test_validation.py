@@ -1,0 +1,162 @@
+"""Validation before any call: every problem at once, by path, never echoing a value (property-based)."""
+
+from __future__ import annotations
+
+import string
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from metering_emulator.testing import EmulatorServer
+
+from lib.client import Settings
+from lib.errors import MeteringError
+from lib.operations import OPERATIONS
+from lib.runner import validate_body
+from lib.schema import parse_timestamp
+from lib.validation import problems
+from spec.connector.builders import PRODUCT, a_config, a_record, hour_start, run_action
+
+TAG_CHARS = string.ascii_letters + string.digits + "+ -=._:/@"
+tag = st.fixed_dictionaries({"Key": st.text(TAG_CHARS, min_size=1, max_size=100),
+                             "Value": st.text(TAG_CHARS, min_size=1, max_size=256)})
+timestamp = st.one_of(
+    st.integers(min_value=0, max_value=4_000_000_000),
+    st.integers(min_value=100_000_000_000, max_value=4_000_000_000_000),
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1),
+                 timezones=st.just(UTC)).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")),
+)
+meter_body = st.fixed_dictionaries(
+    {"ProductCode": st.text(string.ascii_letters + string.digits + "-/=:_.@", max_size=255),
+     "Timestamp": timestamp,
+     "UsageDimension": st.text(min_size=1, max_size=255)},
+    optional={"UsageQuantity": st.integers(0, 2**31 - 1), "DryRun": st.booleans(),
+              "ClientToken": st.text(min_size=1, max_size=64),
+              "UsageAllocations": st.lists(st.fixed_dictionaries({"AllocatedUsageQuantity": st.integers(0, 2**31 - 1)},
+                                                                 optional={"Tags": st.lists(tag, min_size=1, max_size=5)}),
+                                           min_size=1, max_size=4)})
+
+
+@given(meter_body)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_given_any_body_within_the_aws_constraints_then_the_schema_accepts_it(body: dict[str, Any]) -> None:
+    assert problems("meterUsage.in.json", body) == []
+
+
+SECRETISH = st.text(string.ascii_letters + string.digits, min_size=12, max_size=40).map(lambda s: "Zq9" + s)
+VIOLATIONS = {
+    "/UsageDimension": lambda v: "x" * 256 + v,
+    "/ProductCode": lambda v: "bad code! " + v,
+    "/ClientToken": lambda v: v * 5 + "y" * 64,
+    "/Timestamp": lambda v: "yesterday " + v,
+    "/UsageQuantity": lambda v: v,
+}
+
+
+@given(st.sets(st.sampled_from(sorted(VIOLATIONS)), min_size=1), SECRETISH)
+@settings(max_examples=100)
+def test_given_several_bad_members_then_each_path_is_reported_once_without_its_value(
+        bad: set[str], marker: str) -> None:
+    body: dict[str, Any] = {"ProductCode": PRODUCT, "Timestamp": 1_700_000_000, "UsageDimension": "users"}
+    for path in bad:
+        body[path[1:]] = VIOLATIONS[path](marker)
+    found = problems("meterUsage.in.json", body)
+    assert {p.path for p in found} == bad
+    with pytest.raises(MeteringError) as raised:
+        validate_body(OPERATIONS["meterUsage"], body)
+    text = str(raised.value) + repr(raised.value.error_details)
+    assert marker not in text
+    assert [p.path for p in raised.value.problems] == sorted(bad)
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 2), max_value=datetime(2999, 1, 1)),
+       st.integers(-14 * 60, 14 * 60), st.integers(0, 999_999))
+def test_given_an_instant_in_any_accepted_form_then_it_becomes_the_same_epoch_second(
+        naive: datetime, offset_minutes: int, micros: int) -> None:
+    zone = timezone(timedelta(minutes=offset_minutes))
+    moment = naive.replace(tzinfo=zone, microsecond=micros)
+    expected = int(moment.timestamp() // 1)
+    assert parse_timestamp(moment.isoformat()) == expected
+    assert parse_timestamp(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")) == expected
+    assert parse_timestamp(expected) == expected
+    assert parse_timestamp(expected + micros / 1e6) == expected  # fractions truncated like botocore
+    assert parse_timestamp(expected * 1000 + micros // 1000) == expected
+    assert parse_timestamp(str(expected)) == expected
+
+
+@pytest.mark.parametrize("value", ["2026-05-01T12:00:00", "2026-05-01", "tomorrow", "", True, None, [], -5,
+                                   float("nan"), "2026-13-01T00:00:00Z"])
+def test_given_an_ambiguous_or_bad_timestamp_then_it_is_rejected(value: Any) -> None:
+    found = problems("meterUsage.in.json", {"ProductCode": PRODUCT, "Timestamp": value, "UsageDimension": "u"})
+    assert [p.path for p in found] == ["/Timestamp"]
+
+
+def test_given_both_or_neither_customer_ids_then_the_record_path_says_exactly_one_is_needed() -> None:
+    both = dict(a_record(), CustomerAWSAccountId="111122223333")
+    neither = {"Timestamp": hour_start(), "Dimension": "users"}
+    found = problems("batchMeterUsage.in.json", {"ProductCode": PRODUCT, "UsageRecords": [a_record(), both, neither]})
+    assert [(p.path, p.problem) for p in found] == [
+        ("/UsageRecords/1", "needs exactly one of CustomerIdentifier, CustomerAWSAccountId"),
+        ("/UsageRecords/2", "needs exactly one of CustomerIdentifier, CustomerAWSAccountId")]
+
+
+def test_given_a_misspelt_member_then_it_is_reported_instead_of_silently_metering_zero() -> None:
+    record = {"Timestamp": hour_start(), "CustomerIdentifier": "c", "Dimension": "users", "quantity": 5}
+    found = problems("batchMeterUsage.in.json", {"ProductCode": PRODUCT, "UsageRecords": [record]})
+    assert [p.path for p in found] == ["/UsageRecords/0"] and "quantity" in found[0].problem
+
+
+def test_given_allocations_that_break_the_documented_rules_then_each_is_reported() -> None:
+    allocations = [{"AllocatedUsageQuantity": 1}, {"AllocatedUsageQuantity": 1},
+                   {"AllocatedUsageQuantity": 1, "Tags": [{"Key": "a", "Value": "b"}]},
+                   {"AllocatedUsageQuantity": 1, "Tags": [{"Key": "a", "Value": "b"}]}]
+    body = {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users", "UsageQuantity": 5,
+            "UsageAllocations": allocations}
+    with pytest.raises(MeteringError) as raised:
+        validate_body(OPERATIONS["meterUsage"], body)
+    assert [(p.path, p.problem) for p in raised.value.problems] == [
+        ("/UsageAllocations", "AllocatedUsageQuantity values must add up to UsageQuantity"),
+        ("/UsageAllocations/1", "only one allocation may have no tags"),
+        ("/UsageAllocations/3", "repeats the tag set of an earlier allocation")]
+
+
+def test_given_an_invalid_message_when_running_then_nothing_is_sent(metering_emulator: EmulatorServer) -> None:
+    with pytest.raises(MeteringError) as raised:
+        run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [
+            a_record(), {"Timestamp": "soon", "CustomerIdentifier": "c", "Dimension": ""}]},
+            a_config(metering_emulator.url))
+    assert raised.value.code == "ValidationFailed" and raised.value.retryable is False
+    assert {p.path for p in raised.value.problems} == {"/UsageRecords/1/Timestamp", "/UsageRecords/1/Dimension"}
+    assert raised.value.error_details["problems"][0]["path"].startswith("/UsageRecords/1/")
+    assert metering_emulator.admin.stats()["operations"].get("BatchMeterUsage", {}).get("calls", 0) == 0
+
+
+@pytest.mark.parametrize(("changes", "paths"), [
+    ({"secretAccessKey": None}, ["/secretAccessKey"]),
+    ({"accessKeyId": None, "secretAccessKey": None}, ["/accessKeyId", "/secretAccessKey"]),
+    ({"region": "mars-north-1"}, ["/region"]),
+    ({"endpointUrl": "http://metering.example.com"}, ["/endpointUrl"]),
+    ({"endpointUrl": "ftp://127.0.0.1"}, ["/endpointUrl"]),
+])
+def test_given_a_bad_configuration_then_every_field_is_reported_and_no_secret_is_echoed(
+        changes: dict[str, Any], paths: list[str]) -> None:
+    cfg = a_config("http://127.0.0.1:9", secretAccessKey="Sx/very+secret+value0000")
+    for key, value in changes.items():
+        cfg.pop(key, None) if value is None else cfg.__setitem__(key, value)
+    with pytest.raises(MeteringError) as raised:
+        Settings.from_cfg(cfg)
+    assert [p.path for p in raised.value.problems] == paths
+    assert "very+secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080/"), ("http://localhost:1", "http://localhost:1/"),
+    ("http://[::1]:9", "http://[::1]:9/"), ("https://vpce.example.com", "https://vpce.example.com/"),
+    (None, "https://metering.marketplace.eu-west-1.amazonaws.com/")])
+def test_given_an_endpoint_then_tls_is_required_except_on_loopback(url: str | None, expected: str) -> None:
+    cfg = a_config(url or "", region="eu-west-1")
+    if url is None:
+        cfg.pop("endpointUrl")
+    assert Settings.from_cfg(cfg).endpoint_url == expected
