@@ -52,7 +52,7 @@ def _assert_well_formed(reply: Reply) -> None:
 
 def _valid_body(operation: str) -> dict[str, Any]:
     now = int(time.time())
-    return {
+    bodies: dict[str, dict[str, Any]] = {
         "MeterUsage": {"ProductCode": PRODUCT, "Timestamp": now, "UsageDimension": "users", "UsageQuantity": 1,
                        "UsageAllocations": [{"AllocatedUsageQuantity": 1, "Tags": [{"Key": "k", "Value": "v"}]}]},
         "BatchMeterUsage": {"ProductCode": PRODUCT, "UsageRecords": [
@@ -60,7 +60,8 @@ def _valid_body(operation: str) -> dict[str, Any]:
              "UsageAllocations": [{"AllocatedUsageQuantity": 1}]}]},
         "RegisterUsage": {"ProductCode": PRODUCT, "PublicKeyVersion": 1, "Nonce": "n"},
         "ResolveCustomer": {"RegistrationToken": "emu-demo-registration-token-0001"},
-    }[operation]
+    }
+    return bodies[operation]
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
