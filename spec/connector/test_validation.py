@@ -81,7 +81,7 @@ def test_given_an_instant_in_any_accepted_form_then_it_becomes_the_same_epoch_se
     assert parse_timestamp(moment.isoformat()) == expected
     assert parse_timestamp(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")) == expected
     assert parse_timestamp(expected) == expected
-    assert parse_timestamp(expected + micros / 1e6) == expected  # fractions truncated like botocore
+    assert parse_timestamp(expected + (micros // 1000) / 1000) == expected  # fractions truncated like botocore
     assert parse_timestamp(expected * 1000 + micros // 1000) == expected
     assert parse_timestamp(str(expected)) == expected
 
