@@ -1,0 +1,93 @@
+"""verifyCredentials tells bad credentials, a missing permission and a wrong region/endpoint apart."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+from metering_emulator.testing import EmulatorServer
+
+import verifyCredentials
+from spec.connector.builders import SESSION_TOKEN, TEMP_ACCESS_KEY, TEMP_SECRET_KEY, StepContext, a_config
+from spec.connector.scripted import Canned, ScriptedServer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def denied(action: str) -> Canned:
+    return Canned(400, json.dumps({"__type": "AccessDeniedException",
+                                   "Message": f"User: arn:aws:iam::1:user/x is not authorized to perform: {action}"}
+                                  ).encode(), {"x-amzn-RequestId": "rid"})
+
+
+def test_given_valid_credentials_then_verified_and_nothing_is_metered(metering_emulator: EmulatorServer) -> None:
+    assert verifyCredentials.verify(StepContext(), a_config(metering_emulator.url)) == {"verified": True}
+    temp = a_config(metering_emulator.url, accessKeyId=TEMP_ACCESS_KEY, secretAccessKey=TEMP_SECRET_KEY,
+                    sessionToken=SESSION_TOKEN)
+    assert verifyCredentials.verify(StepContext(), temp) == {"verified": True}
+    assert metering_emulator.admin.records()["records"] == []
+    ops = metering_emulator.admin.stats()["operations"]
+    assert "MeterUsage" not in ops and "BatchMeterUsage" not in ops
+
+
+@pytest.mark.parametrize(("changes", "start"), [
+    ({"secretAccessKey": "wrong/secret/key/0000000000000000000000"}, "Bad credentials"),
+    ({"accessKeyId": "AKIANOSUCHKEY0000000"}, "Bad credentials"),
+    ({"accessKeyId": TEMP_ACCESS_KEY, "secretAccessKey": TEMP_SECRET_KEY}, "Bad credentials"),
+    ({"region": "eu-west-1"}, "Wrong region"),
+])
+def test_given_credentials_aws_rejects_then_the_reason_names_the_cause(
+        metering_emulator: EmulatorServer, changes: dict[str, Any], start: str) -> None:
+    result = verifyCredentials.verify(StepContext(), a_config(metering_emulator.url, **changes))
+    assert result["verified"] is False
+    assert result["reason"].startswith(start), result["reason"]
+    assert "0000000000000000000000" not in result["reason"]
+
+
+def test_given_an_endpoint_with_nothing_listening_then_the_reason_is_the_endpoint() -> None:
+    result = verifyCredentials.check(a_config(f"http://127.0.0.1:{free_port()}"))
+    assert result["verified"] is False and result["reason"].startswith("Wrong region or endpoint")
+
+
+def test_given_an_endpoint_that_is_not_the_metering_api_then_the_reason_is_the_endpoint() -> None:
+    with ScriptedServer([Canned(404, b"<html>Not Found</html>", {"Content-Type": "text/html"})]) as server:
+        result = verifyCredentials.check(a_config(server.url))
+    assert result["verified"] is False and result["reason"].startswith("Wrong region or endpoint")
+
+
+def test_given_a_policy_without_metering_actions_then_the_reason_lists_the_missing_permissions() -> None:
+    with ScriptedServer([denied("aws-marketplace:ResolveCustomer")]) as server:
+        result = verifyCredentials.check(a_config(server.url))
+        assert len(server.requests) == 3
+    assert result["verified"] is False and result["reason"].startswith("Missing permission")
+    for action in ("ResolveCustomer", "BatchMeterUsage", "MeterUsage"):
+        assert f"aws-marketplace:{action}" in result["reason"]
+
+
+def test_given_a_policy_that_only_allows_batch_metering_then_verified_with_a_note() -> None:
+    ok = Canned(200, b'{"Results":[],"UnprocessedRecords":[]}', {"x-amzn-RequestId": "rid"})
+    with ScriptedServer([denied("aws-marketplace:ResolveCustomer"), ok]) as server:
+        result = verifyCredentials.check(a_config(server.url))
+        probe = json.loads(server.requests[1][1])
+    assert result["verified"] is True and "aws-marketplace:BatchMeterUsage" in result["reason"]
+    assert probe == {"UsageRecords": []}  # nothing to meter
+
+
+def test_given_a_policy_that_only_allows_meter_usage_then_the_dry_run_probe_verifies() -> None:
+    dry = Canned(412, b'{"__type":"DryRunOperation","message":"would succeed"}', {"x-amzn-RequestId": "r"})
+    with ScriptedServer([denied("a"), denied("b"), dry]) as server:
+        result = verifyCredentials.check(a_config(server.url))
+        probe = json.loads(server.requests[2][1])
+    assert result["verified"] is True and "aws-marketplace:MeterUsage" in result["reason"]
+    assert probe["DryRun"] is True
+
+
+def test_given_incomplete_credentials_then_not_verified_without_a_call() -> None:
+    result = verifyCredentials.check({"accessKeyId": "AKIAEMULATOR0000TEST"})
+    assert result == {"verified": False, "reason": "Incomplete credentials: /secretAccessKey: is required"}
