@@ -28,13 +28,15 @@ def current(value: Any, now: int) -> Any:
     return value
 
 
-def run_local(tmp_path: Path, function: str, cfg: dict[str, Any], message: dict[str, Any]) -> tuple[int, list[dict[str, Any]], str]:
+def run_local(tmp_path: Path, function: str, cfg: dict[str, Any],
+              message: dict[str, Any]) -> tuple[int, list[dict[str, Any]], str]:
     cfg_file, msg_file = tmp_path / "cfg.json", tmp_path / f"{function}.json"
     cfg_file.write_text(json.dumps(cfg))
     msg_file.write_text(json.dumps(message))
     proc = subprocess.run([sys.executable, "-m", "elasticio_sailor", "local", "--component", str(ROOT),
                            "--function", function, "--cfg", str(cfg_file), "--message", str(msg_file)],
-                          capture_output=True, text=True, timeout=120, env={"LOG_LEVEL": "debug", "PATH": "/usr/bin"})
+                          check=False, capture_output=True, text=True, timeout=120,
+                          env={"LOG_LEVEL": "debug", "PATH": "/usr/bin"})
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc.returncode, events, proc.stdout + proc.stderr
 
