@@ -89,6 +89,15 @@ class Product:
     customers: list[Customer]
     seller_account_id: str | None = None
     concurrent_agreements: bool = False
+    by_identifier: dict[str, Customer] = field(default_factory=dict, repr=False)
+    by_account: dict[str, Customer] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for c in reversed(self.customers):  # the first declaration wins
+            if c.customer_identifier is not None:
+                self.by_identifier[c.customer_identifier] = c
+            if c.account_id is not None:
+                self.by_account[c.account_id] = c
 
 
 @dataclass
@@ -108,6 +117,13 @@ class Fixtures:
     products: dict[str, Product]
     tokens: list[TokenSpec]
     document: dict[str, Any] = field(default_factory=dict)
+    license_products: dict[str, Product] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for product in reversed(list(self.products.values())):
+            for c in product.customers:
+                if c.license_arn is not None:
+                    self.license_products[c.license_arn] = product
 
     def redacted(self) -> dict[str, Any]:
         """The document with every secret replaced by ``"***"``."""

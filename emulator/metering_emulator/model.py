@@ -6,6 +6,7 @@ pattern constraints are all collected and reported at once in the Coral Validati
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -99,6 +100,7 @@ _JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", bool: 
                     int: "an integer", float: "a number with a fraction", type(None): "null"}
 
 
+@functools.cache
 def _camel(name: str) -> str:
     """Coral paths use lowerCamel member names (``UsageRecords`` -> ``usageRecords``)."""
     return name[:1].lower() + name[1:]

@@ -79,7 +79,8 @@ def _entitled(product: Product, caller: Credential) -> bool:
         return False
     if product.seller_account_id == caller.account_id:
         return True
-    return any(c.account_id == caller.account_id and c.subscribed for c in product.customers)
+    customer = product.by_account.get(caller.account_id)
+    return customer is not None and customer.subscribed
 
 
 def _store(state: State, key: tuple[str, ...], record: dict[str, Any]) -> dict[str, Any]:
@@ -147,20 +148,14 @@ def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[
 
 def _find_customer(product: Product, record: dict[str, Any]) -> Customer | None:
     ident = record.get("CustomerIdentifier")
+    if ident:
+        return product.by_identifier.get(ident)
     account = record.get("CustomerAWSAccountId")
-    for c in product.customers:
-        if ident and c.customer_identifier == ident:
-            return c
-        if account is not None and c.account_id == account:
-            return c
-    return None
+    return product.by_account.get(account) if account is not None else None
 
 
 def _license_product(state: State, arn: str) -> Product | None:
-    for product in state.fixtures.products.values():
-        if any(c.license_arn == arn for c in product.customers):
-            return product
-    return None
+    return state.fixtures.license_products.get(arn)
 
 
 def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Nothing here ever puts a secret or a signature into an error message.
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import hmac
 import re
@@ -47,6 +48,7 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=256)
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     """The HMAC chain ``AWS4+secret -> date -> region -> service -> aws4_request``."""
     key = ("AWS4" + secret).encode("utf-8")
