@@ -98,3 +98,23 @@ def test_given_credentials_fields_then_they_mirror_the_config_schema_and_mask_se
             assert {str(v) for v in prop["enum"]} == set(field["model"])
     assert secret_fields() == {"secretAccessKey", "sessionToken"}
     assert config["region"]["default"] == "us-east-1"
+
+
+def test_given_the_logo_then_it_is_a_valid_128_by_128_png() -> None:
+    import struct
+    import zlib
+
+    data = (ROOT / "logo.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert zlib.crc32(kind + body) & 0xFFFFFFFF == crc
+        chunks.setdefault(kind, b"")
+        chunks[kind] += body
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (width, height, depth, colour) == (128, 128, 8, 6)
+    assert len(zlib.decompress(chunks[b"IDAT"])) == 128 * (1 + 128 * 4)
