@@ -155,7 +155,8 @@ class RequestHandler(BaseHTTPRequestHandler):
                 raise AwsError("UnknownOperationException", "Unknown operation: the X-Amz-Target header must be "
                                f"{TARGET_PREFIX}<{'|'.join(OPERATIONS)}>.")
             operation = name
-            state.stats_for(operation).calls += 1
+            with state.lock:
+                state.stats_for(operation).calls += 1
             self._serve_operation(state, operation, body, request_id)
         except AwsError as err:
             self._count_error(state, operation, err)
