@@ -1,7 +1,10 @@
 """Protocol cases as data: every ``cases/*.json`` entry is a request and the reply it must get.
 
-Case format (see cases/README.md): ``{"name", "setup"?: {"config"?, "fixtures"?, "requests"?: [request]},
+Case format: ``{"name", "setup"?: {"config"?, "fixtures"?, "requests"?: [request]},
 "request": request, "expect": {"status", "type"?, "message"?, "messageContains"?, "body"?, "records"?}}``.
+A request is ``{"operation"?, "target"?, "method"? (POST), "path"? ("/"), "body"? | "rawBody"?,
+"auth"?: "sigv4" (default) | "none" | {"accessKey"?, "secretKey"?, "token"?, "region"?, "service"?},
+"headers"? (added after signing, so unsigned), "dropHeaders"? (removed after signing), "contentType"?}``.
 Body strings ``$NOW`` / ``$NOW-<s>`` / ``$NOW+<s>`` become epoch seconds at run time; ``$NOWF`` a float.
 In ``expect.body``, ``$ANY`` matches any value and ``$UUID`` any UUID; objects match as subsets.
 """
