@@ -44,15 +44,37 @@ class AmqpError(Exception):
 class PublishFuture:
     """Completion of one publish: ``wait()`` returns once confirmed, or raises the final failure."""
 
-    __slots__ = ("_error", "_event")
+    __slots__ = ("_callbacks", "_error", "_event")
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self._error: BaseException | None = None
+        self._callbacks: list[Callable[[BaseException | None], None]] | None = None
 
     def set_done(self, error: BaseException | None = None) -> None:
+        """Complete the publish (I/O thread only)."""
         self._error = error
         self._event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        for cb in callbacks or ():
+            cb(error)
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def on_done(self, cb: Callable[[BaseException | None], None]) -> None:
+        """Run ``cb(error)`` when completed (I/O thread only; at once if already completed)."""
+        if self._event.is_set():
+            cb(self._error)
+        elif self._callbacks is None:
+            self._callbacks = [cb]
+        else:
+            self._callbacks.append(cb)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until confirmed; raise AmqpError if the publish finally failed."""
@@ -144,6 +166,9 @@ class AmqpTransport:
         self._finished: collections.OrderedDict[str, bool] = collections.OrderedDict()
 
         # shared with other threads
+        self._inbox: collections.deque[Callable[[], None]] = collections.deque()
+        self._inbox_lock = threading.Lock()
+        self._wake_pending = False
         self._ready = {"read": threading.Event(), "write": threading.Event()}
         self._start_error: BaseException | None = None
         self._start_failed = threading.Event()
@@ -207,12 +232,37 @@ class AmqpTransport:
     ) -> PublishFuture:
         """Queue a publish on the confirm channel; the future completes at the broker's confirm."""
         req = _Publish(exchange, routing_key, body, properties, mandatory)
-        self._ioloop.add_callback_threadsafe(lambda: self._publish(req))
+        self._call(lambda: self._publish(req))
         return req.future
 
     def settle(self, delivery: Delivery, ack: bool) -> None:
         """Ack (or reject without requeue) a delivery once its processing ended."""
-        self._ioloop.add_callback_threadsafe(lambda: self._settle(delivery, ack))
+        self._call(lambda: self._settle(delivery, ack))
+
+    def settle_after(
+        self, delivery: Delivery, futures: list[PublishFuture], on_failure: Callable[[BaseException], None]
+    ) -> None:
+        """Ack ``delivery`` on the I/O thread as soon as all ``futures`` are confirmed, without a worker
+        waiting for them; if one finally failed, call ``on_failure(error)`` instead (it must settle)."""
+
+        def go() -> None:
+            left = [len(futures)]
+            failed: list[BaseException] = []
+
+            def one_done(err: BaseException | None) -> None:
+                if err is not None:
+                    failed.append(err)
+                left[0] -= 1
+                if left[0] == 0:
+                    if failed:
+                        on_failure(failed[0])
+                    else:
+                        self._settle(delivery, True)
+
+            for fut in futures:
+                fut.on_done(one_done)
+
+        self._call(go)
 
     def close(self) -> None:
         """Close channels and connections and stop the I/O thread."""
@@ -237,7 +287,28 @@ class AmqpTransport:
 
     # ------------------------------------------------------------------ I/O thread
     def _call(self, fn: Callable[[], None]) -> None:
-        self._ioloop.add_callback_threadsafe(fn)
+        """Run ``fn`` on the I/O thread. Calls are batched: one loop wake-up (a pipe write) serves every
+        call queued before the loop gets to them, which matters at thousands of calls per second."""
+        with self._inbox_lock:
+            self._inbox.append(fn)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        self._ioloop.add_callback_threadsafe(self._drain_inbox)
+
+    def _drain_inbox(self) -> None:
+        while True:
+            with self._inbox_lock:
+                if not self._inbox:
+                    self._wake_pending = False
+                    return
+                batch = list(self._inbox)
+                self._inbox.clear()
+            for fn in batch:
+                try:
+                    fn()
+                except Exception as exc:  # one bad callback must not stop the loop
+                    log.error("AMQP I/O callback failed", exc_info=exc)
 
     def _run_loop(self) -> None:
         try:

@@ -23,7 +23,10 @@ log = logging.getLogger("sailor")
 class EventHandler(Protocol):
     """Receives the events of one execution; returns when the event is fully handled."""
 
-    def on_event(self, ctx: TaskContext, event: str, payload: Any) -> None: ...
+    def on_event(self, ctx: TaskContext, event: str, payload: Any, final: bool = False) -> None:
+        """``final`` marks the data event made from ``process``'s return value: nothing in the component
+        waits for it, so a transport may complete it asynchronously (it must still finish before ack)."""
+        ...
 
 
 class TaskContext:
@@ -58,6 +61,9 @@ class TaskContext:
 
         Unknown events are ignored; a second ``end`` is ignored with a warning.
         """
+        self._emit(event, payload, False)
+
+    def _emit(self, event: str, payload: Any, final: bool) -> None:
         if event not in EVENTS:
             log.warning("Unknown event ignored", extra={"event": str(event)[:64]})
             return
@@ -69,7 +75,7 @@ class TaskContext:
         elif event == "error":
             # counted before handling, so error-then-end always rejects (Node does the same)
             self.error_count += 1
-        self._handler.on_event(self, event, payload)
+        self._handler.on_event(self, event, payload, final)
 
 
 def run_function(
@@ -89,7 +95,7 @@ def run_function(
         ctx.emit("error", exc)
     else:
         if result:
-            ctx.emit("data", result)
+            ctx._emit("data", result, True)
     ctx.emit("end")
 
 

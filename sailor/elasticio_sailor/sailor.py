@@ -22,7 +22,7 @@ from typing import Any
 
 import pika
 
-from .amqp import AmqpError, AmqpTransport, Delivery
+from .amqp import AmqpError, AmqpTransport, Delivery, PublishFuture
 from .api import ApiClient, ApiError
 from .component import ComponentError, ComponentReader, component_root
 from .crypto import DecryptError, MessageCipher, dumps, loads
@@ -40,6 +40,7 @@ from .messages import (
     rebound_iteration,
 )
 from .settings import Settings
+from .wire import MessageProperties
 
 log = logging.getLogger("sailor")
 
@@ -214,7 +215,7 @@ class FlowStep:
     # ------------------------------------------------------------------ per message
     def props(self, headers: dict[str, Any]) -> pika.BasicProperties:
         """Properties of data/error/snapshot/httpReply publishes (§4.5)."""
-        return pika.BasicProperties(
+        return MessageProperties(
             content_type="application/json",
             content_encoding="utf8",
             delivery_mode=self.delivery_mode,
@@ -244,6 +245,8 @@ class MessageExecution:
         self.headers = outgoing_headers(self.kept, sailor.static_headers, sailor.s.additional_headers)
         self.incoming_pv = protocol_version(delivery.headers)
         self.msg: dict[str, Any] = {}
+        # publishes of the returned value, confirmed asynchronously before the ack
+        self.pending: list[PublishFuture] = []
 
     def run(self) -> None:
         s = self.sailor
@@ -288,10 +291,10 @@ class MessageExecution:
         return msg
 
     # ------------------------------------------------------------------ events
-    def on_event(self, ctx: TaskContext, event: str, payload: Any) -> None:
+    def on_event(self, ctx: TaskContext, event: str, payload: Any, final: bool = False) -> None:
         try:
             if event == "data":
-                self.on_data(payload)
+                self.on_data(payload, final)
             elif event == "error":
                 self.on_error(payload)
             elif event == "rebound":
@@ -312,14 +315,20 @@ class MessageExecution:
             log.error("Handling event failed", extra={"event": event, "reason": str(exc)[:300]})
             ctx.emit("error", exc)
 
-    def _publish(self, routing_key: str, body: bytes, headers: dict[str, Any], kind: str | None) -> None:
+    def _publish(
+        self, routing_key: str, body: bytes, headers: dict[str, Any], kind: str | None, wait: bool = True
+    ) -> None:
         s = self.sailor
         assert s.transport is not None
         if kind is not None:
             s.throttles[kind].acquire()
-        s.transport.publish(s.exchange, routing_key, body, s.props(headers)).wait()
+        future = s.transport.publish(s.exchange, routing_key, body, s.props(headers))
+        if wait:
+            future.wait()
+        else:
+            self.pending.append(future)
 
-    def on_data(self, payload: Any) -> None:
+    def on_data(self, payload: Any, final: bool = False) -> None:
         s = self.sailor
         if not isinstance(payload, dict):
             raise TypeError("data payload must be a JSON object")
@@ -335,7 +344,7 @@ class MessageExecution:
         headers["protocolVersion"] = pv
         body = s.cipher.encrypt(data, pv)
         self._check_size(body)
-        self._publish(routing_key, body, headers, "data")
+        self._publish(routing_key, body, headers, "data", wait=not final)
 
     def _passthrough(self, data: dict[str, Any]) -> None:
         s = self.sailor
@@ -460,7 +469,28 @@ class MessageExecution:
     def on_end(self, ctx: TaskContext) -> None:
         s = self.sailor
         assert s.transport is not None
+        if self.pending and ctx.error_count == 0:
+            # the worker is free now; the I/O thread acks when the broker confirmed the output
+            def failed(err: BaseException) -> None:
+                s.pool.submit(self._final_failed, ctx, err)
+
+            s.transport.settle_after(self.d, self.pending, failed)
+            return
+        for future in self.pending:
+            try:
+                future.wait()
+            except AmqpError:
+                log.error("Publishing an output failed")
         s.transport.settle(self.d, ctx.error_count == 0)
+
+    def _final_failed(self, ctx: TaskContext, err: BaseException) -> None:
+        """The returned value could not be published: emit the error, reject the input."""
+        assert self.sailor.transport is not None
+        self.pending = []
+        try:
+            ctx.emit("error", err)
+        finally:
+            self.sailor.transport.settle(self.d, False)
 
 
 def store_startup_data(settings: Settings, result: Any) -> None:

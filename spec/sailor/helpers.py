@@ -7,6 +7,7 @@ points at the sailor, not at the harness.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pika
-
+import pika.exceptions
 from elasticio_sailor.crypto import MessageCipher
 
 HERE = Path(__file__).resolve().parent
@@ -129,14 +130,12 @@ class PlatformSide:
         return f"{self.name}:out:{kind}"
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(pika.exceptions.AMQPError):
             for kind in self.keys:
                 self.ch.queue_delete(self.out_queue(kind))
             self.ch.queue_delete(self.queue)
             self.ch.exchange_delete(self.exchange)
             self.conn.close()
-        except Exception:  # noqa: BLE001 - cleanup only
-            pass
 
     def publish(self, body: Any, headers: dict[str, Any] | None = None, *, pv: int = 1,
                 raw: bytes | None = None, with_headers: bool = True) -> str:
@@ -227,7 +226,7 @@ class SailorProc:
 
     def __init__(self, env: dict[str, str], log_path: Path, cwd: Path = STEPS, args: tuple[str, ...] = ()) -> None:
         self.log_path = log_path
-        self._fh = open(log_path, "wb")
+        self._fh = open(log_path, "wb")  # noqa: SIM115 - closed when the process is reaped
         self.proc = subprocess.Popen([sys.executable, "-m", "elasticio_sailor", *args], cwd=cwd, env=env,
                                      stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
 

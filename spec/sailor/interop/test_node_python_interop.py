@@ -21,6 +21,7 @@ import pytest
 from spec.support.platform import FakePlatformApi, Output, Platform, Sailors, Step, new_flow
 
 INPUT_BODY = {"i": 7, "name": "Jürgen ✓", "f": 2.5, "none": None, "arr": [1, "x", {"deep": True}]}
+INPUT_PASSTHROUGH = {"step_0": {"id": "p0", "body": {"first": 1}, "headers": {"h": "v"}}}
 VOLATILE = {"messageId", "parentMessageId", "start", "end"}
 
 
@@ -38,10 +39,17 @@ def normalised(headers: dict[str, Any], flow_id: str) -> dict[str, Any]:
 
 
 def run_flow(
-    platform: Platform, sailors: Sailors, kinds: tuple[str, str], protocol_version: int, message_id: str
+    platform: Platform,
+    sailors: Sailors,
+    kinds: tuple[str, str],
+    protocol_version: int,
+    message_id: str,
+    passthrough: bool = False,
 ) -> tuple[list[Step], Output, Output]:
     """Start the two sailors of one flow, send the input, return (steps, step_1 output, step_2 output)."""
     steps = new_flow(["echo", "inspect"], prefix=f"{kinds[0][0]}{kinds[1][0]}")
+    for step in steps:
+        step.is_passthrough = passthrough
     platform.declare_flow(steps)
     for kind, step in zip(kinds, steps, strict=True):
         sailors.start(
@@ -52,7 +60,13 @@ def run_flow(
         )
     platform.publish_input(
         steps[0],
-        {"id": message_id, "body": INPUT_BODY, "headers": {}, "attachments": {}},
+        {
+            "id": message_id,
+            "body": INPUT_BODY,
+            "headers": {},
+            "attachments": {},
+            "passthrough": INPUT_PASSTHROUGH,
+        },
         protocol_version,
         headers={"X-EIO-META-Tenant": "tenant-7", "reply_to": "reply.rk.1", "someOtherHeader": "dropped"},
     )
@@ -101,24 +115,31 @@ def assert_header_contract(out: Output, step: Step, parent_id: str, protocol_ver
     assert out.routing_key == step.routing_key("message")
 
 
-@pytest.mark.parametrize("protocol_version", [1, 2])
+@pytest.mark.parametrize("passthrough", [False, True], ids=["plain", "passthrough"])
+@pytest.mark.parametrize("protocol_version", [1, 2], ids=["v1", "v2"])
 def test_given_node_and_python_steps_when_chained_either_way_then_each_reads_what_the_other_wrote(
-    platform_env: tuple[Platform, FakePlatformApi, Sailors], protocol_version: int
+    platform_env: tuple[Platform, FakePlatformApi, Sailors], protocol_version: int, passthrough: bool
 ) -> None:
     platform, api, sailors = platform_env
     message_id = str(uuid.uuid4())
 
     n_steps, node_first, py_second = run_flow(
-        platform, sailors, ("node", "python"), protocol_version, message_id
+        platform, sailors, ("node", "python"), protocol_version, message_id, passthrough
     )
     p_steps, py_first, node_second = run_flow(
-        platform, sailors, ("python", "node"), protocol_version, message_id
+        platform, sailors, ("python", "node"), protocol_version, message_id, passthrough
     )
 
     # step_1 outputs: both sailors publish the same message in the same encoding.
+    expected_first: dict[str, Any] = {"body": INPUT_BODY, "headers": {}}
     for out in (node_first, py_first):
         assert out.protocol_version == protocol_version
-        assert out.message == {"body": INPUT_BODY, "headers": {}}
+        if passthrough:  # §6.4: incoming passthrough plus this step's own output
+            assert out.message["passthrough"] == {**INPUT_PASSTHROUGH, "step_1": expected_first}
+            assert {k: v for k, v in out.message.items() if k != "passthrough"} == expected_first
+        else:
+            assert out.message == expected_first
+    assert py_first.message == node_first.message
     # the same IV for every message makes the crypto deterministic: byte-identical AMQP bodies.
     assert py_first.body == node_first.body
     assert_header_contract(node_first, n_steps[0], message_id, protocol_version)
@@ -131,11 +152,13 @@ def test_given_node_and_python_steps_when_chained_either_way_then_each_reads_wha
     }
 
     # step_2 saw exactly what step_1 published (+ reply_to copied into msg.headers, as Node does).
-    expected_received = {"body": INPUT_BODY, "headers": {"reply_to": "reply.rk.1"}}
+    expected_received = {**node_first.message, "headers": {"reply_to": "reply.rk.1"}}
     assert py_second.message["body"]["received"] == expected_received, "Python step misread Node's output"
     assert node_second.message["body"]["received"] == expected_received, "Node step misread Python's output"
     assert py_second.message == node_second.message
     assert py_second.message["body"]["cfg"] == {"apiKey": "secret"}
+    if passthrough:
+        assert set(py_second.message["passthrough"]) == {"step_0", "step_1", "step_2"}
 
     # step_2 headers chain on step_1's, identically for both sailors.
     assert_header_contract(py_second, n_steps[1], node_first.headers["messageId"], protocol_version)

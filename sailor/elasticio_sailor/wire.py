@@ -1,0 +1,89 @@
+"""Fast AMQP encoding of the properties every sailor publish carries.
+
+pika's generic ``BasicProperties.encode`` was the largest single cost per message in profiles (its
+field-table encoder dispatches through several helpers per value). The sailor's headers are almost all
+strings and small integers, so this module encodes those directly and hands anything else to pika's own
+encoder. The output is byte-identical to pika's (tested).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import pika
+from pika import data as pika_data
+
+_U32 = struct.Struct(">I").pack
+_I32 = struct.Struct(">i").pack
+_I64 = struct.Struct(">q").pack
+_FLAGS = struct.Struct(">H").pack
+_KEYS: dict[str, bytes] = {}
+_MAX_CACHED_KEYS = 4096
+
+
+def _key(name: str) -> bytes:
+    enc = _KEYS.get(name)
+    if enc is None:
+        raw = name.encode("utf-8")
+        if len(raw) > 255:
+            raise ValueError("AMQP header names are limited to 255 bytes")
+        enc = bytes((len(raw),)) + raw
+        if len(_KEYS) < _MAX_CACHED_KEYS:
+            _KEYS[name] = enc
+    return enc
+
+
+def encode_table(table: Mapping[str, Any]) -> bytes:
+    """AMQP field table (with its length prefix); strings as ``S``, ints as ``I``/``l``, bools as ``t``."""
+    parts: list[bytes] = []
+    append = parts.append
+    for name, value in table.items():
+        append(_key(name))
+        kind = type(value)
+        if kind is str:
+            raw = value.encode("utf-8")
+            append(b"S" + _U32(len(raw)))
+            append(raw)
+        elif kind is int:
+            append(b"I" + _I32(value) if -2147483648 <= value <= 2147483647 else b"l" + _I64(value))
+        elif kind is bool:
+            append(b"t\x01" if value else b"t\x00")
+        else:
+            pieces: list[bytes] = []
+            pika_data.encode_value(pieces, value)
+            parts.extend(pieces)
+    body = b"".join(parts)
+    return _U32(len(body)) + body
+
+
+class MessageProperties(pika.BasicProperties):
+    """BasicProperties whose encoding of content type/encoding, headers and delivery mode is fast.
+
+    Any other property set falls back to pika's encoder.
+    """
+
+    def encode(self) -> list[bytes]:
+        if (
+            self.priority is not None or self.correlation_id is not None or self.reply_to is not None
+            or self.expiration is not None or self.message_id is not None or self.timestamp is not None
+            or self.type is not None or self.user_id is not None or self.app_id is not None
+            or self.cluster_id is not None
+        ):
+            return list(super().encode())
+        flags = 0
+        pieces: list[bytes] = []
+        if self.content_type is not None:
+            flags |= pika.BasicProperties.FLAG_CONTENT_TYPE
+            pieces.append(_key(self.content_type))
+        if self.content_encoding is not None:
+            flags |= pika.BasicProperties.FLAG_CONTENT_ENCODING
+            pieces.append(_key(self.content_encoding))
+        if self.headers is not None:
+            flags |= pika.BasicProperties.FLAG_HEADERS
+            pieces.append(encode_table(self.headers))
+        if self.delivery_mode is not None:
+            flags |= pika.BasicProperties.FLAG_DELIVERY_MODE
+            pieces.append(bytes((self.delivery_mode,)))
+        return [_FLAGS(flags), *pieces]
