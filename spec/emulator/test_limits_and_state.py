@@ -176,3 +176,24 @@ def test_given_concurrent_clients_then_every_record_and_call_is_counted_once(emu
     records = emu.admin.records()["records"]
     assert len(records) == 200 == len({r["customerIdentifier"] for r in records})
     assert emu.admin.stats()["operations"]["BatchMeterUsage"]["calls"] == 40
+
+
+@pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
+                                 b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+                                 b"POST / HTTP/1.1\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n"])
+def test_given_malformed_http_then_a_json_aws_error_and_the_server_keeps_serving(
+    emu: EmulatorServer, raw: bytes
+) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=10) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    assert head.split()[1] in (b"400", b"431", b"501")
+    assert b"x-amzn-RequestId" in head
+    error = json.loads(body)
+    assert error["__type"] in ("SerializationException", "UnknownOperationException") and error["message"]
+    assert emu.admin.health()["status"] == "ok"
