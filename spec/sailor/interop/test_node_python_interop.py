@@ -13,6 +13,7 @@ publishes the same bodies, headers and properties as the Node sailor.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -174,3 +175,70 @@ def test_given_node_and_python_steps_when_chained_either_way_then_each_reads_wha
         assert platform.ready(step.listen_queue) == 0
         assert platform.drain(step.out_queue("error"), kind="error", settle=0.2) == []
     assert {(r.method, r.authorized) for r in api.requests} == {("GET", True)}
+
+
+def run_failing_step(
+    platform: Platform, sailors: Sailors, kind: str, protocol_version: int, message_id: str
+) -> tuple[Step, Output, Output, str]:
+    """One ``echo`` step fed an input that makes it fail; returns (step, error output, error reply, reply key)."""
+    (step,) = new_flow(["echo"], prefix=f"err{kind[0]}")
+    platform.declare_flow([step])
+    reply_key = platform.declare_reply_queue(step.exchange)
+    sailors.start(kind, step, ELASTICIO_PROTOCOL_VERSION=str(protocol_version))
+    platform.publish_input(
+        step,
+        {"id": message_id, "body": {**INPUT_BODY, "fail": True}, "headers": {}, "attachments": {}},
+        protocol_version,
+        headers={"X-EIO-META-Tenant": "tenant-7", "reply_to": reply_key},
+    )
+    errors = platform.collect(step.out_queue("error"), 1, timeout=60, kind="error")
+    replies = platform.collect(reply_key, 1, timeout=30, kind="raw")
+    assert len(errors) == 1 and len(replies) == 1, (
+        f"{kind}: no error message; log: {sailors.started[-1].log_tail()}"
+    )
+    return step, errors[0], replies[0], reply_key
+
+
+@pytest.mark.parametrize("protocol_version", [1, 2], ids=["v1", "v2"])
+def test_given_a_failing_input_when_node_and_python_sailors_fail_then_their_error_messages_match(
+    platform_env: tuple[Platform, FakePlatformApi, Sailors], protocol_version: int
+) -> None:
+    platform, _api, sailors = platform_env
+    message_id = str(uuid.uuid4())
+    n_step, n_err, n_reply, n_key = run_failing_step(platform, sailors, "node", protocol_version, message_id)
+    p_step, p_err, p_reply, p_key = run_failing_step(
+        platform, sailors, "python", protocol_version, message_id
+    )
+
+    for step, err, reply, key in ((n_step, n_err, n_reply, n_key), (p_step, p_err, p_reply, p_key)):
+        assert err.routing_key == step.routing_key("error")
+        assert list(json.loads(err.body)) == ["error", "errorInput"]
+        assert list(err.message["error"]) == ["name", "message", "stack"]
+        assert err.message["error"]["name"] == "Error"
+        assert err.message["error"]["message"] == f"requested failure {INPUT_BODY['i']}"
+        assert err.message["errorInput"]["body"] == {**INPUT_BODY, "fail": True}
+        assert "protocolVersion" not in err.headers and err.headers["parentMessageId"] == message_id
+        # §6.7 error reply: the bare base64 error to reply_to, flagged x-eio-error-response
+        assert reply.routing_key == key
+        assert platform.crypto.decode(reply.body, 1) == err.message["error"]
+        assert reply.headers["x-eio-error-response"] is True
+        assert platform.drain(step.out_queue("message"), settle=0.2) == []
+
+    # errorInput is the input in base64 form (v2 inputs re-encrypted): byte-identical for both sailors.
+    assert json.loads(p_err.body)["errorInput"] == json.loads(n_err.body)["errorInput"]
+    for p_out, n_out in ((p_err, n_err), (p_reply, n_reply)):
+        p_headers = {**normalised(p_out.headers, p_step.flow_id), "reply_to": "<reply key>"}
+        n_headers = {**normalised(n_out.headers, n_step.flow_id), "reply_to": "<reply key>"}
+        p_headers["containerId"] = n_headers["containerId"] = "<container>"
+        assert p_headers == n_headers
+        assert {k: type(v) for k, v in p_out.headers.items()} == {
+            k: type(v) for k, v in n_out.headers.items()
+        }
+        assert (p_out.content_type, p_out.content_encoding, p_out.delivery_mode) == (
+            n_out.content_type,
+            n_out.content_encoding,
+            n_out.delivery_mode,
+        )
+
+    sailors.stop_all()
+    assert platform.ready(n_step.listen_queue) == 0 and platform.ready(p_step.listen_queue) == 0, "rejected"
