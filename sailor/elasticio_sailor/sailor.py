@@ -206,7 +206,7 @@ class FlowStep:
         headers.update(self.static_headers)
         headers["messageId"] = str(uuid.uuid4())
         try:
-            body = dumps({"error": self.cipher.encrypt_b64(format_error(exc))})
+            body, _ = error_envelope(self.cipher, format_error(exc), None, 1)
             self.transport.publish(self.exchange, self.s.ERROR_ROUTING_KEY, body,
                                    self.props(headers)).wait(10)
         except Exception as err:
@@ -233,6 +233,24 @@ class FlowStep:
         except Exception as exc:
             log.error("Message processing failed inside the sailor", exc_info=exc)
             self.transport.settle(delivery, False)
+
+
+def error_envelope(
+    cipher: MessageCipher, err: dict[str, Any], incoming_body: bytes | None, incoming_pv: int
+) -> tuple[bytes, str]:
+    """``{"error": b64, "errorInput": b64}`` (§6.7) and the bare ``error`` string.
+
+    ``errorInput`` is always base64 text: the incoming body as is for protocol 1; for protocol 2 the
+    same ciphertext base64-encoded (Node decrypts and re-encrypts it, which gives the same bytes).
+    """
+    encrypted = cipher.encrypt_b64(err)
+    envelope: dict[str, str] = {"error": encrypted}
+    if incoming_body is not None:
+        if incoming_pv >= 2:
+            envelope["errorInput"] = base64.b64encode(incoming_body).decode("ascii")
+        else:
+            envelope["errorInput"] = incoming_body.decode("utf-8", "replace")
+    return dumps(envelope), encrypted
 
 
 class MessageExecution:
@@ -367,17 +385,10 @@ class MessageExecution:
             raise ValueError(f"Outgoing message size {len(body)} exceeds limit of {limit}.")
 
     def error_envelope(self, err: dict[str, Any]) -> tuple[bytes, str]:
-        """The error-key body ``{"error", "errorInput"}`` and the bare encrypted error (for reply_to)."""
+        """The error-key body and the bare encrypted error (for reply_to) for this delivery."""
         s = self.sailor
-        encrypted = s.cipher.encrypt_b64({"name": err["name"], "message": err["message"],
-                                          "stack": err["stack"], **{k: v for k, v in err.items()
-                                                                    if k not in ("name", "message", "stack")}})
-        if self.incoming_pv >= 2 and s.s.INPUT_FORMAT != "error":
-            # the same ciphertext the input carried, in base64 (Node re-encrypts it to the same bytes)
-            error_input = base64.b64encode(self.d.body).decode("ascii")
-        else:
-            error_input = self.d.body.decode("utf-8", "replace")
-        return dumps({"error": encrypted, "errorInput": error_input}), encrypted
+        pv = self.incoming_pv if s.s.INPUT_FORMAT != "error" else 1
+        return error_envelope(s.cipher, err, self.d.body, pv)
 
     def on_error(self, payload: Any) -> None:
         self._send_error(format_error(payload), throttled=True)

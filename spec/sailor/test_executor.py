@@ -1,0 +1,125 @@
+"""Outcome → events (§6.10): returned value, None, raise, Rebound, explicit emits, end once."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pytest
+
+from elasticio_sailor import Rebound
+from elasticio_sailor.component import ComponentError, ComponentReader
+from elasticio_sailor.executor import TaskContext, run_function
+from spec.sailor.helpers import STEPS
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any, bool]] = []
+
+    def on_event(self, ctx: TaskContext, event: str, payload: Any, final: bool = False) -> None:
+        self.events.append((event, payload, final))
+
+
+def run(process: Any, msg: dict[str, Any] | None = None) -> tuple[Recorder, TaskContext]:
+    module = types.ModuleType("m")
+    if process is not None:
+        module.process = process  # type: ignore[attr-defined]
+    rec = Recorder()
+    ctx = TaskContext(rec, message_id="mid-1", variables={"v": 1})
+    run_function(module, ctx, msg or {"body": {}}, {"c": 1}, {"s": 1})
+    return rec, ctx
+
+
+def names(rec: Recorder) -> list[str]:
+    return [e[0] for e in rec.events]
+
+
+def test_given_truthy_return_when_running_then_final_data_then_end() -> None:
+    rec, ctx = run(lambda self, msg, cfg, snap: {"body": {"x": 1}})
+    assert rec.events == [("data", {"body": {"x": 1}}, True), ("end", None, False)]
+    assert ctx.error_count == 0
+
+
+@pytest.mark.parametrize("value", [None, {}, 0, ""])
+def test_given_falsy_return_when_running_then_only_end(value: Any) -> None:
+    rec, _ = run(lambda self, msg, cfg, snap: value)
+    assert names(rec) == ["end"]
+
+
+def test_given_exception_when_running_then_error_then_end_and_counted() -> None:
+    def process(self: Any, msg: Any, cfg: Any, snap: Any) -> None:
+        raise KeyError("k")
+
+    rec, ctx = run(process)
+    assert names(rec) == ["error", "end"]
+    assert isinstance(rec.events[0][1], KeyError)
+    assert ctx.error_count == 1
+
+
+def test_given_rebound_when_running_then_rebound_then_end_without_error() -> None:
+    def process(self: Any, msg: Any, cfg: Any, snap: Any) -> None:
+        raise Rebound("later")
+
+    rec, ctx = run(process)
+    assert names(rec) == ["rebound", "end"]
+    assert ctx.error_count == 0
+
+
+def test_given_explicit_emits_and_end_when_running_then_end_only_once() -> None:
+    def process(self: Any, msg: Any, cfg: Any, snap: Any) -> None:
+        self.emit("data", {"body": 1})
+        self.emit("snapshot", {"a": 1})
+        self.emit("end")
+        self.emit("end")
+
+    rec, _ = run(process)
+    assert names(rec) == ["data", "snapshot", "end"]
+    assert rec.events[0][2] is False
+
+
+def test_given_unknown_event_when_emitting_then_ignored() -> None:
+    rec, _ = run(lambda self, msg, cfg, snap: self.emit("bogus", 1))
+    assert names(rec) == ["end"]
+
+
+def test_given_no_process_function_when_running_then_error_process_not_found() -> None:
+    rec, ctx = run(None)
+    assert names(rec) == ["error", "end"]
+    assert rec.events[0][1]["message"] == "Process function is not found"
+    assert ctx.error_count == 1
+
+
+def test_given_context_when_reading_then_message_id_and_copied_flow_variables() -> None:
+    seen: dict[str, Any] = {}
+
+    def process(self: Any, msg: Any, cfg: Any, snap: Any) -> None:
+        seen["mid"] = self.message_id
+        seen["vars"] = self.get_flow_variables()
+        seen["vars"]["v"] = 2
+        seen["again"] = self.get_flow_variables()
+
+    run(process)
+    assert seen == {"mid": "mid-1", "vars": {"v": 2}, "again": {"v": 1}}
+
+
+def test_given_component_json_when_finding_functions_then_trigger_and_action_modules_load() -> None:
+    reader = ComponentReader(STEPS)
+    assert reader.load("tick").process is reader.load("tick").process
+    assert reader.find("echo")["main"] == "./actions/echo.py"
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("nope", 'Trigger or action "nope" is not found in component.json!'),
+     ("missing_file", "Failed to load file './actions/does_not_exist.py'")],
+)
+def test_given_bad_function_when_loading_then_node_worded_error(name: str, message: str) -> None:
+    with pytest.raises(ComponentError) as info:
+        ComponentReader(STEPS).load(name)
+    assert str(info.value).startswith(message)
+
+
+def test_given_directory_without_component_json_when_reading_then_error(tmp_path: Any) -> None:
+    with pytest.raises(ComponentError, match="Failed to load component.json"):
+        ComponentReader(tmp_path)

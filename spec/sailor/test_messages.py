@@ -1,0 +1,119 @@
+"""Header contract (§4.6), error formatting (§6.7), rebound math (§6.8), routing-key header, new_message."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from elasticio_sailor import Rebound, new_message
+from elasticio_sailor.messages import (
+    amqp_headers,
+    format_error,
+    incoming_headers,
+    outgoing_headers,
+    pop_routing_key,
+    rebound_expiration,
+    rebound_iteration,
+)
+
+STATIC = {"execId": "exec1", "taskId": "flow1", "workspaceId": "ws1", "containerId": "cont1",
+          "userId": "user1", "stepId": "step_2", "compId": "comp1", "function": "emit_async"}
+
+
+def test_given_platform_headers_when_building_outgoing_then_exactly_the_node_set_in_node_order() -> None:
+    incoming = {"messageId": "msg-in-1", "threadId": "thread-1", "stepId": "step_1", "X-EIO-META-Tenant": "T",
+                "reply_to": "reply.rk.1", "taskId": "other", "execId": "execX", "someOtherHeader": "dropped"}
+    out = outgoing_headers(incoming_headers(incoming), STATIC, {"tenantId": "tenant-7"})
+    assert list(out) == ["stepId", "x-eio-meta-tenant", "threadId", "messageId", "parentMessageId", "reply_to",
+                         "tenantId", "execId", "taskId", "workspaceId", "containerId", "userId", "compId",
+                         "function", "start"]
+    assert out["stepId"] == "step_2"
+    assert out["x-eio-meta-tenant"] == "T"
+    assert out["threadId"] == "thread-1"
+    assert out["parentMessageId"] == "msg-in-1"
+    assert out["reply_to"] == "reply.rk.1"
+    assert out["execId"] == "exec1" and out["taskId"] == "flow1"
+    assert uuid.UUID(out["messageId"]).version == 4
+    assert isinstance(out["start"], int)
+
+
+def test_given_two_messages_when_building_outgoing_then_each_gets_its_own_message_id() -> None:
+    a = outgoing_headers(incoming_headers({"messageId": "m"}), STATIC, {})
+    b = outgoing_headers(incoming_headers({"messageId": "m"}), STATIC, {})
+    assert a["messageId"] != b["messageId"]
+
+
+def test_given_no_thread_id_but_trace_id_when_reading_then_trace_id_is_the_thread() -> None:
+    assert incoming_headers({"X-EIO-META-TRACE-ID": "X"})["threadId"] == "X"
+
+
+def test_given_neither_thread_nor_trace_when_reading_then_a_new_uuid_thread() -> None:
+    kept = incoming_headers({})
+    assert uuid.UUID(kept["threadId"]).version == 4
+
+
+def test_given_no_message_id_when_building_amqp_headers_then_absent_values_are_omitted() -> None:
+    out = amqp_headers(outgoing_headers(incoming_headers({}), STATIC, {}))
+    assert "parentMessageId" not in out
+    assert None not in out.values()
+
+
+def test_given_mixed_case_routing_key_header_when_popping_then_value_returned_and_header_removed() -> None:
+    headers: dict[str, Any] = {"X-EIO-Routing-Key": "K", "keep": "me"}
+    assert pop_routing_key(headers) == "K"
+    assert headers == {"keep": "me"}
+    assert pop_routing_key({}) is None
+
+
+@pytest.mark.parametrize(
+    "incoming, iteration, expiration",
+    [({}, 1, 15000), ({"reboundIteration": 1}, 2, 30000), ({"reboundIteration": 2}, 3, 60000),
+     ({"reboundIteration": "2"}, 1, 15000), ({"reboundIteration": True}, 1, 15000)],
+)
+def test_given_incoming_iteration_when_rebounding_then_doubling_expiration(
+    incoming: dict[str, Any], iteration: int, expiration: int
+) -> None:
+    assert rebound_iteration(incoming) == iteration
+    assert rebound_expiration(iteration, 15000) == expiration
+
+
+def test_given_exception_with_details_when_formatting_then_node_fields_then_details() -> None:
+    class QuotaError(Exception):
+        name = "QuotaExceeded"
+        error_details = {"code": "Q1", "name": "ignored"}
+
+    try:
+        raise QuotaError("no quota")
+    except QuotaError as exc:
+        err = format_error(exc)
+    assert list(err) == ["name", "message", "stack", "code"]
+    assert err["name"] == "QuotaExceeded"
+    assert err["message"] == "no quota"
+    assert "QuotaError: no quota" in err["stack"]
+    assert err["code"] == "Q1"
+
+
+def test_given_plain_exception_when_formatting_then_class_name() -> None:
+    assert format_error(ValueError("bad"))["name"] == "ValueError"
+    assert format_error(Rebound("later"))["message"] == "later"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("boom", {"name": "Error", "message": "boom", "stack": "Not Available"}),
+     ("", {"name": "Error", "message": "Not Available", "stack": "Not Available"}),
+     ({"message": "m"}, {"name": "Error", "message": "m", "stack": "Not Available"}),
+     ({"message": "m", "name": "N", "stack": "S"}, {"name": "N", "message": "m", "stack": "S"})],
+)
+def test_given_non_exception_when_formatting_then_node_normalisation(value: Any, expected: dict[str, Any]) -> None:
+    assert format_error(value) == expected
+
+
+def test_given_body_when_new_message_then_node_shape_with_fresh_id() -> None:
+    msg = new_message({"a": 1}, headers={"h": "v"})
+    assert list(msg) == ["id", "body", "headers", "attachments", "metadata"]
+    assert msg["body"] == {"a": 1} and msg["headers"] == {"h": "v"}
+    assert msg["attachments"] == {} and msg["metadata"] == {}
+    assert new_message({})["id"] != msg["id"]

@@ -1,0 +1,111 @@
+"""Settings read from one table with Node's parsing rules (sailor-protocol §2.1, §11 quirks 1–2)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from elasticio_sailor.settings import (
+    OPTIONAL,
+    REQUIRED_ALWAYS,
+    REQUIRED_FOR_AMQP,
+    SettingsError,
+    additional_headers,
+    camel_case,
+    load_settings,
+)
+
+
+def full_env(**extra: str) -> dict[str, str]:
+    env = {f"ELASTICIO_{k}": f"v-{k.lower()}" for k in REQUIRED_ALWAYS + REQUIRED_FOR_AMQP}
+    env["ELASTICIO_MESSAGE_CRYPTO_IV"] = "0123456789abcdef"
+    env.update(extra)
+    return env
+
+
+def test_given_empty_environment_when_loading_then_every_missing_variable_is_listed() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({})
+    assert info.value.problems == [f"ELASTICIO_{k} is missing" for k in REQUIRED_ALWAYS + REQUIRED_FOR_AMQP]
+
+
+def test_given_empty_string_when_loading_then_it_counts_as_missing() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(full_env(ELASTICIO_FLOW_ID="", ELASTICIO_AMQP_URI=""))
+    assert info.value.problems == ["ELASTICIO_FLOW_ID is missing", "ELASTICIO_AMQP_URI is missing"]
+
+
+def test_given_hook_shutdown_when_loading_then_amqp_variables_are_optional() -> None:
+    env = {k: v for k, v in full_env().items() if k[len("ELASTICIO_"):] in REQUIRED_ALWAYS}
+    env["ELASTICIO_HOOK_SHUTDOWN"] = "true"
+    settings = load_settings(env)
+    assert settings.HOOK_SHUTDOWN is True
+    assert settings.AMQP_URI is None
+
+
+def test_given_hook_shutdown_false_when_loading_then_amqp_skipped_but_flag_false_like_node() -> None:
+    env = {k: v for k, v in full_env().items() if k[len("ELASTICIO_"):] in REQUIRED_ALWAYS}
+    env["ELASTICIO_HOOK_SHUTDOWN"] = "false"
+    assert load_settings(env).HOOK_SHUTDOWN is False
+
+
+def test_given_no_optional_variables_when_loading_then_node_defaults() -> None:
+    settings = load_settings(full_env())
+    assert settings.RABBITMQ_PREFETCH_SAILOR == 1
+    assert settings.REBOUND_LIMIT == 20
+    assert settings.REBOUND_INITIAL_EXPIRATION == 15000
+    assert settings.DATA_RATE_LIMIT == 10
+    assert settings.ERROR_RATE_LIMIT == 2
+    assert settings.OUTGOING_MESSAGE_SIZE_LIMIT == 10485760
+    assert settings.AMQP_PUBLISH_RETRY_ATTEMPTS == math.inf
+    assert settings.PROTOCOL_VERSION == 1
+    assert settings.INPUT_FORMAT == "default"
+    assert settings.NO_ERROR_REPLIES is False
+    assert settings.PROCESS_AMQP_DRAIN is True
+    assert set(OPTIONAL) <= set(settings.values)
+
+
+@pytest.mark.parametrize(
+    "raw, expected", [("0", 20), ("abc", 20), ("10abc", 10), ("7", 7), ("-3", -3), ("", 20)]
+)
+def test_given_numeric_text_when_loading_then_parse_int_or_default(raw: str, expected: int) -> None:
+    assert load_settings(full_env(ELASTICIO_REBOUND_LIMIT=raw)).REBOUND_LIMIT == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected", [("", False), ("false", False), ("0", True), ("no", True), ("False", True), ("true", True)]
+)
+def test_given_boolean_text_when_loading_then_only_empty_and_false_are_false(raw: str, expected: bool) -> None:
+    assert load_settings(full_env(ELASTICIO_NO_ERROR_REPLIES=raw)).NO_ERROR_REPLIES is expected
+
+
+def test_given_protocol_version_3_when_loading_then_rejected() -> None:
+    with pytest.raises(SettingsError, match="PROTOCOL_VERSION"):
+        load_settings(full_env(ELASTICIO_PROTOCOL_VERSION="3"))
+
+
+@pytest.mark.parametrize(
+    "name, camel",
+    [("TENANT_ID", "tenantId"), ("SECOND_ELASTICIO_ENV", "secondElasticioEnv"), ("FOO_BAR2", "fooBar2"),
+     ("V2_API", "v2Api"), ("MY_VAR2X", "myVar2X"), ("ABCDef", "abcDef"), ("FIRST", "first")],
+)
+def test_given_upper_snake_name_when_camel_casing_then_lodash_result(name: str, camel: str) -> None:
+    assert camel_case(name) == camel
+
+
+def test_given_additional_vars_when_loading_then_camel_cased_headers_without_unset_ones() -> None:
+    env = {
+        "ELASTICIO_ADDITIONAL_VARS_FOR_HEADERS": "ELASTICIO_FIRST, ELASTICIO_SECOND_ELASTICIO_ENV ,ELASTICIO_NOT_PRESENT",
+        "ELASTICIO_FIRST": "first",
+        "ELASTICIO_SECOND_ELASTICIO_ENV": "second",
+    }
+    assert additional_headers(env) == {"first": "first", "secondElasticioEnv": "second"}
+
+
+def test_given_secrets_in_environment_when_listing_secrets_then_password_key_and_amqp_password() -> None:
+    settings = load_settings(full_env(ELASTICIO_AMQP_URI="amqp://user:amqp-pass-1@host:5672/"))
+    secrets = settings.secrets()
+    assert "v-api_key" in secrets
+    assert "v-message_crypto_password" in secrets
+    assert "amqp-pass-1" in secrets
