@@ -1,4 +1,5 @@
-"""Fault switches: throttling, 500s, added latency, dropped connections and unprocessed batch records.
+"""Fault switches: throttling, 500s, added latency, dropped connections, unprocessed batch records, and
+non-JSON gateway errors (an HTML 503, an empty 502) that exercise clients' generic error parsing.
 
 A fault fires with probability ``rate`` (default 1) and, when ``count`` is set, only that many times.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OPERATIONS = ("BatchMeterUsage", "MeterUsage", "RegisterUsage", "ResolveCustomer")
-FAULT_TYPES = ("throttle", "error500", "latency", "drop", "unprocessed")
+FAULT_TYPES = ("throttle", "error500", "latency", "drop", "unprocessed", "html503", "empty502")
 
 
 class FaultSpecError(ValueError):

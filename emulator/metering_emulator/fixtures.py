@@ -49,6 +49,7 @@ DEFAULT_FIXTURES: dict[str, Any] = {
 }
 
 SECRET_FIELDS = ("secretAccessKey", "sessionToken")
+OPERATION_NAMES = ("BatchMeterUsage", "MeterUsage", "RegisterUsage", "ResolveCustomer")
 PLATFORMS = ("ecs", "eks", "fargate", "ec2", "other")
 SUPPORTED_REGISTER_PLATFORMS = ("ecs", "eks", "fargate")
 
@@ -193,8 +194,12 @@ def parse_fixtures(doc: Any) -> Fixtures:
         platform = _str(c, "platform", where, errors, required=False)
         if platform is not None and platform not in PLATFORMS:
             errors.append(f"{where}.platform: must be one of {list(PLATFORMS)}")
+        denied = c.get("deniedOperations", [])
+        if not isinstance(denied, list) or any(d not in OPERATION_NAMES for d in denied):
+            errors.append(f"{where}.deniedOperations: must be a list drawn from {list(OPERATION_NAMES)}")
+            denied = []
         if akid is not None and secret is not None:
-            credentials[akid] = Credential(akid, secret, token, account, resource_region, platform)
+            credentials[akid] = Credential(akid, secret, token, account, resource_region, platform, tuple(denied))
     products: dict[str, Product] = {}
     prods = doc.get("products", [])
     if not isinstance(prods, list):

@@ -25,6 +25,10 @@ MAX_BODY = 1024 * 1024  # the service's documented request size limit
 MAX_READ = 8 * MAX_BODY  # larger bodies are refused without being read (connection closed)
 
 
+_HTML_503 = (b"<html><head><title>503 Service Temporarily Unavailable</title></head><body><center>"
+             b"<h1>503 Service Temporarily Unavailable</h1></center></body></html>")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -85,6 +89,18 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         log.info('%s "%s %s" %s %s %s', self.client_address[0], getattr(self, "command", "-"),
                  getattr(self, "path", "-"), status, error_type or "-", request_id)
+
+    def _reply_raw(self, status: int, body: bytes, request_id: str, content_type: str) -> None:
+        """A non-JSON reply, as a load balancer in front of the service would send it."""
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('Error',))[0]}", f"Content-Length: {len(body)}",
+                 f"x-amzn-RequestId: {request_id}", f"Date: {self.date_time_string()}"]
+        if content_type:
+            lines.append(f"Content-Type: {content_type}")
+        try:
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        except OSError:
+            self.close_connection = True
+        log.info('%s "POST /" %s (injected) %s', self.client_address[0], status, request_id)
 
     def _read_body(self) -> bytes:
         raw_length = self.headers.get("Content-Length")
@@ -195,6 +211,12 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise AwsError("ThrottlingException", "Rate exceeded")
         if state.faults.fire("error500", operation) is not None:
             raise AwsError("InternalServiceErrorException", "An internal error occurred (injected fault).")
+        for kind, status, raw, media in (("html503", 503, _HTML_503, "text/html"), ("empty502", 502, b"", "")):
+            if state.faults.fire(kind, operation) is not None:
+                with state.lock:
+                    state.stats_for(operation).errors[str(status)] += 1
+                self._reply_raw(status, raw, request_id, media)
+                return
         try:
             request = json.loads(body.decode("utf-8") or "{}", parse_constant=_reject_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -202,6 +224,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         with state.lock:
             modeled = state.config.modeled_constraint_errors
         model.check_request(operation, request, modeled)
+        if operation in caller.denied_operations:
+            if operation == "MeterUsage" and request.get("DryRun"):
+                raise AwsError("UnauthorizedException", "You are not authorized to perform this operation.")
+            action = f"aws-marketplace:{operation}"
+            raise AwsError("AccessDeniedException",
+                           f"User: arn:aws:iam::{caller.account_id or '000000000000'}:user/emulator is not authorized "
+                           f"to perform: {action}")
         with state.lock:
             if operation in state.config.disabled_operations:
                 raise AwsError("DisabledApiException", f"The {operation} API is disabled in this Region.")

@@ -39,6 +39,7 @@ class Credential:
     account_id: str | None = None
     resource_region: str | None = None
     platform: str | None = None
+    denied_operations: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never show the secret or token
         return f"Credential(access_key_id={self.access_key_id!r}, account_id={self.account_id!r})"

@@ -77,6 +77,22 @@ def test_given_added_latency_when_the_client_timeout_is_shorter_then_a_read_time
     assert impatient.resolve_customer(RegistrationToken="emu-demo-registration-token-0001")["ProductCode"] == PRODUCT
 
 
+@pytest.mark.parametrize(("kind", "code", "message"), [("html503", "503", "Service Unavailable"),
+                                                       ("empty502", "502", "Bad Gateway")])
+def test_given_a_gateway_error_fault_then_botocore_sees_a_generic_error_and_its_retries_recover(
+    emu: EmulatorServer, kind: str, code: str, message: str
+) -> None:
+    emu.admin.add_fault(type=kind, count=1)
+    with pytest.raises(ClientError) as info:
+        client(emu).resolve_customer(RegistrationToken="emu-demo-registration-token-0001")
+    assert (info.value.response["Error"]["Code"], info.value.response["Error"]["Message"]) == (code, message)
+    assert type(info.value) is ClientError
+    emu.admin.add_fault(type=kind, count=1)
+    result = client(emu, retries=RETRYING).resolve_customer(RegistrationToken="emu-demo-registration-token-0001")
+    assert result["ResponseMetadata"]["RetryAttempts"] == 1
+    assert emu.admin.stats()["operations"]["ResolveCustomer"]["errors"] == {code: 2}
+
+
 def test_given_an_unprocessed_fault_when_batching_then_records_come_back_unprocessed_and_can_be_resent(
     emu: EmulatorServer,
 ) -> None:
