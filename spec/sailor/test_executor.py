@@ -6,10 +6,10 @@ import types
 from typing import Any
 
 import pytest
-
 from elasticio_sailor import Rebound
 from elasticio_sailor.component import ComponentError, ComponentReader
 from elasticio_sailor.executor import TaskContext, run_function
+
 from spec.sailor.helpers import STEPS
 
 

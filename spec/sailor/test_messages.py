@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-
 from elasticio_sailor import Rebound, new_message
 from elasticio_sailor.messages import (
     amqp_headers,
@@ -82,7 +81,7 @@ def test_given_incoming_iteration_when_rebounding_then_doubling_expiration(
 def test_given_exception_with_details_when_formatting_then_node_fields_then_details() -> None:
     class QuotaError(Exception):
         name = "QuotaExceeded"
-        error_details = {"code": "Q1", "name": "ignored"}
+        error_details: ClassVar[dict[str, str]] = {"code": "Q1", "name": "ignored"}
 
     try:
         raise QuotaError("no quota")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from elasticio_sailor.crypto import DecryptError, MessageCipher, dumps
 from elasticio_sailor.messages import format_error
 from elasticio_sailor.sailor import error_envelope
@@ -22,7 +21,8 @@ VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
 def _concatenated_json(path: Path) -> list[dict[str, Any]]:
-    text, out, decoder, pos = path.read_text(encoding="utf-8"), [], json.JSONDecoder(), 0
+    text, decoder, pos = path.read_text(encoding="utf-8"), json.JSONDecoder(), 0
+    out: list[dict[str, Any]] = []
     while True:
         while pos < len(text) and text[pos].isspace():
             pos += 1

@@ -7,9 +7,8 @@ from typing import Any
 
 import pika
 import pytest
-from pika import data as pika_data
-
 from elasticio_sailor.wire import MessageProperties, encode_table
+from pika import data as pika_data
 
 
 @pytest.mark.parametrize(
