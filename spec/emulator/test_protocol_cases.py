@@ -5,7 +5,8 @@ Case format: ``{"name", "setup"?: {"config"?, "fixtures"?, "requests"?: [request
 A request is ``{"operation"?, "target"?, "method"? (POST), "path"? ("/"), "body"? | "rawBody"?,
 "auth"?: "sigv4" (default) | "none" | {"accessKey"?, "secretKey"?, "token"?, "region"?, "service"?},
 "headers"? (added after signing, so unsigned), "dropHeaders"? (removed after signing), "contentType"?}``.
-Body strings ``$NOW`` / ``$NOW-<s>`` / ``$NOW+<s>`` become epoch seconds at run time; ``$NOWF`` a float.
+Body strings ``$NOW`` / ``$NOW-<s>`` / ``$NOW+<s>`` become epoch seconds at run time; ``$NOWF`` a float;
+in ``rawBody`` the text ``$NOW`` is replaced by the epoch seconds.
 In ``expect.body``, ``$ANY`` matches any value and ``$UUID`` any UUID; objects match as subsets.
 """
 
@@ -49,7 +50,7 @@ def _expand(value: Any, now: int) -> Any:
 
 def _perform(emu: EmulatorServer, request: dict[str, Any], now: int) -> Reply:
     if "rawBody" in request:
-        body: bytes = request["rawBody"].encode("utf-8")
+        body: bytes = request["rawBody"].replace("$NOW", str(now)).encode("utf-8")
     else:
         body = json.dumps(_expand(request.get("body", {}), now)).encode("utf-8")
     auth = request.get("auth", "sigv4")
