@@ -154,20 +154,24 @@ class MeteringClient:
         pacer = self._pacer_for(op)
         attempt = 0
         while True:
-            pacer.wait()
+            mark = pacer.wait()
             try:
                 data, request_id = self._send(op, body, headers)
-                return Reply(data, request_id, attempt + 1)
             except MeteringError as err:
-                attempt += 1
-                if not err.retryable or attempt >= self.backoff.max_attempts:
-                    raise
-                delay = self.backoff.delay(attempt - 1)
-                log.info("%s attempt %d failed with %s (request id %s); retrying in %.3fs",
-                         op.name, attempt, err.code, err.request_id, delay)
-                if err.kind == "throttled":
-                    pacer.penalise(delay)
-                self._sleep(delay)
+                failure = err
+            else:
+                return Reply(data, request_id, attempt + 1)
+            finally:
+                pacer.done(mark)
+            attempt += 1
+            if not failure.retryable or attempt >= self.backoff.max_attempts:
+                raise failure
+            delay = self.backoff.delay(attempt - 1)
+            log.info("%s attempt %d failed with %s (request id %s); retrying in %.3fs",
+                     op.name, attempt, failure.code, failure.request_id, delay)
+            if failure.kind == "throttled":
+                pacer.penalise(delay)
+            self._sleep(delay)
 
     def _send(self, op: Operation, body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], str | None]:
         try:

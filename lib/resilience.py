@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,26 +32,43 @@ class Backoff:
 
 
 class Pacer:
-    """Spaces call starts at least ``1/rate`` seconds apart (shared by every client of one quota)."""
+    """Client-side pacing to a per-second quota (shared by every client of one quota).
+
+    Two rules: call starts are at least ``1/rate`` apart, and a call starts at least one second (plus
+    ``slack``) after the *completion* of the call ``rate`` calls before it.  A server counts a call
+    somewhere between its start and its completion, so the second rule keeps any rolling one-second
+    window of the server's clock at ``rate`` calls or fewer, whatever the network and scheduling jitter.
+    """
 
     def __init__(self, rate: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
-                 margin: float = 0.02) -> None:
-        self.interval = 1.0 / (rate * (1.0 - margin))
+                 slack: float = 0.002) -> None:
+        self.interval = 1.0 / rate
+        self.limit = max(1, int(rate))
+        self.slack = slack
         self._clock = clock
         self._sleep = sleep
         self._next = float("-inf")
+        self._marks: deque[list[float]] = deque(maxlen=self.limit)
         self._lock = threading.Lock()
 
-    def wait(self) -> float:
-        """Block until the next call may start; returns the seconds waited."""
+    def wait(self) -> list[float]:
+        """Block until the next call may start; returns its mark, to be passed to :meth:`done`."""
         with self._lock:
             now = self._clock()
             start = max(now, self._next)
+            if len(self._marks) == self.limit:
+                start = max(start, self._marks[0][0] + 1.0 + self.slack)
+            mark = [start]
+            self._marks.append(mark)
             self._next = start + self.interval
-        waited = start - now
-        if waited > 0:
-            self._sleep(waited)
-        return waited
+        if start > now:
+            self._sleep(start - now)
+        return mark
+
+    def done(self, mark: list[float]) -> None:
+        """Record that the call holding ``mark`` completed (its reply or failure arrived)."""
+        with self._lock:
+            mark[0] = max(mark[0], self._clock())
 
     def penalise(self, seconds: float) -> None:
         """Push the next slot back (after a throttling reply) so the whole process slows down."""

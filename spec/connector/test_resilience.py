@@ -37,25 +37,44 @@ def test_given_full_jitter_then_each_delay_is_uniform_below_a_capped_exponential
 
 def test_given_a_pacer_at_10_per_second_then_call_starts_are_spaced_and_never_burst() -> None:
     clock = FakeClock()
-    pacer = Pacer(10, clock=clock, sleep=clock.sleep)  # default 2 % safety margin
+    pacer = Pacer(10, clock=clock, sleep=clock.sleep, slack=0.0)
     starts = []
     for _ in range(25):
-        pacer.wait()
+        mark = pacer.wait()
         starts.append(clock.now)
-    gaps = [b - a for a, b in pairwise(starts)]
-    assert gaps == pytest.approx([1 / 9.8] * 24)
+        pacer.done(mark)
+    assert [b - a for a, b in pairwise(starts)][:9] == pytest.approx([0.1] * 9)
     for first in starts:  # at most 10 starts in any one-second window
-        assert len([s for s in starts if first <= s < first + 1.0]) <= 10
+        assert len([s for s in starts if first <= s < first + 1.0 - 1e-9]) <= 10
+
+
+@pytest.mark.parametrize("latencies", [[0.03] * 40, [0.001, 0.25, 0.002, 0.09, 0.4] * 8])
+def test_given_jittery_latency_then_each_call_starts_a_second_after_the_one_ten_calls_earlier_ended(
+        latencies: list[float]) -> None:
+    """The server counts a call somewhere between its start and its end: this keeps its window at 10."""
+    clock = FakeClock()
+    pacer = Pacer(10, clock=clock, sleep=clock.sleep)
+    spans = []
+    for latency in latencies:
+        mark = pacer.wait()
+        start = clock.now
+        clock.now += latency
+        pacer.done(mark)
+        spans.append((start, clock.now))
+    for (_, end), (start, _) in zip(spans, spans[10:]):
+        assert start >= end + 1.0
+    for (a, _), (b, _) in pairwise(spans):
+        assert b - a >= 0.1 - 1e-9
 
 
 def test_given_a_throttling_reply_then_the_pacer_pushes_every_later_call_back() -> None:
     clock = FakeClock()
-    pacer = Pacer(5, clock=clock, sleep=clock.sleep, margin=0.0)
-    pacer.wait()
+    pacer = Pacer(5, clock=clock, sleep=clock.sleep)
+    pacer.done(pacer.wait())
     pacer.penalise(3.0)
     pacer.wait()
     assert clock.now == pytest.approx(103.0)
-    assert Pacer(5).interval == pytest.approx(1 / (5 * 0.98))
+    assert Pacer(5).interval == pytest.approx(0.2) and Pacer(5).limit == 5
 
 
 def test_given_the_operations_table_then_register_usage_is_paced_at_5_and_the_others_at_10() -> None:
