@@ -60,12 +60,26 @@ class FixtureError(ValueError):
 
 @dataclass(frozen=True)
 class Customer:
-    """A customer of one product; ``subscribed`` false models an unsubscribed buyer."""
+    """A customer of one product; ``subscribed`` false models an unsubscribed buyer.
+
+    ``subscribed_at`` / ``unsubscribed_at`` (epoch seconds) bound when its usage is honoured: from the
+    subscribe-success time until one hour after the unsubscribe.
+    """
 
     customer_identifier: str | None = None
     account_id: str | None = None
     license_arn: str | None = None
     subscribed: bool = True
+    subscribed_at: float | None = None
+    unsubscribed_at: float | None = None
+
+    def active(self, now: float) -> bool:
+        """Whether usage sent at ``now`` is honoured for this customer."""
+        if not self.subscribed:
+            return False
+        if self.subscribed_at is not None and now < self.subscribed_at:
+            return False
+        return self.unsubscribed_at is None or now <= self.unsubscribed_at + 3600
 
     def as_json(self) -> dict[str, Any]:
         """The fixture form (camelCase keys, absent members left out)."""
@@ -78,6 +92,10 @@ class Customer:
             out["licenseArn"] = self.license_arn
         if not self.subscribed:
             out["subscribed"] = False
+        if self.subscribed_at is not None:
+            out["subscribedAt"] = self.subscribed_at
+        if self.unsubscribed_at is not None:
+            out["unsubscribedAt"] = self.unsubscribed_at
         return out
 
 
@@ -160,12 +178,20 @@ def parse_customer(obj: Any, where: str, errors: list[str]) -> Customer | None:
     if not isinstance(subscribed, bool):
         errors.append(f"{where}.subscribed: must be a boolean")
         subscribed = True
+    times: dict[str, float | None] = {}
+    for key in ("subscribedAt", "unsubscribedAt"):
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value < 1e11):
+            errors.append(f"{where}.{key}: must be epoch seconds")
+            value = None
+        times[key] = value
     if account is not None and not account.isdigit():
         errors.append(f"{where}.customerAWSAccountId: must be digits")
     if ident is None and account is None:
         errors.append(f"{where}: needs customerIdentifier or customerAWSAccountId")
         return None
-    return Customer(ident, account, arn, subscribed)
+    return Customer(ident, account, arn, subscribed, times["subscribedAt"], times["unsubscribedAt"])
 
 
 def parse_fixtures(doc: Any) -> Fixtures:
@@ -194,12 +220,17 @@ def parse_fixtures(doc: Any) -> Fixtures:
         platform = _str(c, "platform", where, errors, required=False)
         if platform is not None and platform not in PLATFORMS:
             errors.append(f"{where}.platform: must be one of {list(PLATFORMS)}")
+        expired = c.get("expired", False)
+        if not isinstance(expired, bool):
+            errors.append(f"{where}.expired: must be a boolean")
+            expired = False
         denied = c.get("deniedOperations", [])
         if not isinstance(denied, list) or any(d not in OPERATION_NAMES for d in denied):
             errors.append(f"{where}.deniedOperations: must be a list drawn from {list(OPERATION_NAMES)}")
             denied = []
         if akid is not None and secret is not None:
-            credentials[akid] = Credential(akid, secret, token, account, resource_region, platform, tuple(denied))
+            credentials[akid] = Credential(akid, secret, token, account, resource_region, platform, tuple(denied),
+                                           expired)
     products: dict[str, Product] = {}
     prods = doc.get("products", [])
     if not isinstance(prods, list):

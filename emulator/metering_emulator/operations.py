@@ -73,14 +73,14 @@ def _check_allocations(allocations: list[dict[str, Any]] | None, quantity: int, 
         seen.add(tag_set)
 
 
-def _entitled(product: Product, caller: Credential) -> bool:
+def _entitled(product: Product, caller: Credential, now: float) -> bool:
     """A caller is entitled when its account is a subscribed customer, or the seller (preview mode)."""
     if caller.account_id is None:
         return False
     if product.seller_account_id == caller.account_id:
         return True
     customer = product.by_account.get(caller.account_id)
-    return customer is not None and customer.subscribed
+    return customer is not None and customer.active(now)
 
 
 def _store(state: State, key: tuple[str, ...], record: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[
     _check_allocations(body.get("UsageAllocations"), quantity, "UsageAllocations")
     timestamp = body["Timestamp"]
     _check_window(state, timestamp)
-    if not _entitled(product, caller):
+    if not _entitled(product, caller, state.now()):
         raise AwsError("CustomerNotEntitledException",
                        f"The customer is not entitled to product {product.code}.")
     if body.get("DryRun"):
@@ -208,7 +208,7 @@ def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) ->
             unprocessed.append(r)
             continue
         customer = _find_customer(product, r)
-        if customer is None or not customer.subscribed:
+        if customer is None or not customer.active(state.now()):
             results.append({"UsageRecord": r, "Status": "CustomerNotSubscribed"})
             continue
         who = r.get("CustomerIdentifier") or "acct:" + r["CustomerAWSAccountId"]
@@ -254,7 +254,7 @@ def register_usage(state: State, caller: Credential, body: dict[str, Any]) -> di
         if caller.resource_region is not None and caller.resource_region != state.config.region:
             raise AwsError("InvalidRegionException",
                            f"RegisterUsage must be called in the region of the task ({caller.resource_region}).")
-        if not _entitled(product, caller):
+        if not _entitled(product, caller, state.now()):
             raise AwsError("CustomerNotEntitledException",
                            f"The customer is not entitled to product {product.code}.")
     state.registered.add((caller.access_key_id, product.code))

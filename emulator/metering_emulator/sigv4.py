@@ -40,6 +40,7 @@ class Credential:
     resource_region: str | None = None
     platform: str | None = None
     denied_operations: tuple[str, ...] = ()
+    expired: bool = False
 
     def __repr__(self) -> str:  # never show the secret or token
         return f"Credential(access_key_id={self.access_key_id!r}, account_id={self.account_id!r})"
@@ -149,6 +150,8 @@ def verify(
         or not hmac.compare_digest(token.encode("utf-8"), expected_token.encode("utf-8"))
     ):
         raise AwsError("UnrecognizedClientException", "The security token included in the request is invalid.")
+    if credential.expired:
+        raise AwsError("ExpiredTokenException", "The security token included in the request is expired")
     signed_at = _parse_amz(amz_date.strip())
     if signed_at < now - MAX_SKEW_SECONDS:
         raise AwsError(

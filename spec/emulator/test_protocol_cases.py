@@ -5,7 +5,7 @@ Case format: ``{"name", "setup"?: {"config"?, "fixtures"?, "requests"?: [request
 A request is ``{"operation"?, "target"?, "method"? (POST), "path"? ("/"), "body"? | "rawBody"?,
 "auth"?: "sigv4" (default) | "none" | {"accessKey"?, "secretKey"?, "token"?, "region"?, "service"?},
 "headers"? (added after signing, so unsigned), "dropHeaders"? (removed after signing), "contentType"?}``.
-Body strings ``$NOW`` / ``$NOW-<s>`` / ``$NOW+<s>`` become epoch seconds at run time; ``$NOWF`` a float;
+Body and fixture strings ``$NOW`` / ``$NOW-<s>`` / ``$NOW+<s>`` become epoch seconds at run time; ``$NOWF`` a float;
 in ``rawBody`` the text ``$NOW`` is replaced by the epoch seconds.
 In ``expect.body``, ``$ANY`` matches any value and ``$UUID`` any UUID; objects match as subsets.
 """
@@ -104,7 +104,7 @@ def test_protocol_case(emu: EmulatorServer, case: dict[str, Any]) -> None:
     now = int(time.time())
     setup = case.get("setup", {})
     if "fixtures" in setup:
-        emu.admin.load_fixtures(setup["fixtures"])
+        emu.admin.load_fixtures(_expand(setup["fixtures"], now))
     if "config" in setup:
         emu.admin.set_config(**setup["config"])
     for prior in setup.get("requests", []):
