@@ -242,3 +242,69 @@ def test_given_a_failing_input_when_node_and_python_sailors_fail_then_their_erro
 
     sailors.stop_all()
     assert platform.ready(n_step.listen_queue) == 0 and platform.ready(p_step.listen_queue) == 0, "rejected"
+
+
+def run_rebound_step(
+    platform: Platform, sailors: Sailors, kind: str, inputs: list[tuple[str, dict[str, Any]]]
+) -> tuple[Step, list[Output]]:
+    """One ``rebound`` step fed ``inputs`` (messageId, extra headers); returns its rebound publishes."""
+    (step,) = new_flow(["rebound"], prefix=f"reb{kind[0]}")
+    platform.declare_flow([step])
+    sailors.start(kind, step)
+    for i, (message_id, headers) in enumerate(inputs):
+        message = {"id": message_id, "body": {"i": i}, "headers": {}, "attachments": {}}
+        platform.publish_input(step, message, 1, headers=headers)
+    rebounds = platform.collect(step.out_queue("rebound"), len(inputs), timeout=60, kind="raw")
+    assert len(rebounds) == len(inputs), f"{kind}: rebounds missing; log: {sailors.started[-1].log_tail()}"
+    return step, sorted(rebounds, key=lambda out: str(out.headers["messageId"]))
+
+
+def test_given_rebounding_steps_when_node_and_python_rebound_then_the_rebound_messages_match(
+    platform_env: tuple[Platform, FakePlatformApi, Sailors],
+) -> None:
+    """§6.8: original bytes and headers, reboundIteration, exponential expiration — as Node does it."""
+    platform, _api, sailors = platform_env
+    inputs = [(f"a-{uuid.uuid4()}", {}), (f"b-{uuid.uuid4()}", {"reboundIteration": 2})]
+    n_step, n_out = run_rebound_step(platform, sailors, "node", inputs)
+    p_step, p_out = run_rebound_step(platform, sailors, "python", inputs)
+
+    for step, outs in ((n_step, n_out), (p_step, p_out)):
+        assert [o.expiration for o in outs] == ["15000", "60000"]
+        assert [o.headers["reboundIteration"] for o in outs] == [1, 3]
+        assert [o.headers["reboundReason"] for o in outs] == ["try later 0", "try later 1"]
+        assert [platform.crypto.decode(o.body, 1)["body"] for o in outs] == [{"i": 0}, {"i": 1}]
+        assert all(o.routing_key == step.routing_key("rebound") for o in outs)
+    for p, n in zip(p_out, n_out, strict=True):
+        assert p.body == n.body, "the original input bytes, unchanged"
+        assert normalised(p.headers, p_step.flow_id) == normalised(n.headers, n_step.flow_id)
+        assert {k: type(v) for k, v in p.headers.items()} == {k: type(v) for k, v in n.headers.items()}
+        assert (p.content_type, p.content_encoding, p.expiration) == (
+            n.content_type,
+            n.content_encoding,
+            n.expiration,
+        )
+
+    sailors.stop_all()
+    assert platform.ready(n_step.listen_queue) == 0 and platform.ready(p_step.listen_queue) == 0, "acked"
+    assert platform.drain(p_step.out_queue("message"), settle=0.2) == []
+    assert platform.drain(p_step.out_queue("error"), kind="error", settle=0.2) == []
+
+
+@pytest.mark.parametrize("persistent", ["false", "true"])
+def test_given_a_persistent_input_when_rebounded_then_delivery_mode_follows_the_persistent_setting_as_in_node(
+    platform_env: tuple[Platform, FakePlatformApi, Sailors], persistent: str
+) -> None:
+    """Node 2.7.8 copies the input's properties into the rebound but amqplib's ``persistent`` option
+    (= ``ELASTICIO_AMQP_PERSISTENT_MESSAGES``) then overrides ``deliveryMode``: 1 by default even for
+    a persistent (delivery_mode 2) input, 2 with the setting on."""
+    platform, _api, sailors = platform_env
+    modes = {}
+    for kind in ("node", "python"):
+        (step,) = new_flow(["rebound"], prefix=f"rdm{kind[0]}")
+        platform.declare_flow([step])
+        sailors.start(kind, step, ELASTICIO_AMQP_PERSISTENT_MESSAGES=persistent)
+        platform.publish_input(step, {"id": str(uuid.uuid4()), "body": {"i": 0}, "headers": {}}, 1)
+        (out,) = platform.collect(step.out_queue("rebound"), 1, timeout=60, kind="raw")
+        modes[kind] = out.delivery_mode
+    assert modes["node"] == (2 if persistent == "true" else 1)
+    assert modes["python"] == modes["node"]
