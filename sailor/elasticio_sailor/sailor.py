@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
 from typing import Any
@@ -50,9 +51,14 @@ MAX_WORKERS = 64  # worker threads beyond this only add memory; deliveries queue
 class Throttle:
     """At most ``limit`` calls per ``interval_ms`` window; excess callers wait (p-throttle's algorithm)."""
 
-    def __init__(self, limit: float, interval_ms: float) -> None:
+    def __init__(
+        self, limit: float, interval_ms: float, *, clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.limit = limit
         self.interval = interval_ms / 1000.0
+        self._clock = clock
+        self._sleep = sleep
         self._tick = 0.0
         self._count = 0
         self._lock = threading.Lock()
@@ -60,7 +66,7 @@ class Throttle:
     def acquire(self) -> None:
         """Block until this call's slot in the rate window."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             if now - self._tick > self.interval:
                 self._count = 1
                 self._tick = now
@@ -72,7 +78,7 @@ class Throttle:
                 self._count = 1
             delay = self._tick - now
         if delay > 0:
-            time.sleep(delay)
+            self._sleep(delay)
 
 
 def deep_copy(value: Any) -> Any:

@@ -120,7 +120,11 @@ class PlatformSide:
         self.ch = self.conn.channel()
         self.ch.confirm_delivery()
         self.ch.exchange_declare(self.exchange, "direct", durable=True)
-        self.ch.queue_declare(self.queue, durable=True)
+        # rejected inputs are dead-lettered here, so tests can tell reject from ack
+        self.dead = f"{name}:dead"
+        self.ch.queue_declare(self.dead, durable=True)
+        self.ch.queue_declare(self.queue, durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.dead})
         for kind, key in self.keys.items():
             q = self.out_queue(kind)
             self.ch.queue_declare(q, durable=True)
@@ -134,6 +138,7 @@ class PlatformSide:
             for kind in self.keys:
                 self.ch.queue_delete(self.out_queue(kind))
             self.ch.queue_delete(self.queue)
+            self.ch.queue_delete(self.dead)
             self.ch.exchange_delete(self.exchange)
             self.conn.close()
 
@@ -156,8 +161,9 @@ class PlatformSide:
         """Wait for ``count`` outputs on the queue bound to ``kind``'s key (acked when read)."""
         out: list[Output] = []
         deadline = time.monotonic() + timeout
+        queue = self.out_queue(kind) if kind in self.keys else kind
         while len(out) < count:
-            method, props, body = self.ch.basic_get(self.out_queue(kind), auto_ack=True)
+            method, props, body = self.ch.basic_get(queue, auto_ack=True)
             if method is None:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"only {len(out)} of {count} {kind} outputs arrived")
@@ -257,7 +263,6 @@ class SailorProc:
         self._fh.close()
 
     def log(self) -> str:
-        self._fh.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_lines(self) -> Iterator[dict[str, Any]]:
