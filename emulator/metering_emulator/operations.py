@@ -211,7 +211,8 @@ def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) ->
         if customer is None or not customer.active(state.now()):
             results.append({"UsageRecord": r, "Status": "CustomerNotSubscribed"})
             continue
-        who = r.get("CustomerIdentifier") or "acct:" + r["CustomerAWSAccountId"]
+        # dedupe per fixture customer, however the record names it (identifier or account id)
+        who = f"{customer.customer_identifier or ''}|{customer.account_id or ''}"
         quantity = r.get("Quantity") or 0
         key = ("BatchMeterUsage", product.code, who, r["Dimension"], str(floor_hour(r["Timestamp"])))
         existing = state.record_index.get(key)
