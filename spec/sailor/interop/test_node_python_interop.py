@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -308,3 +309,92 @@ def test_given_a_persistent_input_when_rebounded_then_delivery_mode_follows_the_
         modes[kind] = out.delivery_mode
     assert modes["node"] == (2 if persistent == "true" else 1)
     assert modes["python"] == modes["node"]
+
+
+@dataclass
+class FeatureRun:
+    """What one sailor published for the ``features`` inputs, per destination queue."""
+
+    step: Step
+    replies: list[Output]
+    snapshots: list[Output]
+    data: list[Output]
+    routed: list[Output]
+
+
+def run_features_step(platform: Platform, sailors: Sailors, kind: str, ids: list[str]) -> FeatureRun:
+    """A ``features`` step fed: httpReply request, snapshot request, routed output, plain — in order."""
+    (step,) = new_flow(["features"], prefix=f"feat{kind[0]}")
+    platform.declare_flow([step])
+    reply_key = platform.declare_reply_queue(step.exchange)
+    route_key = platform.declare_reply_queue(step.exchange)
+    sailors.start(kind, step)  # prefetch 1 (the default): one message at a time, in order
+    bodies: list[dict[str, Any]] = [
+        {"i": 0, "reply": True},
+        {"i": 1, "snapshot": True},
+        {"i": 2, "route": route_key},
+        {"i": 3},
+    ]
+    for mid, body in zip(ids, bodies, strict=True):
+        message = {"id": mid, "body": body, "headers": {}, "attachments": {}}
+        platform.publish_input(step, message, 1, headers={"reply_to": reply_key})
+    data = platform.collect(step.out_queue("message"), 3, timeout=60)
+    log = sailors.started[-1].log_tail()
+    assert len(data) == 3, f"{kind}: data missing; log: {log}"
+    return FeatureRun(
+        step=step,
+        replies=platform.collect(reply_key, 1, timeout=10, kind="raw"),
+        snapshots=platform.collect(step.out_queue("snapshot"), 2, timeout=10, kind="snapshot"),
+        data=data,
+        routed=platform.collect(route_key, 1, timeout=10),
+    )
+
+
+def test_given_reply_snapshot_and_routing_events_when_node_and_python_emit_them_then_the_publishes_match(
+    platform_env: tuple[Platform, FakePlatformApi, Sailors],
+) -> None:
+    """§6.9 httpReply / snapshot / updateSnapshot and §4.1 x-eio-routing-key, Python against Node."""
+    platform, _api, sailors = platform_env
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    node = run_features_step(platform, sailors, "node", ids)
+    py = run_features_step(platform, sailors, "python", ids)
+
+    for run in (node, py):
+        (reply,) = run.replies
+        assert platform.crypto.decode(reply.body, 1) == {
+            "statusCode": 201,
+            "body": "created 0",
+            "headers": {"content-type": "text/plain"},
+        }
+        assert reply.headers["protocolVersion"] == 1 and "end" not in reply.headers
+        assert [(s.message, s.headers["snapshotEvent"]) for s in run.snapshots] == [
+            ({"a": 1}, "snapshot"),
+            ({"b": 1}, "updateSnapshot"),
+        ]
+        assert [d.message["body"] for d in run.data] == [
+            {"i": 0, "snapshot": {}},
+            {"i": 1, "snapshot": {}},
+            {"i": 3, "snapshot": {"a": 1, "b": 1}},
+        ]
+        (routed,) = run.routed
+        assert routed.message == {"body": {"i": 2, "snapshot": {"a": 1, "b": 1}}, "headers": {}}
+        assert routed.headers["parentMessageId"] == ids[2]
+
+    pairs = [*zip(py.replies, node.replies), *zip(py.snapshots, node.snapshots), *zip(py.data, node.data)]
+    pairs += list(zip(py.routed, node.routed))
+    assert len(pairs) == 7
+    for p, n in pairs:
+        assert p.body == n.body or p.message == n.message
+        p_headers = {**normalised(p.headers, py.step.flow_id), "reply_to": "<reply key>"}
+        n_headers = {**normalised(n.headers, node.step.flow_id), "reply_to": "<reply key>"}
+        p_headers["containerId"] = n_headers["containerId"] = "<container>"
+        assert p_headers == n_headers
+        assert {k: type(v) for k, v in p.headers.items()} == {k: type(v) for k, v in n.headers.items()}
+        assert (p.content_type, p.content_encoding, p.delivery_mode) == (
+            n.content_type,
+            n.content_encoding,
+            n.delivery_mode,
+        )
+    assert [o.routing_key.replace(py.step.flow_id, "F") for o in py.snapshots + py.data] == [
+        o.routing_key.replace(node.step.flow_id, "F") for o in node.snapshots + node.data
+    ]
