@@ -18,11 +18,10 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests_aws4auth import AWS4Auth
 
-from .errors import ErrorClass, MeteringError, parse_code
+from .errors import ErrorClass, MeteringError, Problem, parse_code
 from .operations import Operation
 from .resilience import Backoff, Pacer, Sleep, shared_pacer
 from .schema import secret_fields
-from .validation import problems
 
 # Two different strings that are easy to confuse (pitfall P1): the host prefix and the SigV4 service name.
 ENDPOINT_PREFIX = "metering.marketplace"
@@ -70,27 +69,30 @@ class Settings:
         return [s for s in (self.secret_access_key, self.session_token) if s]
 
     @classmethod
-    def from_cfg(cls, cfg: dict[str, Any]) -> Settings:
-        """Validate ``cfg`` against schemas/config.json and build the settings; raise on any problem."""
-        found = problems("config.json", cfg)
-        endpoint = cfg.get("endpointUrl") or None
-        region = cfg.get("region") or DEFAULT_REGION
-        if endpoint and not found:
-            parts = urlsplit(endpoint)
-            if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
-                from .validation import Problem
+    def create(cls, access_key_id: str, secret_access_key: str, *, region: str = DEFAULT_REGION,
+               endpoint_url: str | None = None, session_token: str | None = None) -> Settings:
+        """Settings from typed arguments (library use); only the TLS rule is checked here."""
+        if endpoint_url:
+            parts = urlsplit(endpoint_url)
+            if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+                raise MeteringError("ValidationFailed", "1 problem(s) in the configuration", operation="configuration",
+                                    problems=[Problem("/endpointUrl", "must use https (plain http only for "
+                                                      "loopback addresses)")])
+        return cls(access_key_id=access_key_id, secret_access_key=secret_access_key,
+                   session_token=session_token or None, region=region,
+                   endpoint_url=(endpoint_url or default_endpoint(region)).rstrip("/") + "/")
 
-                found.append(Problem("/endpointUrl", "must use https (plain http only for loopback addresses)"))
+    @classmethod
+    def from_cfg(cls, cfg: dict[str, Any]) -> Settings:
+        """Validate a step ``cfg`` against schemas/config.json and build the settings; raise on any problem."""
+        from .validation import problems  # jsonschema is imported only where a cfg is validated
+
+        found = problems("config.json", cfg)
         if found:
             raise MeteringError("ValidationFailed", f"{len(found)} problem(s) in the configuration",
                                 operation="configuration", problems=found)
-        return cls(
-            access_key_id=cfg["accessKeyId"],
-            secret_access_key=cfg["secretAccessKey"],
-            session_token=cfg.get("sessionToken") or None,
-            region=region,
-            endpoint_url=(endpoint or default_endpoint(region)).rstrip("/") + "/",
-        )
+        return cls.create(cfg["accessKeyId"], cfg["secretAccessKey"], region=cfg.get("region") or DEFAULT_REGION,
+                          endpoint_url=cfg.get("endpointUrl") or None, session_token=cfg.get("sessionToken"))
 
     @property
     def cache_key(self) -> str:

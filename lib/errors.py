@@ -6,6 +6,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: a JSON-pointer-like path and what is wrong there."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
 # What a failure means for the user; drives verifyCredentials and the error text.
 CREDENTIALS, PERMISSION, REGION, THROTTLED, TRANSIENT, INPUT, CONFLICT, DRY_RUN = (
     "credentials", "permission", "region-or-endpoint", "throttled", "transient", "input", "conflict", "dry-run")

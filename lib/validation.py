@@ -7,25 +7,16 @@ each problem is re-phrased from the failing keyword and the *constraint*, never 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError as SchemaError
 
+from .errors import Problem
 from .schema import TIMESTAMP_FORMAT, is_timestamp, json_schema
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One validation problem: a JSON-pointer-like path and what is wrong there."""
-
-    path: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
+__all__ = ["Problem", "allocation_problems", "problems", "validator"]
 
 
 _REQUIRED_NAME = re.compile(r"^'(.*)' is a required property$")

@@ -18,6 +18,7 @@ from lib.resilience import Backoff
 from spec.connector.builders import (
     LICENSE,
     PRODUCT,
+    SESSION_HOUR,
     SESSION_TOKEN,
     TEMP_ACCESS_KEY,
     TEMP_SECRET_KEY,
@@ -36,7 +37,7 @@ def _nothing(emu: EmulatorServer) -> None:
 
 
 def _meter_once(emu: EmulatorServer) -> None:
-    run_action("meterUsage", {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users",
+    run_action("meterUsage", {"ProductCode": PRODUCT, "Timestamp": SESSION_HOUR, "UsageDimension": "users",
                               "UsageQuantity": 1, "ClientToken": "token-1"}, a_config(emu.url))
 
 
@@ -50,7 +51,7 @@ def _strict(emu: EmulatorServer) -> None:
 
 
 def meter(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users",
+    body: dict[str, Any] = {"ProductCode": PRODUCT, "Timestamp": SESSION_HOUR, "UsageDimension": "users",
                             "UsageQuantity": 1}
     body.update(changes)
     return {k: v for k, v in body.items() if v is not None}
