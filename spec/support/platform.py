@@ -688,16 +688,21 @@ class Sailors:
         container_id: str | None = None,
         wait: bool = True,
         consumers: int = 1,
-        **env: str,
+        env: dict[str, str] | None = None,
+        **more_env: str,
     ) -> SailorProcess:
-        """Register ``step`` with the API and start a ``kind`` sailor running ``component`` for it."""
+        """Register ``step`` with the API and start a ``kind`` sailor running ``component`` for it.
+
+        ``env`` and ``more_env`` add to (or override) the platform's ``ELASTICIO_*`` variables.
+        """
+        overrides = {**(env or {}), **more_env}
         self.api.add_step(step)
         base = NODE_COMPONENTS if kind == "node" else PY_COMPONENTS
         cid = container_id or f"{kind}-{step.step_id}-{len(self.started) + 1}"
         sailor = SailorProcess(
             kind,
             base / component,
-            sailor_env(step, self.platform, self.api, container_id=cid, **env),
+            sailor_env(step, self.platform, self.api, container_id=cid, **overrides),
             self.log_dir / f"{cid}.log",
         ).start()
         self.started.append(sailor)

@@ -69,7 +69,7 @@ def test_given_5000_queued_messages_when_the_sailor_is_killed_9_midway_and_resta
 ) -> None:
     platform, _api, sailors = platform_env
     step, expected = preload(platform)
-    first = sailors.start("python", step, **SAILOR_ENV)
+    first = sailors.start("python", step, env=SAILOR_ENV)
     platform.wait_for(lambda: platform.ready(step.out_queue("message")) >= MIDWAY, 120, f"{MIDWAY} outputs")
 
     first.kill9()
@@ -78,7 +78,7 @@ def test_given_5000_queued_messages_when_the_sailor_is_killed_9_midway_and_resta
     left = platform.ready(step.listen_queue)
     assert 0 < left < MESSAGES, "the kill must land in the middle of the run"
 
-    second = sailors.start("python", step, **SAILOR_ENV)
+    second = sailors.start("python", step, env=SAILOR_ENV)
     wait_until_done(platform, step, second, timeout=180)
     rc = second.terminate()
     assert platform.ready(step.listen_queue) == 0, "every input was acked"
@@ -100,7 +100,7 @@ def test_given_5000_queued_messages_when_the_broker_restarts_midway_then_the_sai
         running_platform(broker.url, tmp_path / "logs") as (platform, _api, sailors),
     ):
         step, expected = preload(platform)
-        sailor = sailors.start("python", step, **SAILOR_ENV)
+        sailor = sailors.start("python", step, env=SAILOR_ENV)
         platform.wait_for(
             lambda: platform.ready(step.out_queue("message")) >= MIDWAY, 120, f"{MIDWAY} outputs"
         )
