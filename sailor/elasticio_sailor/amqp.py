@@ -34,7 +34,7 @@ from pika.adapters.select_connection import IOLoop
 log = logging.getLogger("sailor")
 
 _MAX_RECONNECT_DELAY_S = 5.0
-_MAX_FINISHED = 100_000  # outcomes kept for redeliveries (bounded: a lost message id must not leak)
+_MAX_FINISHED = 20_000  # outcomes kept for redeliveries (bounded: ids never redelivered must not leak)
 
 
 class AmqpError(Exception):
@@ -445,8 +445,10 @@ class AmqpTransport:
         mid = d.message_id
         if mid is not None:
             outcome = self._finished.pop(mid, None)
-            if outcome is not None:
-                # processed already; its outcome could not be sent on the old channel
+            if outcome is not None and d.redelivered:
+                # A broker redelivery of a message this process already finished (its ack was lost with
+                # the old channel): settle it the same way instead of processing it twice. Only
+                # redeliveries qualify: a rebound copy comes back with the same messageId but is new.
                 self._ack_or_reject(d, outcome)
                 log.info("Redelivered message settled without reprocessing", extra={"messageId": mid})
                 return
@@ -482,10 +484,17 @@ class AmqpTransport:
         mid = d.message_id
         if mid is not None and self._processing.get(mid) is d:
             del self._processing[mid]
-        if not self._ack_or_reject(d, ack) and mid is not None:
+        sent = self._ack_or_reject(d, ack)
+        if mid is not None:
+            # Remember the outcome even when the ack went out: a connection lost before the broker
+            # processed it brings the message back (redelivered) and it must not run twice.
             self._finished[mid] = ack
+            self._finished.move_to_end(mid)
             while len(self._finished) > _MAX_FINISHED:
                 self._finished.popitem(last=False)
+        if not sent:
+            log.info("Delivery could not be settled on its channel; waiting for the redelivery",
+                     extra={"messageId": mid})
         with self._idle:
             self._active -= 1
             if not self._active:
