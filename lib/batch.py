@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .client import MeteringClient
 from .errors import TRANSIENT, ErrorClass, MeteringError
@@ -22,24 +21,23 @@ _ENVELOPE = len('{"ProductCode":"","UsageRecords":[]}')
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RecordResult:
+class RecordResult(NamedTuple):
     """What happened to one incoming record."""
 
-    index: int
+    position: int  # index of the record in the incoming message
     record: dict[str, Any]
     status: str
     metering_record_id: str | None = None
     request_id: str | None = None
 
 
-@dataclass
 class BatchOutcome:
     """All records' results plus the request ids of the calls made."""
 
-    results: list[RecordResult]
-    request_ids: list[str] = field(default_factory=list)
-    calls: int = 0
+    def __init__(self, results: list[RecordResult]) -> None:
+        self.results = results
+        self.request_ids: list[str] = []
+        self.calls = 0
 
 
 def window_bounds(now: float, hours: int) -> tuple[int, int]:
@@ -109,7 +107,7 @@ def run_batch(op: Operation, client: MeteringClient, body: dict[str, Any], *, no
     pending = [i for i in range(len(records)) if i not in skipped]
     for part in chunk(pending, records, product, op.batch_max_items, op.batch_max_bytes):
         _send_chunk(op, client, product, records, part, outcome)
-    outcome.results.sort(key=lambda r: r.index)
+    outcome.results.sort(key=lambda r: r.position)
     return outcome
 
 

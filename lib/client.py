@@ -9,8 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
@@ -50,8 +49,7 @@ def default_endpoint(region: str) -> str:
     return f"https://{ENDPOINT_PREFIX}.{region}.{suffix}"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """Credentials and endpoint of one connector configuration."""
 
     access_key_id: str
@@ -102,8 +100,7 @@ class Settings:
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
-@dataclass
-class Reply:
+class Reply(NamedTuple):
     """A successful response."""
 
     data: dict[str, Any]

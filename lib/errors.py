@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One validation problem: a JSON-pointer-like path and what is wrong there."""
 
     path: str
@@ -23,8 +21,7 @@ CREDENTIALS, PERMISSION, REGION, THROTTLED, TRANSIENT, INPUT, CONFLICT, DRY_RUN 
     "credentials", "permission", "region-or-endpoint", "throttled", "transient", "input", "conflict", "dry-run")
 
 
-@dataclass(frozen=True)
-class ErrorClass:
+class ErrorClass(NamedTuple):
     """How the connector treats one AWS error code."""
 
     retryable: bool

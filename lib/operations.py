@@ -6,11 +6,10 @@ and the client read everything else from the entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Operation:
+class Operation(NamedTuple):
     """One Metering Service operation as the connector exposes it."""
 
     action: str  # component.json key

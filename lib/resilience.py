@@ -10,20 +10,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 
-@dataclass
 class Backoff:
     """Full-jitter backoff: attempt n waits uniform(0, min(cap, base * 2**n)) seconds."""
 
-    base: float = 0.2
-    cap: float = 5.0
-    max_attempts: int = 5
-    rand: Callable[[], float] = field(default=random.random)
+    def __init__(self, base: float = 0.2, cap: float = 5.0, max_attempts: int = 5,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.base, self.cap, self.max_attempts, self.rand = base, cap, max_attempts, rand
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (0-based)."""

@@ -53,7 +53,7 @@ def _without_none(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record_body(result: RecordResult) -> dict[str, Any]:
-    body: dict[str, Any] = {"RecordIndex": result.index, "UsageRecord": dict(result.record), "Status": result.status}
+    body: dict[str, Any] = {"RecordIndex": result.position, "UsageRecord": dict(result.record), "Status": result.status}
     if result.metering_record_id:
         body["MeteringRecordId"] = result.metering_record_id
     return body
