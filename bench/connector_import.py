@@ -2,7 +2,8 @@
 
 Each sample is a new interpreter; the clock starts after interpreter start-up, just before the first
 import, and stops when the first ResolveCustomer answer is parsed. The emulator runs in its own process.
-Two connector paths are measured: the client alone, and the whole action (schema validation included).
+Two connector paths are measured: the client alone (typed settings, as boto3.client(...) takes them), and
+the whole action as the sailor runs it (cfg and message validated with jsonschema first).
 
     python bench/connector_import.py [--samples 7]
 
@@ -28,12 +29,13 @@ import time, sys
 t0 = time.perf_counter()
 from lib.client import MeteringClient, Settings
 from lib.operations import OPERATIONS
-client = MeteringClient(Settings.from_cfg(CFG))
+client = MeteringClient(Settings.create(CFG["accessKeyId"], CFG["secretAccessKey"], endpoint_url=CFG["endpointUrl"]))
 client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": TOKEN})
 print(time.perf_counter() - t0)
 """,
     "connector action": """
 import time, sys
+import elasticio_sailor  # the runtime is loaded before any component function
 t0 = time.perf_counter()
 from actions import resolveCustomer
 class Ctx:
