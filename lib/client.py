@@ -223,8 +223,12 @@ class MeteringClient:
         code = parse_code(code) if code else str(resp.status_code)
         if not message:
             message = resp.reason or ""
+        classification = None
+        if code == "ExpiredTokenException" and (op.name != "ResolveCustomer" or "security token" in message.lower()):
+            # Same code for an expired STS session token (any operation) and an expired registration token.
+            classification = ErrorClass(False, "credentials", "the session token of the credentials has expired")
         return MeteringError(code, message[:500], operation=op.name, status=resp.status_code,
-                             request_id=request_id)
+                             request_id=request_id, classification=classification)
 
 
 _CLIENTS: dict[str, MeteringClient] = {}

@@ -180,3 +180,18 @@ def test_given_a_persistent_transient_fault_when_retries_run_out_then_the_messag
     assert isinstance(cause, MeteringError) and cause.code == code and cause.retryable
     assert len(sleeps) == 3 and all(0 <= s <= 0.05 for s in sleeps)
     assert metering_emulator.admin.stats()["operations"]["ResolveCustomer"]["calls"] == 4
+
+
+@pytest.mark.parametrize(("action", "message", "kind"), [
+    ("resolveCustomer", "Registration token has expired", "input"),
+    ("resolveCustomer", "The security token included in the request is expired", "credentials"),
+    ("batchMeterUsage", "expired", "credentials"),
+])
+def test_given_expired_token_then_a_registration_token_is_told_from_an_expired_session(
+        action: str, message: str, kind: str) -> None:
+    reply = _aws_error(400, {"__type": "ExpiredTokenException", "message": message})
+    with ScriptedServer([reply]) as server:
+        client = MeteringClient(_settings(server.url))
+        with pytest.raises(MeteringError) as raised:
+            client.call(OPERATIONS[action], {"RegistrationToken": "t"})
+    assert raised.value.code == "ExpiredTokenException" and raised.value.kind == kind

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,3 +92,18 @@ def test_given_a_policy_that_only_allows_meter_usage_then_the_dry_run_probe_veri
 def test_given_incomplete_credentials_then_not_verified_without_a_call() -> None:
     result = verifyCredentials.check({"accessKeyId": "AKIAEMULATOR0000TEST"})
     assert result == {"verified": False, "reason": "Incomplete credentials: /secretAccessKey: is required"}
+
+
+def test_given_the_sailors_service_mode_then_it_finds_and_runs_this_verifier(
+        metering_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from elasticio_sailor.service import execute
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root.parent)  # the sailor joins ELASTICIO_COMPONENT_PATH onto the working directory
+    env = {"ELASTICIO_API_URI": "http://127.0.0.1:9", "ELASTICIO_API_USERNAME": "u", "ELASTICIO_API_KEY": "k",
+           "ELASTICIO_COMPONENT_PATH": root.name}
+    good = execute("verifyCredentials", dict(env, ELASTICIO_CFG=json.dumps(a_config(metering_emulator.url))))
+    bad = execute("verifyCredentials", dict(env, ELASTICIO_CFG=json.dumps(
+        a_config(metering_emulator.url, secretAccessKey="wrong/secret/0000000000000000000000"))))
+    assert good == {"verified": True}
+    assert bad["verified"] is False and bad["reason"].startswith("Bad credentials")
