@@ -29,6 +29,23 @@ class EventHandler(Protocol):
         ...
 
 
+class ContextLogger(logging.Logger):
+    """A ``logging.Logger`` for one execution: records go to the ``component`` logger's handlers and
+    carry the message context (threadId, messageId, parentMessageId). Not registered in the logging
+    manager, so one per message costs nothing once the message is done."""
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        super().__init__("component")
+        self.parent = logging.getLogger("component")
+        self._context = context
+
+    def makeRecord(self, *args: Any, **kwargs: Any) -> logging.LogRecord:  # logging's own method name
+        record = super().makeRecord(*args, **kwargs)
+        for key, value in self._context.items():
+            record.__dict__.setdefault(key, value)
+        return record
+
+
 class TaskContext:
     """The ``self`` of ``process``: ``emit``, ``logger``, ``message_id``, ``get_flow_variables()``."""
 
@@ -45,9 +62,7 @@ class TaskContext:
         self._variables = variables or {}
         self.error_count = 0
         self.ended = False
-        self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
-            logging.getLogger("component"), log_context or {}
-        )
+        self.logger: logging.Logger = ContextLogger(log_context or {})
 
     def get_flow_variables(self) -> dict[str, Any]:
         """A copy of the flow variables of the step document."""

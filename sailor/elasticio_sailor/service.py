@@ -24,6 +24,7 @@ from typing import Any
 
 from .api import ApiClient
 from .component import ComponentReader, component_root
+from .executor import ContextLogger
 from .logs import REDACTOR
 
 log = logging.getLogger("sailor")
@@ -41,9 +42,7 @@ class ServiceContext:
     def __init__(self, api: ApiClient | None, cfg: Mapping[str, Any]) -> None:
         self._api = api
         self._cfg = cfg
-        self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
-            logging.getLogger("component"), {}
-        )
+        self.logger: logging.Logger = ContextLogger({})
 
     def emit(self, event: str, payload: Any = None) -> None:
         """Only ``updateKeys`` means something here; a failed update is logged, the result still sent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import types
 from typing import Any
 
@@ -123,3 +124,28 @@ def test_given_bad_function_when_loading_then_node_worded_error(name: str, messa
 def test_given_directory_without_component_json_when_reading_then_error(tmp_path: Any) -> None:
     with pytest.raises(ComponentError, match="Failed to load component.json"):
         ComponentReader(tmp_path)
+
+
+def test_given_context_when_logging_then_logger_is_a_logging_logger_with_message_context() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    component = logging.getLogger("component")
+    handler = Keep()
+    component.addHandler(handler)
+    old_level = component.level
+    component.setLevel(logging.INFO)
+    try:
+        ctx = TaskContext(Recorder(), log_context={"messageId": "m-9", "threadId": "t-9"})
+        assert isinstance(ctx.logger, logging.Logger)
+        ctx.logger.info("hello %s", "there")
+        ctx.logger.debug("not shown")
+    finally:
+        component.removeHandler(handler)
+        component.setLevel(old_level)
+    [record] = records
+    assert record.getMessage() == "hello there"
+    assert (record.messageId, record.threadId) == ("m-9", "t-9")  # type: ignore[attr-defined]
