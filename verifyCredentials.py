@@ -12,7 +12,7 @@ from typing import Any
 from lib.client import MeteringClient, Settings
 from lib.errors import CREDENTIALS, DRY_RUN, INPUT, PERMISSION, MeteringError
 from lib.operations import OPERATIONS
-from lib.redact import guard
+from lib.redact import guard, secret_values
 from lib.resilience import Backoff, Pacer
 
 PROBE_TOKEN = "elasticio-verify-credentials-probe-not-a-real-token"
@@ -90,6 +90,5 @@ def check(credentials: dict[str, Any], client: MeteringClient | None = None) -> 
 
 def verify(self: Any, credentials: dict[str, Any]) -> dict[str, Any]:
     """Entry point the sailor's service mode calls."""
-    values = [str(credentials.get(k)) for k in ("secretAccessKey", "sessionToken") if credentials.get(k)]
-    guard(getattr(self, "logger", None), values)
+    guard(getattr(self, "logger", None), secret_values(credentials))
     return check(credentials)

@@ -20,7 +20,6 @@ from requests_aws4auth import AWS4Auth
 from .errors import ErrorClass, MeteringError, Problem, parse_code
 from .operations import Operation
 from .resilience import Backoff, Pacer, Sleep, shared_pacer
-from .schema import secret_fields
 
 # Two different strings that are easy to confuse (pitfall P1): the host prefix and the SigV4 service name.
 ENDPOINT_PREFIX = "metering.marketplace"
@@ -60,11 +59,6 @@ class Settings(NamedTuple):
 
     def __repr__(self) -> str:  # never show the secrets, even in a traceback with locals
         return f"Settings(access_key_id={self.access_key_id!r}, region={self.region!r}, endpoint_url={self.endpoint_url!r})"
-
-    @property
-    def secrets(self) -> list[str]:
-        """The live secret values (for redaction)."""
-        return [s for s in (self.secret_access_key, self.session_token) if s]
 
     @classmethod
     def create(cls, access_key_id: str, secret_access_key: str, *, region: str = DEFAULT_REGION,
@@ -243,5 +237,3 @@ def client_for(settings: Settings) -> MeteringClient:
             client = _CLIENTS[settings.cache_key] = MeteringClient(settings)
         return client
 
-
-SECRET_FIELDS = secret_fields()

@@ -13,7 +13,7 @@ from .batch import KNOWN_STATUSES, BatchOutcome, RecordResult, run_batch
 from .client import MeteringClient, Settings, client_for
 from .errors import DRY_RUN, MeteringError
 from .operations import Operation
-from .redact import guard
+from .redact import guard, secret_values
 from .schema import epochs_to_iso, json_schema, timestamps_to_epoch
 from .validation import allocation_problems, problems
 
@@ -84,9 +84,9 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
     from elasticio_sailor import Rebound, new_message
 
     logger = getattr(ctx, "logger", None) or log
-    settings = Settings.from_cfg(cfg)
     for target in (logger, log, logging.getLogger("lib.client"), logging.getLogger("lib.batch")):
-        guard(target, settings.secrets)
+        guard(target, secret_values(cfg))
+    settings = Settings.from_cfg(cfg)
     body = msg.get("body")
     validate_body(op, body)
     wire = timestamps_to_epoch(json_schema(op.in_schema), body)
