@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,21 +126,13 @@ def _aws_error(status: int, body: Any, **headers: str) -> Canned:
     return Canned(status, raw, {"x-amzn-RequestId": "rid-scripted", **headers})
 
 
+CASES = json.loads((Path(__file__).parent / "cases" / "error_replies.json").read_text())["cases"]
 SCRIPTED: list[tuple[str, Canned, str, bool]] = [
-    ("DisabledApiException", _aws_error(400, {"__type": "DisabledApiException", "message": "off"}), "region-or-endpoint", False),
-    ("InvalidRegionException", _aws_error(400, {"__type": "InvalidRegionException", "message": "m"}), "region-or-endpoint", False),
-    ("InvalidEndpointRegionException", _aws_error(400, {"__type": "com.amazonaws.awsmpmeteringservice#InvalidEndpointRegionException"}), "region-or-endpoint", False),
-    ("PlatformNotSupportedException", _aws_error(400, {"__type": "PlatformNotSupportedException"}), "permission", False),
-    ("AccessDeniedException", _aws_error(400, {"__type": "AccessDeniedException", "Message": "User: x is not authorized"}), "permission", False),
-    ("UnauthorizedException", _aws_error(400, {"__type": "UnauthorizedException"}), "permission", False),
-    ("SerializationException", _aws_error(400, {"__type": "com.amazon.coral.service#SerializationException"}), "input", False),
-    ("ExpiredTokenException", _aws_error(400, {"__type": "ExpiredTokenException:http://internal.amazon.com/coral/x"}), "input", False),
-    ("InvalidTokenException", _aws_error(400, {"message": "tok"}, **{"x-amzn-ErrorType": "InvalidTokenException:http://x"}), "input", False),
-    ("ThrottlingException", _aws_error(400, {"__type": "ThrottlingException"}), "throttled", True),
-    ("InternalServiceErrorException", _aws_error(500, {"__type": "InternalServiceErrorException"}), "transient", True),
-    ("503", Canned(503, b"<html>Service Unavailable</html>", {"Content-Type": "text/html"}), "transient", True),
-    ("502", Canned(502, b""), "transient", True),
-    ("400", Canned(400, b"not json"), "input", False),
+    (case["expectCode"],
+     Canned(case["status"], case["body"].encode(), case["headers"]) if isinstance(case["body"], str)
+     else _aws_error(case["status"], case["body"], **case["headers"]),
+     case["expectKind"], case["expectRetryable"])
+    for case in CASES
 ]
 
 
