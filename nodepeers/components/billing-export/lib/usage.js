@@ -20,7 +20,7 @@
 const INVALID_KINDS = [
     'quantity-wrong-type', 'missing-dimension', 'garbage-body', 'negative-quantity',
     'both-customer-ids', 'records-not-a-list', 'timestamp-garbage', 'too-long-dimension',
-    'string-body', 'empty-records'
+    'string-body', 'misspelled-field'
 ];
 
 function slotRecord(req, j) {
@@ -49,7 +49,6 @@ function invalidKind(req, index) {
 
 function invalidBody(req, index, records) {
     const kind = invalidKind(req, index);
-    const good = { ProductCode: req.productCode, UsageRecords: records };
     const first = Object.assign({}, records[0]);
     switch (kind) {
         case 'quantity-wrong-type':
@@ -76,9 +75,11 @@ function invalidBody(req, index, records) {
             return { ProductCode: req.productCode, UsageRecords: [first].concat(records.slice(1)) };
         case 'string-body':
             return 'just a string, not an object';
-        case 'empty-records':
+        case 'misspelled-field':
         default:
-            return Object.assign(good, { UsageRecords: [] });
+            first.Quantiy = first.Quantity;
+            delete first.Quantity;
+            return { ProductCode: req.productCode, UsageRecords: [first].concat(records.slice(1)) };
     }
 }
 

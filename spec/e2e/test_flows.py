@@ -1,0 +1,66 @@
+"""The three-step flow, clean runs: Batch Meter Usage, the Meter Usage and Resolve Customer variants, and
+the aws-sdk comparison peer in step 2. Each ends in the exact audit."""
+
+from __future__ import annotations
+
+from spec.e2e.conftest import MakeFlow
+from spec.support.flow import UsagePlan
+
+
+def test_batch_flow_bills_every_record_exactly_once(make_flow: MakeFlow) -> None:
+    plan = UsagePlan.make(messages=120, records_per_message=30)  # 30 records → 2 calls per message
+    flow = make_flow(plan)
+    flow.publish()
+    flow.wait_done(timeout=240)
+    audit = flow.audit()
+    assert audit.exact, audit.problems()
+    assert audit.billed == audit.expected
+    assert sum(audit.expected.values()) == 3600
+    assert len(plan.customers) >= 200  # many customers, not one
+    assert audit.calls == 2 * plan.messages
+    assert audit.duplicate_deliveries == 0
+    # every step-3 message carries the connector's per-record results for exactly its input's records
+    for index, deliveries in flow.sink.items():
+        body = deliveries[0].message["body"]
+        got = {
+            (r["UsageRecord"]["CustomerIdentifier"], r["UsageRecord"]["Dimension"]) for r in body["Results"]
+        }
+        want = {(r["CustomerIdentifier"], r["Dimension"]) for r in plan.records_of(index)}
+        assert got == want
+        assert body["StatusCounts"]["Success"] == 30 and sum(body["StatusCounts"].values()) == 30
+
+
+def test_meter_usage_variant_bills_each_dimension_hour_once(make_flow: MakeFlow) -> None:
+    plan = UsagePlan.make(messages=15, fmt="meter")  # 3 dimensions x 5 hours, billed to the caller
+    flow = make_flow(plan)
+    flow.publish()
+    flow.wait_done(timeout=120)
+    audit = flow.audit()
+    assert audit.exact, audit.problems()
+    assert audit.billed == audit.expected and len(audit.billed) == 15
+    assert {k[1] for k in audit.billed} == {flow.creds.account_id}
+    assert audit.calls == 15
+
+
+def test_resolve_customer_variant_resolves_every_token(make_flow: MakeFlow) -> None:
+    plan = UsagePlan.make(messages=40, fmt="resolve")
+    flow = make_flow(plan)
+    assert len(plan.tokens) == 40
+    flow.publish()
+    flow.wait_done(timeout=120)
+    audit = flow.audit()
+    assert audit.exact, audit.problems()  # includes: each output names the token's own customer
+    assert not audit.billed
+    resolved = {i: d[0].message["body"]["CustomerIdentifier"] for i, d in flow.sink.items()}
+    assert resolved == {i: plan.customers[i] for i in range(40)}
+
+
+def test_aws_sdk_peer_in_step_2_passes_the_same_audit(make_flow: MakeFlow) -> None:
+    plan = UsagePlan.make(messages=100, records_per_message=25)
+    flow = make_flow(plan, step2="node")
+    flow.publish()
+    flow.wait_done(timeout=180)
+    audit = flow.audit()
+    assert audit.exact, audit.problems()
+    assert audit.billed == audit.expected
+    assert audit.calls == 100
