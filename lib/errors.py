@@ -134,6 +134,7 @@ class MeteringError(Exception):
         """JSON-serialisable fields the sailor adds to the emitted error."""
         details: dict[str, Any] = {
             "code": self.code,
+            "awsMessage": self.aws_message,
             "operation": self.operation,
             "statusCode": self.status,
             "requestId": self.request_id,

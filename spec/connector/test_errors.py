@@ -100,6 +100,8 @@ def test_given_the_emulator_answers_an_error_when_running_then_one_classified_er
     details = err.error_details
     assert json.loads(json.dumps(details)) == details
     assert details["code"] == code and details["requestId"] == err.request_id and details["retryable"] is False
+    assert details["operation"] == err.operation and details["statusCode"] == err.status
+    assert details["awsMessage"] and details["awsMessage"] in str(err)
 
 
 def _settings(url: str, **changes: Any) -> Settings:
