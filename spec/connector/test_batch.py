@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from metering_emulator.testing import DEFAULT_FIXTURES, EmulatorServer
 
 from lib.batch import chunk, window_bounds
@@ -128,8 +131,6 @@ def test_given_large_records_when_chunking_then_every_call_stays_under_one_megab
         for i in range(400)])
     records = [big] * 12
     parts = chunk(list(range(12)), records, PRODUCT, 25, 1_000_000)
-    import json
-
     sizes = [len(json.dumps({"ProductCode": PRODUCT, "UsageRecords": [records[i] for i in p]},
                             separators=(",", ":")).encode()) for p in parts]
     assert all(size < 1_000_000 for size in sizes)
@@ -140,3 +141,15 @@ def test_given_large_records_when_chunking_then_every_call_stays_under_one_megab
 def test_given_a_time_then_the_window_is_hour_aligned() -> None:
     earliest, latest = window_bounds(13.5 * 3600, 6)
     assert earliest == 7 * 3600 and latest == 13.5 * 3600 + 300
+
+
+@given(st.lists(st.integers(min_value=1, max_value=300_000), max_size=120))
+@settings(max_examples=80, deadline=None)
+def test_given_any_record_sizes_then_chunks_keep_order_and_both_limits(sizes: list[int]) -> None:
+    records = [dict(a_record(), Dimension="d" * size) for size in sizes]
+    parts = chunk(list(range(len(records))), records, PRODUCT, 25, 1_000_000)
+    assert [i for part in parts for i in part] == list(range(len(records)))
+    for part in parts:
+        body = {"ProductCode": PRODUCT, "UsageRecords": [records[i] for i in part]}
+        assert 1 <= len(part) <= 25
+        assert len(json.dumps(body, separators=(",", ":")).encode()) < 1_000_000

@@ -160,3 +160,14 @@ def test_given_an_endpoint_then_tls_is_required_except_on_loopback(url: str | No
     if url is None:
         cfg.pop("endpointUrl")
     assert Settings.from_cfg(cfg).endpoint_url == expected
+
+
+@given(st.lists(st.booleans(), max_size=40))
+@settings(max_examples=60)
+def test_given_any_mix_of_good_and_broken_records_then_exactly_the_broken_ones_are_reported(
+        broken: list[bool]) -> None:
+    records = [{"Timestamp": "late", "CustomerIdentifier": "c", "Dimension": ""} if bad else a_record()
+               for bad in broken]
+    found = problems("batchMeterUsage.in.json", {"ProductCode": PRODUCT, "UsageRecords": records})
+    assert {p.path for p in found} == {f"/UsageRecords/{i}/{m}" for i, bad in enumerate(broken) if bad
+                                        for m in ("Timestamp", "Dimension")}
