@@ -63,6 +63,7 @@ def main() -> None:
         with urllib.request.urlopen(f"{emu.url}/_emulator/stats") as resp:
             stats = json.load(resp)["operations"]["BatchMeterUsage"]
     Path(handle.name).unlink()
+    assert out is not None
     body = out["body"]
     rate = count / elapsed
     print(f"{count} records in one message, quotas on: {elapsed:.2f} s, {stats['calls']} calls")

@@ -106,7 +106,7 @@ def test_given_the_logo_then_it_is_a_valid_128_by_128_png() -> None:
 
     data = (ROOT / "logo.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
+    pos, chunks = 8, dict[bytes, bytes]()
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos:pos + 4])
         kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
