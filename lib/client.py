@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -225,8 +226,9 @@ class MeteringClient:
                              request_id=request_id, classification=classification)
 
 
-_CLIENTS: dict[str, MeteringClient] = {}
+_CLIENTS: OrderedDict[str, MeteringClient] = OrderedDict()
 _CLIENTS_LOCK = threading.Lock()
+_MAX_CLIENTS = 16  # rotating temporary credentials must not pile up sessions
 
 
 def client_for(settings: Settings) -> MeteringClient:
@@ -235,5 +237,7 @@ def client_for(settings: Settings) -> MeteringClient:
         client = _CLIENTS.get(settings.cache_key)
         if client is None:
             client = _CLIENTS[settings.cache_key] = MeteringClient(settings)
+            while len(_CLIENTS) > _MAX_CLIENTS:
+                _CLIENTS.popitem(last=False)[1].close()
+        _CLIENTS.move_to_end(settings.cache_key)
         return client
-

@@ -151,3 +151,15 @@ def test_given_different_messages_then_their_derived_client_tokens_differ() -> N
     assert a != derive_client_token({"id": "m-2"}, None, {})
     assert derive_client_token({}, "amqp-id", {}) == derive_client_token({}, "amqp-id", {"y": 2})
     assert len(a) <= 64
+
+
+def test_given_many_rotating_credentials_then_clients_are_reused_and_bounded() -> None:
+    from lib import client as client_module
+
+    first = client_module.client_for(Settings.from_cfg(a_config("http://127.0.0.1:9", sessionToken="token-0000")))
+    assert client_module.client_for(Settings.from_cfg(a_config("http://127.0.0.1:9", sessionToken="token-0000"))) \
+        is first
+    for n in range(40):
+        client_module.client_for(Settings.from_cfg(a_config("http://127.0.0.1:9", sessionToken=f"token-{n:04d}x")))
+    assert len(client_module._CLIENTS) <= 16
+    assert all(c is not first for c in client_module._CLIENTS.values())
