@@ -171,16 +171,22 @@ class MeteringClient:
         try:
             resp = self._adapter.send(self._prepare(body, headers), timeout=self.timeout, verify=True,
                                       proxies=self._proxies)
+            content = resp.content  # read here: a connection dropped mid-body is a transport failure too
         except requests.exceptions.SSLError as exc:
             raise MeteringError("TLSError", type(exc).__name__, operation=op.name,
                                 classification=ErrorClass(False, "region-or-endpoint",
                                                           "TLS verification of the endpoint failed")) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
             raise MeteringError("ConnectionError", type(exc).__name__, operation=op.name) from None
+        except requests.exceptions.RequestException as exc:  # e.g. a malformed reply: not worth retrying
+            raise MeteringError("InvalidResponse", type(exc).__name__, operation=op.name,
+                                classification=ErrorClass(False, "region-or-endpoint",
+                                                          "is the endpoint URL right?")) from None
         request_id = resp.headers.get("x-amzn-RequestId")
         if resp.status_code < 300:
             try:
-                data = json.loads(resp.content)
+                data = json.loads(content)
             except ValueError:
                 data = None
             if not isinstance(data, dict):

@@ -16,6 +16,7 @@ class Canned:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    close: bool = False  # close the connection after the reply (e.g. to cut a body short)
 
 
 class ScriptedServer:
@@ -36,9 +37,11 @@ class ScriptedServer:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
+                if "Content-Length" not in reply.headers:
+                    self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 self.wfile.write(reply.body)
+                self.close_connection = reply.close
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

@@ -190,3 +190,13 @@ def test_given_expired_token_then_a_registration_token_is_told_from_an_expired_s
         with pytest.raises(MeteringError) as raised:
             client.call(OPERATIONS[action], {"RegistrationToken": "t"})
     assert raised.value.code == "ExpiredTokenException" and raised.value.kind == kind
+
+
+def test_given_a_reply_cut_off_mid_body_when_calling_then_it_is_a_retryable_connection_error() -> None:
+    truncated = Canned(200, b'{"Results": [', {"Content-Length": "500", "x-amzn-RequestId": "rid"}, close=True)
+    with ScriptedServer([truncated]) as server:
+        client = MeteringClient(_settings(server.url), backoff=Backoff(max_attempts=2), sleep=lambda s: None)
+        with pytest.raises(MeteringError) as raised:
+            client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
+    assert raised.value.code == "ConnectionError" and raised.value.retryable
+    assert len(server.requests) == 2
