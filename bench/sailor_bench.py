@@ -227,10 +227,21 @@ def report(results: list[RunResult], setting: str, n: int) -> dict[str, object]:
         "rss_peak": _ratio(py.rss_peak_mb, node.rss_peak_mb),
         "rss_median": _ratio(py.rss_median_mb, node.rss_median_mb),
     }
+    paired = [
+        p / n for p, n in zip(py.all_drain_msg_s, node.all_drain_msg_s, strict=False) if p is not None and n
+    ]
+    if paired:
+        ratios["drain_paired_median"] = f"{statistics.median(paired):.2f}x"
     print(
         f"Python/Node: msg/s {ratios['drain']} (drain), {ratios['window']} (window); "
         f"RSS {ratios['rss_peak']} (peak), {ratios['rss_median']} (median)"
     )
+    if len(paired) > 1:
+        print(
+            "Python/Node drain ratio per back-to-back pair: "
+            + ", ".join(f"{r:.2f}x" for r in paired)
+            + f" (median {ratios['drain_paired_median']})"
+        )
     summary: dict[str, object] = {"setting": setting, "messages": n, **opts}
     if py.drain_msg_s is not None:
         fraction = py.drain_msg_s / RAW_PIKA_MSG_S
