@@ -124,15 +124,16 @@ class MeteringClient:
         self.session.mount("http://", adapter)
         self.session.auth = self._auth = AWS4Auth(settings.access_key_id, settings.secret_access_key,
                                                   settings.region, SIGNING_NAME, session_token=settings.session_token)
-        self.session.headers.update({"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT,
-                                     "Accept-Encoding": "identity"})
+        self.session.headers.update({"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT})
         # Requests are prepared here and handed to the session's pooled adapter directly: Session.request
         # re-merges settings, cookies and the environment on every call, which costs more CPU than the call.
         self._adapter = self.session.get_adapter(settings.endpoint_url)
         template = requests.Request("POST", settings.endpoint_url).prepare()
         self._url = template.url or settings.endpoint_url
         self._proxies = {} if not self.session.trust_env else requests.utils.get_environ_proxies(self._url)
-        self._base_headers = {k: v for k, v in self.session.headers.items() if k.lower() != "accept"}
+        # Only what the protocol needs: every extra header costs CPU in the signer and in http.client
+        # (which adds "Accept-Encoding: identity" by itself; HTTP/1.1 keeps the connection alive by default).
+        self._base_headers = {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT}
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -61,7 +61,7 @@ def test_given_an_input_then_the_body_and_headers_match_what_botocore_sends(acti
     assert json.loads(body) == botocore_body(op.name, INPUTS[action])
     lower = {k.lower(): v for k, v in headers.items()}
     assert lower["x-amz-target"] == f"AWSMPMeteringService.{op.name}"
-    assert lower["content-type"] == "application/x-amz-json-1.1"
+    assert lower["content-type"] == "application/x-amz-json-1.1" and lower["accept-encoding"] == "identity"
     assert lower["x-amz-security-token"] == SESSION_TOKEN
     auth = lower["authorization"]
     assert auth.startswith("AWS4-HMAC-SHA256 Credential=ASIAEMULATOR0000TEMP/")
