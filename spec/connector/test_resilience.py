@@ -163,3 +163,11 @@ def test_given_many_rotating_credentials_then_clients_are_reused_and_bounded() -
         client_module.client_for(Settings.from_cfg(a_config("http://127.0.0.1:9", sessionToken=f"token-{n:04d}x")))
     assert len(client_module._CLIENTS) <= 16
     assert all(c is not first for c in client_module._CLIENTS.values())
+
+
+def test_given_quotas_on_when_register_usage_is_called_in_a_burst_then_it_is_paced_at_5_per_second(
+        metering_emulator: EmulatorServer) -> None:
+    for _ in range(7):
+        run_action("registerUsage", {"ProductCode": PRODUCT, "PublicKeyVersion": 1}, a_config(metering_emulator.url))
+    stats = metering_emulator.admin.stats()["operations"]["RegisterUsage"]
+    assert stats["calls"] == 7 and stats["throttled"] == 0
