@@ -383,6 +383,10 @@ class Platform:
 
         self._call(declare)
 
+    def bind(self, queue: str, exchange: str, routing_key: str) -> None:
+        """Bind ``queue`` to ``routing_key`` too (e.g. an error-handler step to a step's error key)."""
+        self._call(lambda ch: ch.queue_bind(queue, exchange, routing_key))
+
     def declare_reply_queue(self, exchange: str) -> str:
         """A queue bound to a fresh ``reply_to`` routing key (request/reply webhooks)."""
         name = f"reply.{uuid.uuid4().hex}"

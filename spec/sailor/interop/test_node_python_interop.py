@@ -398,3 +398,32 @@ def test_given_reply_snapshot_and_routing_events_when_node_and_python_emit_them_
     assert [o.routing_key.replace(py.step.flow_id, "F") for o in py.snapshots + py.data] == [
         o.routing_key.replace(node.step.flow_id, "F") for o in node.snapshots + node.data
     ]
+
+
+@pytest.mark.parametrize("protocol_version", [1, 2], ids=["v1", "v2"])
+@pytest.mark.parametrize(
+    "kinds", [("node", "python"), ("python", "node")], ids=["node-fails", "python-fails"]
+)
+def test_given_an_error_handler_step_when_the_other_sailor_fails_then_it_reads_the_error_message(
+    platform_env: tuple[Platform, FakePlatformApi, Sailors], kinds: tuple[str, str], protocol_version: int
+) -> None:
+    """§6.11: a step with ``ELASTICIO_INPUT_FORMAT=error`` consumes the other sailor's error messages."""
+    platform, _api, sailors = platform_env
+    failing, handler = new_flow(["echo", "inspect"], prefix=f"eh{kinds[0][0]}{kinds[1][0]}")
+    platform.declare_flow([failing, handler], chain=False)
+    platform.bind(handler.listen_queue, failing.exchange, failing.routing_key("error"))
+    sailors.start(kinds[0], failing, ELASTICIO_PROTOCOL_VERSION=str(protocol_version))
+    sailors.start(kinds[1], handler, ELASTICIO_INPUT_FORMAT="error")
+    message_id = str(uuid.uuid4())
+    message = {"id": message_id, "body": {**INPUT_BODY, "fail": True}, "headers": {}, "attachments": {}}
+    platform.publish_input(failing, message, protocol_version)
+
+    (tap,) = platform.collect(failing.out_queue("error"), 1, timeout=60, kind="error")
+    handled = platform.collect(handler.out_queue("message"), 1, timeout=60)
+    assert len(handled) == 1, (
+        f"the {kinds[1]} error handler published nothing: {sailors.started[-1].log_tail()}"
+    )
+    received = handled[0].message["body"]["received"]
+    assert received["body"] == {"error": tap.message["error"], "errorInput": message}
+    assert received["headers"] == tap.headers
+    assert handled[0].headers["parentMessageId"] == tap.headers["messageId"]
