@@ -44,6 +44,7 @@ import requests
 from spec.support.platform import (
     NODE_COMPONENTS,
     FakePlatformApi,
+    Output,
     Platform,
     SailorProcess,
     Step,
@@ -506,6 +507,7 @@ class MeteringFlow:
         self.sink_foreign: list[dict[str, Any]] = []
         self.errors: dict[int, list[Delivery]] = {}
         self.errors_foreign: list[dict[str, Any]] = []
+        self.error_outputs: list[Output] = []  # raw error messages as read (kept for the secret scan)
         self.published_at = 0.0
 
     # --- start / stop
@@ -662,6 +664,7 @@ class MeteringFlow:
         """Read new sink lines and new error messages (bounded; errors are consumed and acked)."""
         self._read_sink()
         for out in self.platform.collect(self.step2.out_queue("error"), 0, timeout=10, kind="error"):
+            self.error_outputs.append(out)
             msg = out.message
             index = self._index_from_error(msg)
             if index is None:
@@ -785,14 +788,18 @@ def scan_queues(flow: MeteringFlow, needles: dict[str, str], timeout: float = 12
     """Drain every queue of the flow and look for each secret in every body, header and plaintext."""
     found: list[str] = []
     scanned = 0
+    outputs = list(flow.error_outputs)  # error messages the platform side already consumed
     for queue in flow.all_queues():
-        for out in flow.platform.drain(queue, kind="raw", timeout=timeout, settle=0.3):
-            scanned += 1
-            blobs = _b64_decrypt_all(flow, out.body) + [json.dumps(out.headers, default=str).encode()]
-            for blob in blobs:
-                for name, secret in needles.items():
-                    if secret.encode() in blob:
-                        found.append(f"{name} in a message on {queue}")
+        outputs.extend(flow.platform.drain(queue, kind="raw", timeout=timeout, settle=0.3))
+    for out in outputs:
+        scanned += 1
+        blobs = _b64_decrypt_all(flow, out.body) + [json.dumps(out.headers, default=str).encode()]
+        for blob in blobs:
+            found.extend(
+                f"{name} in a message on {out.queue}"
+                for name, secret in needles.items()
+                if secret.encode() in blob
+            )
     return scanned, found
 
 
