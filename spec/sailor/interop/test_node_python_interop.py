@@ -427,3 +427,27 @@ def test_given_an_error_handler_step_when_the_other_sailor_fails_then_it_reads_t
     assert received["body"] == {"error": tap.message["error"], "errorInput": message}
     assert received["headers"] == tap.headers
     assert handled[0].headers["parentMessageId"] == tap.headers["messageId"]
+
+
+@pytest.mark.parametrize(
+    "kinds", [("node", "python"), ("python", "node")], ids=["node-to-python", "python-to-node"]
+)
+def test_given_a_mixed_two_step_flow_when_1000_messages_pass_then_every_body_arrives_once_intact(
+    platform_env: tuple[Platform, FakePlatformApi, Sailors], kinds: tuple[str, str]
+) -> None:
+    """Interop under load: prefetch 10 on both steps, protocol 2 out of step_1, protocol 1 out of step_2."""
+    platform, _api, sailors = platform_env
+    steps = new_flow(["echo", "echo"], prefix=f"bulk{kinds[0][0]}{kinds[1][0]}")
+    platform.declare_flow(steps)
+    fast = {"ELASTICIO_RABBITMQ_PREFETCH_SAILOR": "10", "ELASTICIO_DATA_RATE_LIMIT": "100000"}
+    sailors.start(kinds[0], steps[0], env=fast, ELASTICIO_PROTOCOL_VERSION="2")
+    sailors.start(kinds[1], steps[1], env=fast, ELASTICIO_PROTOCOL_VERSION="1")
+    bodies = [{"i": i, "text": f"Größe {i} ✓", "nested": {"list": [i, None, 2.5]}} for i in range(1000)]
+    platform.publish_inputs(steps[0], bodies, protocol_version=1)
+
+    finals = platform.collect(steps[1].out_queue("message"), len(bodies), timeout=120, settle=1.0)
+    assert sorted((o.message["body"] for o in finals), key=lambda b: b["i"]) == bodies
+    assert {o.protocol_version for o in finals} == {1}
+    firsts = platform.drain(steps[0].out_queue("message"))
+    assert {o.protocol_version for o in firsts} == {2}
+    assert {o.headers["messageId"] for o in firsts} == {o.headers["parentMessageId"] for o in finals}
