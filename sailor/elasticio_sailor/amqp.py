@@ -23,6 +23,7 @@ import collections
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,26 +43,35 @@ class AmqpError(Exception):
 
 
 class PublishFuture:
-    """Completion of one publish: ``wait()`` returns once confirmed, or raises the final failure."""
+    """Completion of one publish: ``wait()`` returns once confirmed, or raises the final failure.
 
-    __slots__ = ("_callbacks", "_error", "_event")
+    A pre-acquired lock instead of ``threading.Event``: one waiter only, and a bare lock is a single
+    futex per hand-off, which matters at thousands of publishes per second.
+    """
+
+    __slots__ = ("_callbacks", "_done", "_error", "_lock")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._done = False
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[BaseException | None], None]] | None = None
 
     def set_done(self, error: BaseException | None = None) -> None:
         """Complete the publish (I/O thread only)."""
+        if self._done:
+            return
         self._error = error
-        self._event.set()
+        self._done = True
+        self._lock.release()
         callbacks, self._callbacks = self._callbacks, None
         for cb in callbacks or ():
             cb(error)
 
     @property
     def done(self) -> bool:
-        return self._event.is_set()
+        return self._done
 
     @property
     def error(self) -> BaseException | None:
@@ -69,7 +79,7 @@ class PublishFuture:
 
     def on_done(self, cb: Callable[[BaseException | None], None]) -> None:
         """Run ``cb(error)`` when completed (I/O thread only; at once if already completed)."""
-        if self._event.is_set():
+        if self._done:
             cb(self._error)
         elif self._callbacks is None:
             self._callbacks = [cb]
@@ -78,8 +88,10 @@ class PublishFuture:
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until confirmed; raise AmqpError if the publish finally failed."""
-        if not self._event.wait(timeout):
-            raise AmqpError("publish not confirmed in time")
+        if not self._done:
+            if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+                raise AmqpError("publish not confirmed in time")
+            self._lock.release()
         if self._error is not None:
             raise self._error
 
@@ -172,8 +184,7 @@ class AmqpTransport:
         self._ready = {"read": threading.Event(), "write": threading.Event()}
         self._start_error: BaseException | None = None
         self._start_failed = threading.Event()
-        self._active = 0
-        self._idle = threading.Condition()
+        self._active = 0  # deliveries received and not settled; changed on the I/O thread only
 
     # ------------------------------------------------------------------ public (any thread)
     def start(self) -> None:
@@ -222,9 +233,8 @@ class AmqpTransport:
 
     def wait_idle(self) -> None:
         """Block until every received delivery has been settled."""
-        with self._idle:
-            while self._active:
-                self._idle.wait(0.5)
+        while self._active:
+            time.sleep(0.02)
 
     def publish(
         self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties,
@@ -462,8 +472,7 @@ class AmqpTransport:
                 return
             if running is None:
                 self._processing[mid] = d
-        with self._idle:
-            self._active += 1
+        self._active += 1
         try:
             self._on_delivery(d)
         except Exception as exc:
@@ -495,10 +504,7 @@ class AmqpTransport:
         if not sent:
             log.info("Delivery could not be settled on its channel; waiting for the redelivery",
                      extra={"messageId": mid})
-        with self._idle:
-            self._active -= 1
-            if not self._active:
-                self._idle.notify_all()
+        self._active -= 1
 
     # -- write side
     def _on_write_channel(self, ch: Any) -> None:

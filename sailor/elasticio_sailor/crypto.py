@@ -53,24 +53,25 @@ class MessageCipher:
         self._iv = iv.encode("utf-8") if iv else b""
         if self._key is not None and len(self._iv) != 16:
             raise ValueError("Invalid initialization vector: must be 16 bytes in UTF-8")
-        self._algo = algorithms.AES(self._key) if self._key else None
+        # one immutable Cipher; each message gets its own encryptor/decryptor context (thread-safe)
+        self._cipher = Cipher(algorithms.AES(self._key), modes.CBC(self._iv)) if self._key else None
 
     # -- bytes level ------------------------------------------------------------------------
     def encrypt_bytes(self, plaintext: bytes) -> bytes:
         """Raw ciphertext of ``plaintext`` (the plaintext itself if no password is set, like Node)."""
-        if self._algo is None:
+        if self._cipher is None:
             return plaintext
         pad = 16 - len(plaintext) % 16
-        enc = Cipher(self._algo, modes.CBC(self._iv)).encryptor()
+        enc = self._cipher.encryptor()
         return enc.update(plaintext + bytes((pad,)) * pad) + enc.finalize()
 
     def decrypt_bytes(self, ciphertext: bytes) -> bytes:
         """Plaintext of a raw ciphertext; DecryptError on bad length or padding."""
-        if self._algo is None:
+        if self._cipher is None:
             return ciphertext
         if not ciphertext or len(ciphertext) % 16:
             raise DecryptError("Failed to decrypt message: bad ciphertext length")
-        dec = Cipher(self._algo, modes.CBC(self._iv)).decryptor()
+        dec = self._cipher.decryptor()
         data = dec.update(ciphertext) + dec.finalize()
         pad = data[-1]
         if not 1 <= pad <= 16 or data[-pad:] != bytes((pad,)) * pad:

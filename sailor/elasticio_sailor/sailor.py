@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import copy
 import logging
+import queue
 import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -81,6 +81,39 @@ class Throttle:
             self._sleep(delay)
 
 
+class WorkerPool:
+    """Fixed worker threads fed by one ``queue.SimpleQueue`` (C-level, no per-task Future objects)."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"sailor-worker-{i}", daemon=True)
+                         for i in range(size)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on a worker (errors are logged: callers handle their own failures)."""
+        self._queue.put((fn, args))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception as exc:
+                log.error("Worker task failed", exc_info=exc)
+
+    def shutdown(self) -> None:
+        """Finish queued tasks, then stop every worker."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+
+
 def deep_copy(value: Any) -> Any:
     """Deep copy of JSON data (a JSON round trip is several times faster than copy.deepcopy)."""
     try:
@@ -129,8 +162,7 @@ class FlowStep:
         self.reader: ComponentReader | None = None
         self.module: ModuleType | None = None
         prefetch = int(v["RABBITMQ_PREFETCH_SAILOR"])
-        self.pool = ThreadPoolExecutor(max_workers=max(1, min(prefetch, MAX_WORKERS)),
-                                       thread_name_prefix="sailor-worker")
+        self.pool = WorkerPool(max(1, min(prefetch, MAX_WORKERS)))
         self.transport: AmqpTransport | None = None
         self._stop = threading.Event()
 
@@ -199,7 +231,7 @@ class FlowStep:
         assert self.transport is not None
         self.transport.stop_consuming()
         self.transport.wait_idle()
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown()
         self.transport.close()
         log.info("Shut down gracefully")
         return 0
