@@ -4,7 +4,8 @@ For each setting the harness's ``run.sh --preload`` is run once with the Node sa
 ``--sailor-cmd 'python -m elasticio_sailor' --component-dir spec/sailor/components_py/echo`` (an
 echo action that behaves like the harness's echo.js), alternately when ``--repeat`` > 1. The harness
 queues N inputs, starts the sailor, and times the drain; this script also samples the sailor
-process's resident memory (RSS, its children included) every 50 ms while it runs.
+process's resident memory (RSS, its children included) every 50 ms while it runs, and its CPU time
+(user + system) per message — less sensitive than msg/s to other load on a shared machine.
 
 Settings:
   throughput  prefetch 10, data rate limit 100000/100 ms, log level warn (issue 3's benchmark)
@@ -57,6 +58,7 @@ class RunResult:
     window_msg_s: float | None
     rss_peak_mb: float | None
     rss_median_mb: float | None
+    cpu_ms_per_msg: float | None
     wall_s: float
     tail: str = field(default="", repr=False)
 
@@ -84,6 +86,7 @@ class RssSampler(threading.Thread):
         self.pid_file = pid_file
         self.interval = interval
         self.samples: list[int] = []
+        self.cpu_s: float | None = None
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -95,9 +98,9 @@ class RssSampler(threading.Thread):
                     if text:
                         proc = psutil.Process(int(text))
                 if proc is not None:
-                    rss = proc.memory_info().rss
-                    rss += sum(c.memory_info().rss for c in proc.children(recursive=True))
-                    self.samples.append(rss)
+                    family = [proc, *proc.children(recursive=True)]
+                    self.samples.append(sum(p.memory_info().rss for p in family))
+                    self.cpu_s = sum(sum(p.cpu_times()[:2]) for p in family)
             except (psutil.Error, ValueError, OSError):
                 pass
             self._halt.wait(self.interval)
@@ -161,6 +164,7 @@ def run_harness(args: argparse.Namespace, sailor: str, setting: str, n: int) -> 
         window_msg_s=_figure(r"sailor processing window\s*:\s*([\d,.]+) msg/s", out),
         rss_peak_mb=max(mb) if mb else None,
         rss_median_mb=statistics.median(mb) if mb else None,
+        cpu_ms_per_msg=sampler.cpu_s * 1000 / n if sampler.cpu_s else None,
         wall_s=wall,
         tail="\n".join(out.splitlines()[-25:]),
     )
@@ -189,6 +193,7 @@ class Row:
     window_msg_s: float | None
     rss_peak_mb: float | None
     rss_median_mb: float | None
+    cpu_ms_per_msg: float | None
     all_drain_msg_s: list[float | None]
 
 
@@ -201,6 +206,7 @@ def summarise(results: list[RunResult], sailor: str, setting: str) -> Row:
         window_msg_s=_median([r.window_msg_s for r in runs]),
         rss_peak_mb=_median([r.rss_peak_mb for r in runs]),
         rss_median_mb=_median([r.rss_median_mb for r in runs]),
+        cpu_ms_per_msg=_median([r.cpu_ms_per_msg for r in runs]),
         all_drain_msg_s=[r.drain_msg_s for r in runs],
     )
 
@@ -215,17 +221,20 @@ def report(results: list[RunResult], setting: str, n: int) -> dict[str, object]:
     )
     print(
         f"{'':8} {'result':6} {'drain msg/s':>12} {'window msg/s':>13} {'RSS peak MB':>12} {'RSS med MB':>11}"
+        f" {'CPU ms/msg':>11}"
     )
     for name, row in (("node", node), ("python", py)):
         print(
             f"{name:8} {'PASS' if row.passed else 'FAIL':6} {_fmt(row.drain_msg_s):>12} "
             f"{_fmt(row.window_msg_s):>13} {_fmt(row.rss_peak_mb, '.1f'):>12} {_fmt(row.rss_median_mb, '.1f'):>11}"
+            f" {_fmt(row.cpu_ms_per_msg, '.3f'):>11}"
         )
     ratios = {
         "drain": _ratio(py.drain_msg_s, node.drain_msg_s),
         "window": _ratio(py.window_msg_s, node.window_msg_s),
         "rss_peak": _ratio(py.rss_peak_mb, node.rss_peak_mb),
         "rss_median": _ratio(py.rss_median_mb, node.rss_median_mb),
+        "cpu_per_msg": _ratio(py.cpu_ms_per_msg, node.cpu_ms_per_msg),
     }
     paired = [
         p / n for p, n in zip(py.all_drain_msg_s, node.all_drain_msg_s, strict=False) if p is not None and n
@@ -234,7 +243,7 @@ def report(results: list[RunResult], setting: str, n: int) -> dict[str, object]:
         ratios["drain_paired_median"] = f"{statistics.median(paired):.2f}x"
     print(
         f"Python/Node: msg/s {ratios['drain']} (drain), {ratios['window']} (window); "
-        f"RSS {ratios['rss_peak']} (peak), {ratios['rss_median']} (median)"
+        f"RSS {ratios['rss_peak']} (peak), {ratios['rss_median']} (median); CPU per message {ratios['cpu_per_msg']}"
     )
     if len(paired) > 1:
         print(
@@ -284,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"[{setting} #{i + 1}] {sailor}: {'PASS' if r.passed else 'FAIL'} drain "
                     f"{_fmt(r.drain_msg_s)} msg/s, window {_fmt(r.window_msg_s)} msg/s, "
-                    f"RSS peak {_fmt(r.rss_peak_mb, '.1f')} MB ({r.wall_s:.0f}s)",
+                    f"RSS peak {_fmt(r.rss_peak_mb, '.1f')} MB, CPU {_fmt(r.cpu_ms_per_msg, '.3f')} ms/msg "
+                    f"({r.wall_s:.0f}s)",
                     flush=True,
                 )
                 if not r.passed:
