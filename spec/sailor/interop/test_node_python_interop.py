@@ -1,6 +1,7 @@
-"""Interop with the official Node.js sailor 2.7.8 on a real broker (issue 3, sailor-protocol §13 #8–#10).
+"""Interop with the official Node.js sailor 2.7.8 on a real broker (issue 3, sailor-protocol §13 #8–#15).
 
-Two flows run side by side with the same input, for protocol versions 1 and 2:
+The main test runs two flows side by side with the same input, for protocol versions 1 and 2,
+with and without passthrough:
 
 * flow N→P: step_1 = Node sailor running ``echo``,   step_2 = Python sailor running ``inspect``;
 * flow P→N: step_1 = Python sailor running ``echo``, step_2 = Node sailor running ``inspect``.
@@ -9,6 +10,10 @@ Two flows run side by side with the same input, for protocol versions 1 and 2:
 shows what step_1 published. So the test proves both directions: each sailor decodes exactly what
 the other one published, and — comparing the two flows position by position — the Python sailor
 publishes the same bodies, headers and properties as the Node sailor.
+
+The other tests compare, the same way, what each sailor publishes for errors (and error replies),
+rebounds, httpReply, snapshots and ``x-eio-routing-key``; check that an ``INPUT_FORMAT=error``
+step of one sailor reads the other's error messages; and push 1,000 messages through mixed flows.
 """
 
 from __future__ import annotations
