@@ -1,0 +1,29 @@
+"""Drill: kill -9 the Python sailors of step 2 in the middle of 5,000 messages, then restart them.
+
+The connector paces itself to the documented quota (10 calls/s per process), so one sailor needs
+~9 minutes for 5,000 messages; step 2 therefore runs as it would be scaled out for such a volume, three
+replicas, and every one of them is SIGKILLed at once (no survivor picks up the work) and started again.
+"""
+
+from __future__ import annotations
+
+from spec.e2e.conftest import MakeFlow
+from spec.support.flow import UsagePlan
+
+
+def test_kill9_mid_run_then_restart_loses_nothing_and_bills_once(make_flow: MakeFlow) -> None:
+    plan = UsagePlan.make(messages=5000, records_per_message=2)
+    flow = make_flow(plan, replicas=3)
+    flow.publish()
+    flow.wait_until(lambda f: len(f.sink) >= 1500, timeout=400, what="1,500 messages through step 2")
+    flow.kill9_step2()
+    delivered_at_kill = len(flow.sink)
+    assert not any(p.alive() for p in flow.step2_procs())
+    waiting = flow.platform.ready(flow.step2.listen_queue)  # includes the killed sailors' unacked ones
+    flow.restart_step2()
+    flow.wait_done(timeout=900)
+    audit = flow.audit()
+    assert 1500 <= delivered_at_kill < plan.messages and waiting > 0  # killed mid-run
+    assert audit.exact, audit.problems()
+    assert audit.billed == audit.expected and sum(audit.expected.values()) == 10_000
+    assert sorted(flow.sink) == list(range(plan.messages))
