@@ -185,6 +185,7 @@ class AmqpTransport:
         self._start_error: BaseException | None = None
         self._start_failed = threading.Event()
         self._active = 0  # deliveries received and not settled; changed on the I/O thread only
+        self._deferred: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ public (any thread)
     def start(self) -> None:
@@ -473,11 +474,30 @@ class AmqpTransport:
             if running is None:
                 self._processing[mid] = d
         self._active += 1
+        self._defer(lambda: self._dispatch(d))
+
+    def _dispatch(self, d: Delivery) -> None:
         try:
             self._on_delivery(d)
         except Exception as exc:
             log.error("Failed to dispatch delivery", exc_info=exc)
             self._settle(d, False)
+
+    def _defer(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` after the frames of the current read are handled. Waking worker threads one by
+        one in the middle of a burst makes them fight the I/O thread for the GIL; waking them together
+        when the I/O thread is about to wait in epoll does not."""
+        if not self._deferred:
+            self._ioloop.call_later(0, self._run_deferred)
+        self._deferred.append(fn)
+
+    def _run_deferred(self) -> None:
+        batch, self._deferred = self._deferred, []
+        for fn in batch:
+            try:
+                fn()
+            except Exception as exc:
+                log.error("AMQP I/O callback failed", exc_info=exc)
 
     def _ack_or_reject(self, d: Delivery, ack: bool) -> bool:
         ch = self._read_ch
@@ -571,7 +591,7 @@ class AmqpTransport:
             if req is None:
                 continue
             if ok:
-                req.future.set_done()
+                self._defer(req.future.set_done)
             else:
                 self._retry(req, AmqpError("message nacked by the broker"))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from elasticio_sailor import Rebound
-from elasticio_sailor.component import ComponentError, ComponentReader
+from elasticio_sailor.component import ComponentError, ComponentReader, component_root
 from elasticio_sailor.executor import TaskContext, run_function
 
 from spec.sailor.helpers import STEPS
@@ -149,3 +149,11 @@ def test_given_context_when_logging_then_logger_is_a_logging_logger_with_message
     [record] = records
     assert record.getMessage() == "hello there"
     assert (record.messageId, record.threadId) == ("m-9", "t-9")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "component_path, expected",
+    [("", "/work/x"), ("spec/component", "/work/x/spec/component"), ("/spec/component", "/work/x/spec/component")],
+)
+def test_given_component_path_when_resolving_then_joined_onto_cwd_like_node(component_path: str, expected: str) -> None:
+    assert str(component_root(component_path, cwd="/work/x")) == expected
