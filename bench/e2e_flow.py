@@ -1,0 +1,123 @@
+"""Benchmark: the three-step flow end to end (Node export → step 2 → Node sink) on a private broker.
+
+Step 2 is our connector in the Python sailor, and, in the same run, the comparison peer: the Node sailor
+2.7.8 with an equivalent component calling the emulator through the aws-sdk npm package. For each:
+
+* records/s end to end (valid records / (last receipt at step 3 − first emit at step 1)), with the
+  emulator's AWS quotas on (ceiling 10 calls/s × 25 records = 250 records/s; goal ≥ 95 %) and off;
+* p50/p99 latency per message from step 1's emit to step 3's receipt, in the bulk runs (queueing
+  included) and in a paced run below capacity (one message at a time, ``--paced-rate`` per second).
+
+Every run also ends in the exact audit (billed exactly once, none missing). Prints figures and ratios
+ours/peer; asserts nothing.
+
+    python bench/e2e_flow.py [--messages 240] [--paced 60 --paced-rate 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spec.support.flow import FlowOptions, MeteringFlow, UsagePlan, _op_stats
+from spec.support.rabbit import RabbitBroker
+
+CEILING = 250.0
+NAMES = {"python": "ours (Python sailor + connector)", "node": "peer (Node sailor + aws-sdk)"}
+
+
+def run(
+    broker: RabbitBroker, workdir: Path, step2: str, quotas: bool, messages: int, paced: float = 0.0
+) -> dict[str, Any]:
+    """One flow run; returns its figures."""
+    plan = UsagePlan.make(messages=messages, records_per_message=1 if paced else 25)
+    opts = FlowOptions(step2=step2, quotas=quotas)
+    label = f"{step2} quotas={'on' if quotas else 'off'}{' paced' if paced else ''}"
+    with MeteringFlow(workdir, broker, plan, opts) as flow:
+        if paced:
+            flow.publish_paced(paced)
+        else:
+            flow.publish()
+        last = [0.0]
+
+        def progress(f: MeteringFlow) -> None:
+            if time.monotonic() - last[0] > 1:
+                last[0] = time.monotonic()
+                print(f"\r  {label}: {f.progress_line()}   ", end="", file=sys.stderr, flush=True)
+
+        flow.wait_done(timeout=900, on_progress=progress)
+        print(file=sys.stderr)
+        audit = flow.audit()
+        stats = _op_stats(flow.emulator.stats(), "BatchMeterUsage")
+    return {
+        "label": label,
+        "records": sum(audit.expected.values()),
+        "rps": audit.records_per_second() or 0.0,
+        "p50": audit.percentile(50),
+        "p99": audit.percentile(99),
+        "exact": audit.exact,
+        "calls": stats.get("calls", 0),
+        "throttled": stats.get("throttled", 0),
+        "errors": len(flow.errors),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=240, help="messages of 25 records per bulk run")
+    parser.add_argument("--paced", type=int, default=60, help="messages of the paced latency run")
+    parser.add_argument("--paced-rate", type=float, default=4.0, help="messages per second in the paced run")
+    args = parser.parse_args()
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp,
+        RabbitBroker(Path(tmp) / "rabbit") as broker,
+    ):
+        n = 0
+        for mode in ("quotas on", "quotas off", "paced"):
+            for step2 in ("python", "node"):
+                n += 1
+                if mode == "paced":
+                    res = run(broker, Path(tmp) / f"run{n}", step2, True, args.paced, paced=args.paced_rate)
+                else:
+                    res = run(broker, Path(tmp) / f"run{n}", step2, mode == "quotas on", args.messages)
+                results[(mode, step2)] = res
+    print()
+    print(
+        f"{'run':46} {'records':>7} {'rec/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'calls':>6} {'thrott':>6} "
+        f"{'errors':>6}  audit"
+    )
+    for (mode, step2), r in results.items():
+        print(
+            f"{NAMES[step2] + ', ' + mode:46} {r['records']:>7} {r['rps']:>8.1f} {r['p50'] or 0:>8.0f} "
+            f"{r['p99'] or 0:>8.0f} {r['calls']:>6} {r['throttled']:>6} {r['errors']:>6}  "
+            f"{'EXACT' if r['exact'] else 'FAILED'}"
+        )
+    print()
+    on = results[("quotas on", "python")]
+    print(
+        f"ours, quotas on: {on['rps']:.1f} records/s = {100 * on['rps'] / CEILING:.1f}% of the {CEILING:.0f} "
+        "records/s ceiling (goal >= 95%)"
+    )
+    for mode in ("quotas on", "quotas off", "paced"):
+        py, node = results[(mode, "python")], results[(mode, "node")]
+        print(
+            f"ours / peer, {mode}: records/s {ratio(py['rps'], node['rps'])}, p50 latency "
+            f"{ratio(py['p50'], node['p50'])}, p99 latency {ratio(py['p99'], node['p99'])}"
+        )
+
+
+if __name__ == "__main__":
+    main()
