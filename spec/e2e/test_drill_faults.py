@@ -28,3 +28,23 @@ def test_throttling_500s_and_dropped_connections_never_surface(make_flow: MakeFl
     assert faults["throttle"] >= 20 and faults["error500"] >= 3 and faults["drop"] >= 1, faults
     stats = _op_stats(flow.emulator.stats(), "BatchMeterUsage")
     assert stats["calls"] > plan.messages  # retried calls on top of one per message
+
+
+def test_retries_exhausted_go_back_to_the_platform_and_are_billed_once_later(make_flow: MakeFlow) -> None:
+    """Five 500s in a row outlive the connector's in-process retries: the message is rebounded, the
+    platform's delay queue brings it back, and it is billed once — still nothing on the error queue."""
+    plan = UsagePlan.make(messages=20, records_per_message=5)
+    # prefetch 1: messages one at a time, so the first message gets all five failures
+    flow = make_flow(plan, prefetch=1, step2_env={"ELASTICIO_REBOUND_INITIAL_EXPIRATION": "2000"})
+    flow.emulator.add_fault(type="error500", rate=1.0, count=5)
+    flow.publish()
+    flow.wait_done(timeout=240)
+    audit = flow.audit()
+    assert audit.exact, audit.problems()
+    assert audit.billed == audit.expected
+    assert not flow.errors
+    rebounds = flow.platform.drain(flow.rebound_log_queue(flow.step2), kind="raw", timeout=30)
+    assert len(rebounds) == 1
+    assert rebounds[0].headers["reboundIteration"] == 1
+    assert "InternalServiceError" in str(rebounds[0].headers.get("reboundReason"))
+    assert _op_stats(flow.emulator.stats(), "BatchMeterUsage")["calls"] == plan.messages + 5

@@ -465,9 +465,9 @@ class FlowOptions:
     supervise: bool = False
     trigger_chunk: int = 20  # messages per export request; step 1 works on up to step1_prefetch at once
     step1_prefetch: int = 50
-    persistent: bool = (
-        False  # ELASTICIO_AMQP_PERSISTENT_MESSAGES for every step (needed to survive a broker restart)
-    )
+    step2_env: dict[str, str] = field(default_factory=dict)  # extra environment of step 2's sailors
+    # ELASTICIO_AMQP_PERSISTENT_MESSAGES for every step (needed to survive a broker restart)
+    persistent: bool = False
     rebound_ttl_queue: bool = True
 
 
@@ -569,8 +569,14 @@ class MeteringFlow:
         return ROOT if self.opts.step2 == "python" else NODE_COMPONENTS / "aws-sdk-metering"
 
     def _declare_rebound_delay(self, step: Step) -> None:
-        """The platform's rebound handling: a delay queue that dead-letters back into the step's queue."""
+        """The platform's rebound handling: a delay queue that dead-letters back into the step's queue.
+
+        A rebound carries a per-message ``expiration``, so the platform's plain collector copy expires
+        too; a second copy is dead-lettered into :meth:`rebound_log_queue` instead, to be counted.
+        """
         name = f"{step.flow_id}:{step.step_id}:rebound-delay"
+        audit = f"{step.flow_id}:{step.step_id}:rebound-audit"
+        log_queue = self.rebound_log_queue(step)
 
         def declare(ch: Any) -> None:
             ch.queue_declare(
@@ -579,8 +585,20 @@ class MeteringFlow:
                 arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": step.listen_queue},
             )
             ch.queue_bind(name, step.exchange, step.routing_key("rebound"))
+            ch.queue_declare(log_queue, durable=True)
+            ch.queue_declare(
+                audit,
+                durable=True,
+                arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": log_queue},
+            )
+            ch.queue_bind(audit, step.exchange, step.routing_key("rebound"))
 
         self.platform._call(declare)
+
+    @staticmethod
+    def rebound_log_queue(step: Step) -> str:
+        """Where a copy of every rebound of ``step`` ends up once its delay expired."""
+        return f"{step.flow_id}:{step.step_id}:rebound-log"
 
     def _env(self, step: Step, container_id: str) -> dict[str, str]:
         prefetch = self.opts.step1_prefetch if step.step_id == "step_1" else self.opts.prefetch
@@ -598,6 +616,8 @@ class MeteringFlow:
             AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE="1",
             PYTHONUNBUFFERED="1",
         )
+        if step.step_id == "step_2":
+            env.update(self.opts.step2_env)
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
             env.pop(name, None)
         return env
@@ -641,6 +661,19 @@ class MeteringFlow:
         """Queue the export requests for the whole plan on step 1 (persistent, confirmed)."""
         self.published_at = time.time()
         for body in self.plan.requests(self.opts.trigger_chunk):
+            self.platform.publish_input(
+                self.step1, {"id": str(uuid.uuid4()), "body": body, "headers": {}, "attachments": {}}
+            )
+
+    def publish_paced(self, rate: float) -> None:
+        """One export request per message, ``rate`` requests per second (for latency without queueing)."""
+        self.published_at = time.time()
+        start = time.monotonic()
+        for i in range(self.plan.messages):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            body = self.plan.request(i, 1)
             self.platform.publish_input(
                 self.step1, {"id": str(uuid.uuid4()), "body": body, "headers": {}, "attachments": {}}
             )
@@ -765,7 +798,8 @@ class MeteringFlow:
         for step in self.steps:
             names.append(step.listen_queue)
             names.extend(step.out_queue(k) for k in ("message", "error", "rebound", "snapshot"))
-        names.append(f"{self.step2.flow_id}:{self.step2.step_id}:rebound-delay")
+        for suffix in ("rebound-delay", "rebound-audit", "rebound-log"):
+            names.append(f"{self.step2.flow_id}:{self.step2.step_id}:{suffix}")
         return names
 
 
