@@ -190,7 +190,7 @@ def run_failing_step(
     (step,) = new_flow(["echo"], prefix=f"err{kind[0]}")
     platform.declare_flow([step])
     reply_key = platform.declare_reply_queue(step.exchange)
-    sailors.start(kind, step, ELASTICIO_PROTOCOL_VERSION=str(protocol_version))
+    sailors.start(kind, step, ELASTICIO_PROTOCOL_VERSION=str(protocol_version), LOG_LEVEL="trace")
     platform.publish_input(
         step,
         {"id": message_id, "body": {**INPUT_BODY, "fail": True}, "headers": {}, "attachments": {}},
@@ -209,7 +209,7 @@ def run_failing_step(
 def test_given_a_failing_input_when_node_and_python_sailors_fail_then_their_error_messages_match(
     platform_env: tuple[Platform, FakePlatformApi, Sailors], protocol_version: int
 ) -> None:
-    platform, _api, sailors = platform_env
+    platform, api, sailors = platform_env
     message_id = str(uuid.uuid4())
     n_step, n_err, n_reply, n_key = run_failing_step(platform, sailors, "node", protocol_version, message_id)
     p_step, p_err, p_reply, p_key = run_failing_step(
@@ -248,6 +248,11 @@ def test_given_a_failing_input_when_node_and_python_sailors_fail_then_their_erro
 
     sailors.stop_all()
     assert platform.ready(n_step.listen_queue) == 0 and platform.ready(p_step.listen_queue) == 0, "rejected"
+    # the Python sailor logged at trace level, and no secret or message body with it
+    py_log = sailors.started[-1].log_text()
+    assert "Fully initialized" in py_log
+    for secret in (platform.password, api.api_key, "Jürgen ✓"):
+        assert secret not in py_log, "secrets and message bodies never reach the log"
 
 
 def run_rebound_step(
