@@ -688,7 +688,7 @@ class Sailors:
         self,
         kind: str,
         step: Step,
-        component: str = "echo",
+        component: str | Path = "echo",
         container_id: str | None = None,
         wait: bool = True,
         consumers: int = 1,
@@ -697,15 +697,19 @@ class Sailors:
     ) -> SailorProcess:
         """Register ``step`` with the API and start a ``kind`` sailor running ``component`` for it.
 
-        ``env`` and ``more_env`` add to (or override) the platform's ``ELASTICIO_*`` variables.
+        ``component`` is a folder name under nodepeers/components (Node) or
+        spec/sailor/components_py (Python), or a ``Path`` to any component root (e.g. the
+        connector's). ``env`` and ``more_env`` add to (or override) the ``ELASTICIO_*`` variables.
         """
         overrides = {**(env or {}), **more_env}
         self.api.add_step(step)
-        base = NODE_COMPONENTS if kind == "node" else PY_COMPONENTS
+        base = Path(component) if isinstance(component, Path) else None
+        if base is None:
+            base = (NODE_COMPONENTS if kind == "node" else PY_COMPONENTS) / component
         cid = container_id or f"{kind}-{step.step_id}-{len(self.started) + 1}"
         sailor = SailorProcess(
             kind,
-            base / component,
+            base,
             sailor_env(step, self.platform, self.api, container_id=cid, **overrides),
             self.log_dir / f"{cid}.log",
         ).start()
