@@ -232,6 +232,10 @@ class AmqpTransport:
         except AmqpError:
             log.warning("consumer cancel not confirmed; continuing shutdown")
 
+    def alive(self) -> bool:
+        """Whether the I/O thread is still running."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait_idle(self) -> None:
         """Block until every received delivery has been settled."""
         while self._active:
@@ -298,8 +302,12 @@ class AmqpTransport:
 
     # ------------------------------------------------------------------ I/O thread
     def _call(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the I/O thread. Calls are batched: one loop wake-up (a pipe write) serves every
-        call queued before the loop gets to them, which matters at thousands of calls per second."""
+        """Run ``fn`` on the I/O thread. Calls are batched: one loop wake-up (a socket write and a GIL
+        hand-off) serves every call queued before the loop gets to them.
+
+        (Tried and measured worse: skipping the wake-up while other deliveries are in flight — the
+        added latency cost more throughput than the saved wake-ups.)
+        """
         with self._inbox_lock:
             self._inbox.append(fn)
             if self._wake_pending:
@@ -498,6 +506,7 @@ class AmqpTransport:
                 fn()
             except Exception as exc:
                 log.error("AMQP I/O callback failed", exc_info=exc)
+        self._drain_inbox()
 
     def _ack_or_reject(self, d: Delivery, ack: bool) -> bool:
         ch = self._read_ch

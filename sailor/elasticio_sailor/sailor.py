@@ -199,7 +199,9 @@ class FlowStep:
             return 1
         log.info("Fully initialized and waiting for messages")
         while not self._stop.wait(0.5):
-            pass
+            if not self.transport.alive():
+                log.critical("The AMQP I/O thread stopped; exiting so the platform restarts the step")
+                return 1
         return self.shutdown()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

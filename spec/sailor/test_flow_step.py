@@ -489,3 +489,21 @@ def close_read_connection(rabbit: object) -> None:
         subprocess.run([ctl, *node, "close_connection", pid, "test"], env=env, capture_output=True,
                        timeout=60, check=True)
 
+
+
+def test_given_two_sigterms_during_slow_message_when_shutting_down_then_message_finishes_and_exit_0(
+    platform: PlatformSide, start_sailor: StartSailor, tmp_path: Path
+) -> None:
+    sailor = start_sailor("slow")
+    marker = tmp_path / "started"
+    platform.publish({"body": {"sleep": 2, "marker": str(marker)}})
+    wait_until(marker.exists, what="processing started")
+    sailor.proc.send_signal(15)
+    sailor.proc.send_signal(15)
+    platform.publish({"body": {"sleep": 0, "late": True}})
+    assert sailor.wait() == 0
+    [out] = platform.get("message")
+    assert platform.decode(out)["body"]["sleep"] == 2
+    assert platform.count(platform.dead) == 0
+    # the message sent after the signal was not consumed
+    assert platform.unacked_or_ready() == 1
