@@ -190,6 +190,10 @@ class AmqpTransport:
     # ------------------------------------------------------------------ public (any thread)
     def start(self) -> None:
         """Open both connections and channels; raise AmqpError after the configured attempts."""
+        try:
+            self._params("read")
+        except Exception as exc:  # noqa: BLE001 - a malformed URI would otherwise fail inside the I/O loop
+            raise AmqpError(f"invalid ELASTICIO_AMQP_URI: {type(exc).__name__}") from None
         self._thread = threading.Thread(target=self._run_loop, name="amqp-io", daemon=True)
         self._thread.start()
         self._call(self._open_read)

@@ -184,7 +184,7 @@ class FlowStep:
         )
         try:
             self.transport.start()
-        except AmqpError as exc:
+        except Exception as exc:
             # nothing can be published without a connection
             log.critical("Cannot connect to AMQP", exc_info=exc)
             return 1

@@ -417,12 +417,14 @@ def test_given_missing_amqp_uri_when_starting_then_exit_1_before_any_request(
     assert line["missing"] == ["ELASTICIO_FLOW_ID is missing", "ELASTICIO_AMQP_URI is missing"]
 
 
-def test_given_unreachable_broker_when_starting_then_exit_1_without_api_call(
-    platform: PlatformSide, start_sailor: StartSailor, fake_api: FakeApi
+@pytest.mark.parametrize("uri", ["amqp://guest:guest@127.0.0.1:1/", "amqp://guest:amqp-secret-9@host:notaport/"])
+def test_given_unreachable_broker_or_bad_uri_when_starting_then_exit_1_without_api_call(
+    platform: PlatformSide, start_sailor: StartSailor, fake_api: FakeApi, uri: str
 ) -> None:
-    sailor = start_sailor("echo", wait=False, ELASTICIO_AMQP_URI="amqp://guest:guest@127.0.0.1:1/")
+    sailor = start_sailor("echo", wait=False, ELASTICIO_AMQP_URI=uri)
     assert sailor.wait() == 1
     assert fake_api.requests == []
+    assert "amqp-secret-9" not in sailor.log()
 
 
 def test_given_startup_required_when_starting_then_hook_result_stored_and_409_rewrites(
