@@ -462,7 +462,9 @@ class MessageExecution:
             content_type=orig.content_type,
             content_encoding=orig.content_encoding,
             headers=amqp_headers(headers),
-            delivery_mode=orig.delivery_mode,
+            # Node copies the input's properties, but amqplib's `persistent` option (the
+            # AMQP_PERSISTENT_MESSAGES setting) then decides the delivery mode of every publish
+            delivery_mode=s.delivery_mode,
             priority=orig.priority,
             correlation_id=orig.correlation_id,
             reply_to=orig.reply_to,

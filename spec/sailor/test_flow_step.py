@@ -124,6 +124,8 @@ def test_given_rebound_when_processing_then_original_bytes_republished_with_expi
     platform.publish({"body": {"r": 2}}, {"messageId": "m2", "reboundIteration": 2})
     first, second = sorted(platform.get("rebound", 2), key=lambda o: o.headers["messageId"])
     assert first.props.expiration == "15000"
+    assert first.props.delivery_mode == 1, "the persistence setting, not the persistent input's mode (as Node)"
+    assert first.props.content_type == "application/json"
     assert first.headers["reboundIteration"] == 1
     assert first.headers["reboundReason"] == "try later"
     assert first.headers["custom"] == "c" and first.headers["threadId"] == "t1"
