@@ -64,3 +64,21 @@ def test_aws_sdk_peer_in_step_2_passes_the_same_audit(make_flow: MakeFlow) -> No
     assert audit.exact, audit.problems()
     assert audit.billed == audit.expected
     assert audit.calls == 100
+
+
+def test_protocol_version_2_everywhere_and_graceful_sigterm(make_flow: MakeFlow) -> None:
+    """The platform switches neighbours to raw-binary messages (protocol 2): Node → Python → Node still
+    meters exactly; afterwards SIGTERM stops our sailor gracefully (exit 0)."""
+    plan = UsagePlan.make(messages=60, records_per_message=5)
+    flow = make_flow(plan, env={"ELASTICIO_PROTOCOL_VERSION": "2"})
+    flow.publish()
+    flow.wait_done(timeout=180)
+    audit = flow.audit()
+    assert audit.exact, audit.problems()
+    assert audit.billed == audit.expected
+    outputs = flow.platform.drain(flow.step2.out_queue("message"), timeout=60)
+    assert len(outputs) == plan.messages
+    assert {o.headers.get("protocolVersion") for o in outputs} == {2}
+    # decoded as raw ciphertext per the header (a base64 body would not decrypt)
+    assert all("Results" in o.message["body"] for o in outputs)
+    assert [p.terminate(timeout=20) for p in flow.step2_procs()] == [0]

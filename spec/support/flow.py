@@ -466,6 +466,7 @@ class FlowOptions:
     trigger_chunk: int = 20  # messages per export request; step 1 works on up to step1_prefetch at once
     step1_prefetch: int = 50
     step2_env: dict[str, str] = field(default_factory=dict)  # extra environment of step 2's sailors
+    env: dict[str, str] = field(default_factory=dict)  # extra environment of every sailor
     # ELASTICIO_AMQP_PERSISTENT_MESSAGES for every step (needed to survive a broker restart)
     persistent: bool = False
     rebound_ttl_queue: bool = True
@@ -616,6 +617,7 @@ class MeteringFlow:
             AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE="1",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.opts.env)
         if step.step_id == "step_2":
             env.update(self.opts.step2_env)
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
