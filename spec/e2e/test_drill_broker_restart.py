@@ -23,6 +23,7 @@ def test_broker_restart_mid_run_loses_nothing_and_bills_once(make_flow: MakeFlow
         broker.restart()
         flow.wait_done(timeout=600)
         audit = flow.audit()
+        print(audit.table())  # shown with -s, and on failure
         flow.stop()
     assert left > 0  # the broker went away mid-run
     assert audit.exact, audit.problems()

@@ -19,6 +19,7 @@ def test_throttling_500s_and_dropped_connections_never_surface(make_flow: MakeFl
     flow.publish()
     flow.wait_done(timeout=420)
     audit = flow.audit()
+    print(audit.table())  # shown with -s, and on failure
     assert audit.exact, audit.problems()
     assert audit.billed == audit.expected
     assert not flow.errors and not flow.errors_foreign  # nothing surfaced on the error queue

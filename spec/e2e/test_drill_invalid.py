@@ -15,6 +15,7 @@ def test_each_invalid_message_yields_one_clear_error_and_no_call(make_flow: Make
     flow.publish()
     flow.wait_done(timeout=240)
     audit = flow.audit()
+    print(audit.table())  # shown with -s, and on failure
     # exact audit: valid records billed once; every invalid message on the error queue naming its field
     assert audit.exact, audit.problems()
     assert audit.billed == audit.expected

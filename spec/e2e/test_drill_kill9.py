@@ -23,6 +23,7 @@ def test_kill9_mid_run_then_restart_loses_nothing_and_bills_once(make_flow: Make
     flow.restart_step2()
     flow.wait_done(timeout=900)
     audit = flow.audit()
+    print(audit.table())  # shown with -s, and on failure
     assert 1500 <= delivered_at_kill < plan.messages and waiting > 0  # killed mid-run
     assert audit.exact, audit.problems()
     assert audit.billed == audit.expected and sum(audit.expected.values()) == 10_000

@@ -15,6 +15,7 @@ def test_three_replicas_bill_every_record_exactly_once(make_flow: MakeFlow) -> N
     flow.publish()
     flow.wait_done(timeout=300)
     audit = flow.audit()
+    print(audit.table())  # shown with -s, and on failure
     assert audit.exact, audit.problems()
     assert audit.billed == audit.expected
     assert audit.duplicate_deliveries == 0  # each message processed by exactly one replica

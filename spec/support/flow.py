@@ -870,6 +870,7 @@ class Audit:
     unclear_errors: dict[int, str]
     non_success_results: dict[int, Any]
     duplicate_deliveries: int
+    resubmitted: int  # stored records the emulator received more than once (deduplicated, billed once)
     foreign: int
     calls: int
     latencies_ms: list[int]
@@ -921,6 +922,7 @@ class Audit:
             unclear_errors=unclear,
             non_success_results=non_success,
             duplicate_deliveries=flow.duplicates(),
+            resubmitted=sum(1 for r in stored if int(r.get("submissions", 1)) > 1),
             foreign=len(flow.sink_foreign) + len(flow.errors_foreign),
             calls=flow.emulator.calls(plan.operation),
             latencies_ms=sorted(lat),
@@ -997,6 +999,7 @@ class Audit:
                 len(self.invalid_without_error) + len(self.unclear_errors) + len(self.invalid_in_sink),
             ),
             ("duplicate deliveries (at-least-once, harmless)", self.duplicate_deliveries),
+            ("records re-sent and deduplicated by the service", self.resubmitted),
             ("metering API calls", self.calls),
             ("p50 / p99 latency ms", f"{self.percentile(50)} / {self.percentile(99)}"),
             ("AUDIT", "EXACT" if self.exact else "FAILED"),
