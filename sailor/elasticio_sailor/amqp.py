@@ -32,6 +32,11 @@ import pika.exceptions
 import pika.spec
 from pika.adapters.select_connection import IOLoop
 
+try:  # optional: only the single-threaded "greenlet" concurrency mode needs it
+    import greenlet
+except ImportError:  # pragma: no cover - exercised where greenlet is not installed
+    greenlet = None
+
 log = logging.getLogger("sailor")
 
 _MAX_RECONNECT_DELAY_S = 5.0
@@ -49,11 +54,12 @@ class PublishFuture:
     futex per hand-off, which matters at thousands of publishes per second.
     """
 
-    __slots__ = ("_callbacks", "_done", "_error", "_lock")
+    __slots__ = ("_callbacks", "_done", "_error", "_lock", "_waiter")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lock.acquire()
+        self._waiter: Any = None
         self._done = False
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[BaseException | None], None]] | None = None
@@ -68,6 +74,9 @@ class PublishFuture:
         callbacks, self._callbacks = self._callbacks, None
         for cb in callbacks or ():
             cb(error)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.switch()  # resume the message greenlet blocked in wait()
 
     @property
     def done(self) -> bool:
@@ -88,6 +97,11 @@ class PublishFuture:
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until confirmed; raise AmqpError if the publish finally failed."""
+        current = greenlet.getcurrent() if greenlet is not None else None
+        if not self._done and current is not None and current.parent is not None:
+            # a message greenlet on the I/O thread: give the loop back until set_done resumes us
+            self._waiter = current
+            current.parent.switch()
         if not self._done:
             if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
                 raise AmqpError("publish not confirmed in time")
@@ -157,6 +171,7 @@ class AmqpTransport:
         self._host = socket.gethostname()
         self._ioloop = IOLoop()
         self._thread: threading.Thread | None = None
+        self._io_ident: int | None = None
 
         # state below is touched only on the I/O thread
         self._read_conn: pika.SelectConnection | None = None
@@ -251,12 +266,18 @@ class AmqpTransport:
     ) -> PublishFuture:
         """Queue a publish on the confirm channel; the future completes at the broker's confirm."""
         req = _Publish(exchange, routing_key, body, properties, mandatory)
-        self._call(lambda: self._publish(req))
+        if threading.get_ident() == self._io_ident:
+            self._publish(req)  # greenlet mode: already on the I/O thread
+        else:
+            self._call(lambda: self._publish(req))
         return req.future
 
     def settle(self, delivery: Delivery, ack: bool) -> None:
         """Ack (or reject without requeue) a delivery once its processing ended."""
-        self._call(lambda: self._settle(delivery, ack))
+        if threading.get_ident() == self._io_ident:
+            self._settle(delivery, ack)
+        else:
+            self._call(lambda: self._settle(delivery, ack))
 
     def settle_after(
         self, delivery: Delivery, futures: list[PublishFuture], on_failure: Callable[[BaseException], None]
@@ -281,7 +302,10 @@ class AmqpTransport:
             for fut in futures:
                 fut.on_done(one_done)
 
-        self._call(go)
+        if threading.get_ident() == self._io_ident:
+            go()
+        else:
+            self._call(go)
 
     def close(self) -> None:
         """Close channels and connections and stop the I/O thread."""
@@ -333,7 +357,22 @@ class AmqpTransport:
                 except Exception as exc:  # one bad callback must not stop the loop
                     log.error("AMQP I/O callback failed", exc_info=exc)
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the I/O thread after the current burst (from any thread)."""
+        if threading.get_ident() == self._io_ident:
+            self._defer(fn)
+        else:
+            self._call(fn)
+
+    def call_later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the I/O thread in ``delay_s`` seconds (I/O thread only)."""
+        self._ioloop.call_later(delay_s, fn)
+
+    def on_io_thread(self) -> bool:
+        return threading.get_ident() == self._io_ident
+
     def _run_loop(self) -> None:
+        self._io_ident = threading.get_ident()
         try:
             self._ioloop.start()
         except Exception as exc:

@@ -21,6 +21,8 @@ _I64 = struct.Struct(">q").pack
 _FLAGS = struct.Struct(">H").pack
 _KEYS: dict[str, bytes] = {}
 _MAX_CACHED_KEYS = 4096
+_PAIRS: dict[tuple[str, str], bytes] = {}
+_MAX_PAIRS = 4096
 
 
 def _key(name: str) -> bytes:
@@ -43,9 +45,15 @@ def encode_table(table: Mapping[str, Any]) -> bytes:
         append(_key(name))
         kind = type(value)
         if kind is str:
-            raw = value.encode("utf-8")
-            append(b"S" + _U32(len(raw)))
-            append(raw)
+            # most header values repeat on every message (execId, taskId, threadId, …): cache the
+            # encoded pair; the cache is bounded, so per-message values only fill it once
+            pair = _PAIRS.get((name, value))
+            if pair is None:
+                raw = value.encode("utf-8")
+                pair = b"S" + _U32(len(raw)) + raw
+                if len(_PAIRS) < _MAX_PAIRS:
+                    _PAIRS[(name, value)] = pair
+            append(pair)
         elif kind is int:
             append(b"I" + _I32(value) if -2147483648 <= value <= 2147483647 else b"l" + _I64(value))
         elif kind is bool:
