@@ -6,6 +6,7 @@ process exits is started again (what the orchestrator does with a crashed contai
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from spec.e2e.conftest import MakeFlow
@@ -20,7 +21,11 @@ def test_broker_restart_mid_run_loses_nothing_and_bills_once(make_flow: MakeFlow
         flow.publish()
         flow.wait_until(lambda f: len(f.sink) >= 150, timeout=300, what="150 messages through the flow")
         left = plan.messages - len(flow.sink)
+        # calls in flight while the broker goes away: the service answers 1.5 s late
+        flow.emulator.add_fault(type="latency", latencyMs=1500, rate=1.0)
+        time.sleep(0.5)
         broker.restart()
+        flow.emulator.clear_faults()
         flow.wait_done(timeout=600)
         audit = flow.audit()
         print(audit.table())  # shown with -s, and on failure

@@ -7,6 +7,8 @@ replicas, and every one of them is SIGKILLed at once (no survivor picks up the w
 
 from __future__ import annotations
 
+import time
+
 from spec.e2e.conftest import MakeFlow
 from spec.support.flow import UsagePlan
 
@@ -16,7 +18,12 @@ def test_kill9_mid_run_then_restart_loses_nothing_and_bills_once(make_flow: Make
     flow = make_flow(plan, replicas=3)
     flow.publish()
     flow.wait_until(lambda f: len(f.sink) >= 1500, timeout=400, what="1,500 messages through step 2")
+    # make sure calls are in flight at the moment of the kill: the service answers 0.8 s late, so the
+    # records of the killed calls get stored after their caller died, and their messages come back
+    flow.emulator.add_fault(type="latency", latencyMs=800, rate=1.0)
+    time.sleep(0.4)
     flow.kill9_step2()
+    flow.emulator.clear_faults()
     delivered_at_kill = len(flow.sink)
     assert not any(p.alive() for p in flow.step2_procs())
     waiting = flow.platform.ready(flow.step2.listen_queue)  # includes the killed sailors' unacked ones
@@ -28,3 +35,5 @@ def test_kill9_mid_run_then_restart_loses_nothing_and_bills_once(make_flow: Make
     assert audit.exact, audit.problems()
     assert audit.billed == audit.expected and sum(audit.expected.values()) == 10_000
     assert sorted(flow.sink) == list(range(plan.messages))
+    # the calls cut off by the kill were sent again after the restart and deduplicated, not billed twice
+    assert audit.resubmitted >= 1
