@@ -82,3 +82,30 @@ def test_protocol_version_2_everywhere_and_graceful_sigterm(make_flow: MakeFlow)
     # decoded as raw ciphertext per the header (a base64 body would not decrypt)
     assert all("Results" in o.message["body"] for o in outputs)
     assert [p.terminate(timeout=20) for p in flow.step2_procs()] == [0]
+
+
+def test_one_big_batch_per_message_and_one_message_per_record(make_flow: MakeFlow) -> None:
+    """A billing export that sends 1,250 records in one message (50 calls), and the per-record output
+    mode: step 3 gets one message per record, each with its MeteringRecordId."""
+    plan = UsagePlan.make(messages=2, records_per_message=1250)
+    flow = make_flow(plan, step2_fields={"emitPerRecord": True})
+    flow.publish()
+    flow.wait_done(timeout=240)
+    flow.wait_until(lambda f: sum(len(v) for v in f.sink.values()) >= 2500, timeout=120, what="2,500 records")
+    audit = flow.audit()
+    assert audit.exact, audit.problems()
+    assert audit.billed == audit.expected and len(audit.billed) == 2500
+    assert audit.calls == 100
+    for index in range(2):
+        got = {
+            (
+                d.message["body"]["UsageRecord"]["CustomerIdentifier"],
+                d.message["body"]["UsageRecord"]["Dimension"],
+                d.message["body"]["MeteringRecordId"],
+            )
+            for d in flow.sink[index]
+        }
+        assert len(got) == 1250  # every record of the message, each with its own id
+        assert {g[:2] for g in got} == {
+            (r["CustomerIdentifier"], r["Dimension"]) for r in plan.records_of(index)
+        }

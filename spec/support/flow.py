@@ -467,6 +467,7 @@ class FlowOptions:
     step1_prefetch: int = 50
     step2_env: dict[str, str] = field(default_factory=dict)  # extra environment of step 2's sailors
     env: dict[str, str] = field(default_factory=dict)  # extra environment of every sailor
+    step2_fields: dict[str, Any] = field(default_factory=dict)  # step 2's own config fields (cfg)
     # ELASTICIO_AMQP_PERSISTENT_MESSAGES for every step (needed to survive a broker restart)
     persistent: bool = False
     rebound_ttl_queue: bool = True
@@ -550,7 +551,7 @@ class MeteringFlow:
         s1, s2, s3 = self.steps
         s1.config = {}
         s1.is_passthrough = True
-        s2.config = self.creds.cfg(self.emulator.url)
+        s2.config = {**self.creds.cfg(self.emulator.url), **self.opts.step2_fields}
         s2.is_passthrough = True
         s3.config = {}
         for step in self.steps:
@@ -1027,6 +1028,8 @@ def _non_success(plan: UsagePlan, index: int, body: Any) -> Any:
         want = plan.customers[index]
         got = body.get("CustomerIdentifier")
         return [] if got == want and body.get("ProductCode") == plan.product_code else {"resolved": got}
+    if "Status" in body and "UsageRecord" in body:  # one message per record (emitPerRecord)
+        return [] if body["Status"] == "Success" and body.get("MeteringRecordId") else [body["Status"]]
     results = body.get("Results", body.get("results"))
     if not isinstance(results, list) or not results:
         return {"no results": sorted(body)}
