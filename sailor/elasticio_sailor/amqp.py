@@ -172,6 +172,7 @@ class AmqpTransport:
         self._ioloop = IOLoop()
         self._thread: threading.Thread | None = None
         self._io_ident: int | None = None
+        self.immediate = False  # run deliveries and confirm completions inline (greenlet mode)
 
         # state below is touched only on the I/O thread
         self._read_conn: pika.SelectConnection | None = None
@@ -358,9 +359,9 @@ class AmqpTransport:
                     log.error("AMQP I/O callback failed", exc_info=exc)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the I/O thread after the current burst (from any thread)."""
+        """Run ``fn`` on the I/O thread in a later loop iteration (from any thread)."""
         if threading.get_ident() == self._io_ident:
-            self._defer(fn)
+            self._ioloop.call_later(0, fn)
         else:
             self._call(fn)
 
@@ -537,7 +538,11 @@ class AmqpTransport:
     def _defer(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` after the frames of the current read are handled. Waking worker threads one by
         one in the middle of a burst makes them fight the I/O thread for the GIL; waking them together
-        when the I/O thread is about to wait in epoll does not."""
+        when the I/O thread is about to wait in epoll does not. With no worker threads (greenlet
+        mode) there is nothing to fight, and waiting a loop iteration would only add latency."""
+        if self.immediate:
+            fn()
+            return
         if not self._deferred:
             self._ioloop.call_later(0, self._run_deferred)
         self._deferred.append(fn)

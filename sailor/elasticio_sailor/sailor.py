@@ -238,6 +238,7 @@ class FlowStep:
         if self.concurrency == "greenlet":
             self.pool.shutdown()
             self.pool = GreenletPool(self.transport)
+            self.transport.immediate = True
         try:
             self.transport.start()
         except Exception as exc:
