@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from spec.e2e.conftest import MakeFlow
-from spec.support.flow import UsagePlan
+from spec.support.flow import UsagePlan, _op_stats
 
 
 def test_three_replicas_bill_every_record_exactly_once(make_flow: MakeFlow) -> None:
@@ -26,3 +26,21 @@ def test_three_replicas_bill_every_record_exactly_once(make_flow: MakeFlow) -> N
     assert len(outputs) == plan.messages
     assert set(per_container) == {"step_2-python-1", "step_2-python-2", "step_2-python-3"}
     assert min(per_container.values()) >= plan.messages // 10, per_container
+
+
+def test_three_replicas_with_the_quota_on_still_bill_once_and_surface_nothing(make_flow: MakeFlow) -> None:
+    """Each replica paces itself to 10 calls/s, so three of them on one account exceed the quota: the
+    service throttles, the connector retries and rebounds, and still nothing is lost, doubled or failed."""
+    plan = UsagePlan.make(messages=300, records_per_message=5)
+    flow = make_flow(
+        plan, replicas=3, quotas=True, step2_env={"ELASTICIO_REBOUND_INITIAL_EXPIRATION": "3000"}
+    )
+    flow.publish()
+    flow.wait_done(timeout=400)
+    audit = flow.audit()
+    print(audit.table())  # shown with -s, and on failure
+    assert audit.exact, audit.problems()
+    assert audit.billed == audit.expected
+    assert not flow.errors
+    stats = _op_stats(flow.emulator.stats(), "BatchMeterUsage")
+    assert stats["throttled"] > 0 and stats["succeeded"] == plan.messages  # the quota did bite
