@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spec.support.flow import FlowOptions, MeteringFlow, UsagePlan, _op_stats
+from spec.support.flow import FlowOptions, MeteringFlow, UsagePlan, op_stats
 from spec.support.rabbit import RabbitBroker
 
 CEILING = 250.0
@@ -54,7 +54,7 @@ def run(
         flow.wait_done(timeout=900, on_progress=progress)
         print(file=sys.stderr)
         audit = flow.audit()
-        stats = _op_stats(flow.emulator.stats(), "BatchMeterUsage")
+        stats = op_stats(flow.emulator.stats(), "BatchMeterUsage")
     return {
         "label": label,
         "records": sum(audit.expected.values()),

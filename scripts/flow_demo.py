@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spec.support.flow import FlowOptions, MeteringFlow, UsagePlan, _error_text, _op_stats
+from spec.support.flow import FlowOptions, MeteringFlow, UsagePlan, error_text, op_stats
 from spec.support.rabbit import RabbitBroker
 
 
@@ -82,7 +82,7 @@ def main() -> int:
                 progress_elapsed = time.monotonic() - start
                 print()
                 audit = flow.audit()
-                stats = _op_stats(flow.emulator.stats(), "BatchMeterUsage")
+                stats = op_stats(flow.emulator.stats(), "BatchMeterUsage")
                 say(f"done in {progress_elapsed:.1f}s")
                 print()
                 print(audit.table())
@@ -97,7 +97,7 @@ def main() -> int:
                     print()
                     print("error queue (first 5):")
                     for i, deliveries in sorted(flow.errors.items())[:5]:
-                        print(f"  message {i}: {_error_text(deliveries[0].message)[:150]}")
+                        print(f"  message {i}: {error_text(deliveries[0].message)[:150]}")
     return 0 if audit.exact else 1
 
 

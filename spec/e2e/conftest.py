@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ def make_flow(rabbit: RabbitBroker, tmp_path: Path) -> Iterator[MakeFlow]:
     """``make_flow(plan, **options)`` → a started :class:`MeteringFlow`; all of them stopped at the end."""
     flows: list[MeteringFlow] = []
 
-    def make(plan: UsagePlan, broker: RabbitBroker | None = None, **options: object) -> MeteringFlow:
+    def make(plan: UsagePlan, broker: RabbitBroker | None = None, **options: Any) -> MeteringFlow:
         flow = MeteringFlow(
             tmp_path / f"flow{len(flows) + 1}", broker or rabbit, plan, FlowOptions(**options)
         )

@@ -7,7 +7,7 @@ brings the message back), and the audit stays exact.
 from __future__ import annotations
 
 from spec.e2e.conftest import MakeFlow
-from spec.support.flow import UsagePlan, _op_stats
+from spec.support.flow import UsagePlan, op_stats
 
 
 def test_throttling_500s_and_dropped_connections_never_surface(make_flow: MakeFlow) -> None:
@@ -27,7 +27,7 @@ def test_throttling_500s_and_dropped_connections_never_surface(make_flow: MakeFl
     # the faults really fired, many times, and were absorbed
     faults = {f["type"]: f["fired"] for f in flow.emulator.admin("GET", "faults")["faults"]}
     assert faults["throttle"] >= 20 and faults["error500"] >= 3 and faults["drop"] >= 1, faults
-    stats = _op_stats(flow.emulator.stats(), "BatchMeterUsage")
+    stats = op_stats(flow.emulator.stats(), "BatchMeterUsage")
     assert stats["calls"] > plan.messages  # retried calls on top of one per message
 
 
@@ -48,4 +48,4 @@ def test_retries_exhausted_go_back_to_the_platform_and_are_billed_once_later(mak
     assert len(rebounds) == 1
     assert rebounds[0].headers["reboundIteration"] == 1
     assert "InternalServiceError" in str(rebounds[0].headers.get("reboundReason"))
-    assert _op_stats(flow.emulator.stats(), "BatchMeterUsage")["calls"] == plan.messages + 5
+    assert op_stats(flow.emulator.stats(), "BatchMeterUsage")["calls"] == plan.messages + 5

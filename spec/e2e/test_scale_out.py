@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from spec.e2e.conftest import MakeFlow
-from spec.support.flow import UsagePlan, _op_stats
+from spec.support.flow import UsagePlan, op_stats
 
 
 def test_three_replicas_bill_every_record_exactly_once(make_flow: MakeFlow) -> None:
@@ -42,5 +42,5 @@ def test_three_replicas_with_the_quota_on_still_bill_once_and_surface_nothing(ma
     assert audit.exact, audit.problems()
     assert audit.billed == audit.expected
     assert not flow.errors
-    stats = _op_stats(flow.emulator.stats(), "BatchMeterUsage")
+    stats = op_stats(flow.emulator.stats(), "BatchMeterUsage")
     assert stats["throttled"] > 0 and stats["succeeded"] == plan.messages  # the quota did bite

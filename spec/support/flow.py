@@ -384,7 +384,7 @@ class EmulatorProcess:
 
     def calls(self, operation: str) -> int:
         """Requests that reached ``operation`` (all outcomes)."""
-        return int(_op_stats(self.stats(), operation).get("calls", 0))
+        return int(op_stats(self.stats(), operation).get("calls", 0))
 
     def add_fault(self, **spec: Any) -> Any:
         return self.admin("POST", "faults", spec)
@@ -412,7 +412,8 @@ class EmulatorProcess:
             proc.wait(10)
 
 
-def _op_stats(stats: dict[str, Any], operation: str) -> dict[str, Any]:
+def op_stats(stats: dict[str, Any], operation: str) -> dict[str, Any]:
+    """One operation's entry of ``GET /_emulator/stats`` (calls, succeeded, throttled, errors)."""
     ops = stats.get("operations", stats)
     return dict(ops.get(operation) or {})
 
@@ -420,7 +421,7 @@ def _op_stats(stats: dict[str, Any], operation: str) -> dict[str, Any]:
 def billed_key(rec: dict[str, Any]) -> tuple[str, str, str, int, int]:
     """(product, customer, dimension, hour, quantity) of one record from ``GET /_emulator/records``."""
     customer = rec.get("customerIdentifier") or rec.get("customerAWSAccountId") or rec.get("customer")
-    ts = rec.get("hour", rec.get("timestamp"))
+    ts: Any = rec.get("hour", rec.get("timestamp"))
     hour = int(float(ts)) // 3600 * 3600 if not isinstance(ts, str) else _iso_hour(ts)
     return (
         str(rec.get("productCode")),
@@ -887,12 +888,12 @@ class Audit:
         conflicting = [billed_key(r) for r in stored if r.get("duplicatesRejected")]
         valid = set(plan.valid_indexes())
         lost = sorted(i for i in range(plan.messages) if i not in flow.sink and i not in flow.errors)
-        valid_in_errors = {i: _error_text(flow.errors[i][0].message) for i in valid if i in flow.errors}
+        valid_in_errors = {i: error_text(flow.errors[i][0].message) for i in valid if i in flow.errors}
         invalid = [i for i in range(plan.messages) if i not in valid]
         unclear = {}
         for i in invalid:
             if i in flow.errors:
-                text = _error_text(flow.errors[i][0].message)
+                text = error_text(flow.errors[i][0].message)
                 words = INVALID_KINDS[plan.invalid_kind(i) or ""]
                 if not any(w in text for w in words):
                     unclear[i] = text
@@ -1009,7 +1010,7 @@ class Audit:
         return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
 
-def _error_text(msg: dict[str, Any]) -> str:
+def error_text(msg: dict[str, Any]) -> str:
     """The ``message`` of a decrypted error (what a user reads), plus any structured details."""
     err = msg.get("error") or {}
     if not isinstance(err, dict):
