@@ -29,6 +29,9 @@ class EventHandler(Protocol):
         ...
 
 
+_COMPONENT_LOGGER = logging.getLogger("component")
+
+
 class ContextLogger(logging.Logger):
     """A ``logging.Logger`` for one execution: records go to the ``component`` logger's handlers and
     carry the message context (threadId, messageId, parentMessageId). Not registered in the logging
@@ -36,7 +39,7 @@ class ContextLogger(logging.Logger):
 
     def __init__(self, context: dict[str, Any]) -> None:
         super().__init__("component")
-        self.parent = logging.getLogger("component")
+        self.parent = _COMPONENT_LOGGER
         self._context = context
 
     def makeRecord(self, *args: Any, **kwargs: Any) -> logging.LogRecord:  # logging's own method name
@@ -62,7 +65,15 @@ class TaskContext:
         self._variables = variables or {}
         self.error_count = 0
         self.ended = False
-        self.logger: logging.Logger = ContextLogger(log_context or {})
+        self._log_context = log_context or {}
+        self._logger: logging.Logger | None = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A ``logging.Logger`` carrying the message context (made on first use: most messages never log)."""
+        if self._logger is None:
+            self._logger = ContextLogger(self._log_context)
+        return self._logger
 
     def get_flow_variables(self) -> dict[str, Any]:
         """A copy of the flow variables of the step document."""

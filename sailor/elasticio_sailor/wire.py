@@ -42,19 +42,20 @@ def encode_table(table: Mapping[str, Any]) -> bytes:
     parts: list[bytes] = []
     append = parts.append
     for name, value in table.items():
-        append(_key(name))
         kind = type(value)
         if kind is str:
             # most header values repeat on every message (execId, taskId, threadId, …): cache the
-            # encoded pair; the cache is bounded, so per-message values only fill it once
+            # encoded name+value; the cache is bounded, so per-message values only fill it once
             pair = _PAIRS.get((name, value))
             if pair is None:
                 raw = value.encode("utf-8")
-                pair = b"S" + _U32(len(raw)) + raw
+                pair = _key(name) + b"S" + _U32(len(raw)) + raw
                 if len(_PAIRS) < _MAX_PAIRS:
                     _PAIRS[(name, value)] = pair
             append(pair)
-        elif kind is int:
+            continue
+        append(_key(name))
+        if kind is int:
             append(b"I" + _I32(value) if -2147483648 <= value <= 2147483647 else b"l" + _I64(value))
         elif kind is bool:
             append(b"t\x01" if value else b"t\x00")
