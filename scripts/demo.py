@@ -62,7 +62,7 @@ def run_action(function: str, cfg_file: Path, message: dict[str, object], work: 
         "--cfg", str(cfg_file), "--message", str(msg_file),
     ]
     env = dict(os.environ, LOG_LEVEL=os.environ.get("LOG_LEVEL", "warn"))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     print("  input body:")
     print(indent(json.dumps(message["body"], indent=2)))
     for line in proc.stdout.splitlines():

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 
 def free_port() -> int:
@@ -99,22 +100,21 @@ class RabbitBroker:
             "log.file.level = warning\n"
         )
 
-    def start(self, timeout: float = 90.0) -> "RabbitBroker":
+    def start(self, timeout: float = 90.0) -> Self:
         if self._proc and self._proc.poll() is None:
             return self
         self._prepare()
         if _port_open(self.port):
             raise RuntimeError(f"port {self.port} is already in use")
-        out = open(self.datadir / "stdout.log", "ab")
-        self._proc = subprocess.Popen(
-            [os.path.join(rabbit_sbin(), "rabbitmq-server")],
-            env=self._env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        out.close()
+        with open(self.datadir / "stdout.log", "ab") as out:
+            self._proc = subprocess.Popen(
+                [os.path.join(rabbit_sbin(), "rabbitmq-server")],
+                env=self._env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -163,7 +163,7 @@ class RabbitBroker:
         self.stop()
         shutil.rmtree(self.datadir, ignore_errors=True)
 
-    def __enter__(self) -> "RabbitBroker":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
