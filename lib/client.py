@@ -14,9 +14,13 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
+from requests import exceptions as rexc
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import select_proxy
 from requests_aws4auth import AWS4Auth
+from urllib3 import HTTPConnectionPool, Timeout
+from urllib3 import exceptions as u3exc
 
 from .errors import ErrorClass, MeteringError, Problem, parse_code
 from .operations import Operation
@@ -95,6 +99,29 @@ class Settings(NamedTuple):
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
+class _Answer(NamedTuple):
+    """What the transport hands back: status line, headers (case-insensitive) and the whole body."""
+
+    status: int
+    reason: str
+    headers: Any  # requests' CaseInsensitiveDict or urllib3's HTTPHeaderDict; both have a case-insensitive get
+    content: bytes
+
+
+class _Signed:
+    """The parts of a request requests-aws4auth reads and writes (method, url, body, headers).
+
+    A plain dict holds the headers: the connector's own names never collide case-insensitively, the
+    signer lower-cases names itself, and urllib3 iterates a dict far faster than requests'
+    CaseInsensitiveDict. ``AWS4Auth.__call__`` only needs these four attributes.
+    """
+
+    __slots__ = ("body", "headers", "method", "url")
+
+    def __init__(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        self.method, self.url, self.body, self.headers = "POST", url, body, headers
+
+
 class Reply(NamedTuple):
     """A successful response."""
 
@@ -127,10 +154,18 @@ class MeteringClient:
         self.session.headers.update({"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT})
         # Requests are prepared here and handed to the session's pooled adapter directly: Session.request
         # re-merges settings, cookies and the environment on every call, which costs more CPU than the call.
-        self._adapter = self.session.get_adapter(settings.endpoint_url)
+        self._adapter = adapter  # the one mounted for both schemes (session.get_adapter would return it)
         template = requests.Request("POST", settings.endpoint_url).prepare()
         self._url = template.url or settings.endpoint_url
         self._proxies = {} if not self.session.trust_env else requests.utils.get_environ_proxies(self._url)
+        # Without a proxy for the endpoint, requests' adapter only picks the pooled urllib3 connection pool,
+        # converts the timeout and wraps the reply in a Response; doing those once here and calling the pool
+        # directly halves the CPU of a call. Exceptions are mapped exactly as the adapter maps them.
+        self._direct = select_proxy(self._url, self._proxies) is None
+        self._path = template.path_url
+        self._template = template
+        self._u3_timeout = Timeout(connect=timeout[0], read=timeout[1])
+        self._pool: HTTPConnectionPool | None = None
         # Only what the protocol needs: every extra header costs CPU in the signer and in http.client
         # (which adds "Accept-Encoding: identity" by itself; HTTP/1.1 keeps the connection alive by default).
         self._base_headers = {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT}
@@ -170,9 +205,7 @@ class MeteringClient:
 
     def _send(self, op: Operation, body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], str | None]:
         try:
-            resp = self._adapter.send(self._prepare(body, headers), timeout=self.timeout, verify=True,
-                                      proxies=self._proxies)
-            content = resp.content  # read here: a connection dropped mid-body is a transport failure too
+            answer = self._exchange(self._prepare(body, headers))
         except requests.exceptions.SSLError as exc:
             raise MeteringError("TLSError", type(exc).__name__, operation=op.name,
                                 classification=ErrorClass(False, "region-or-endpoint",
@@ -184,33 +217,86 @@ class MeteringClient:
             raise MeteringError("InvalidResponse", type(exc).__name__, operation=op.name,
                                 classification=ErrorClass(False, "region-or-endpoint",
                                                           "is the endpoint URL right?")) from None
-        request_id = resp.headers.get("x-amzn-RequestId")
-        if resp.status_code < 300:
+        request_id = answer.headers.get("x-amzn-RequestId")
+        if answer.status < 300:
             try:
-                data = json.loads(content)
+                data = json.loads(answer.content)
             except ValueError:
                 data = None
             if not isinstance(data, dict):
                 raise MeteringError("InvalidResponse", "the endpoint did not answer with a JSON object",
-                                    operation=op.name, status=resp.status_code, request_id=request_id,
+                                    operation=op.name, status=answer.status, request_id=request_id,
                                     classification=ErrorClass(False, "region-or-endpoint",
                                                               "is the endpoint URL right?"))
-            log.debug("%s %d request id %s", op.name, resp.status_code, request_id)
+            log.debug("%s %d request id %s", op.name, answer.status, request_id)
             return data, request_id
-        raise self._error(op, resp, request_id)
+        raise self._error(op, answer, request_id)
 
-    def _prepare(self, body: bytes, headers: dict[str, str]) -> requests.PreparedRequest:
+    def _exchange(self, prep: _Signed) -> _Answer:
+        """Send one signed request and read the whole reply; transport failures raise requests' exceptions."""
+        if not self._direct:  # through a proxy: requests' adapter handles proxy URLs, tunnels and headers
+            full = requests.PreparedRequest()
+            full.method, full.url, full.body = prep.method, prep.url, prep.body
+            full.headers = CaseInsensitiveDict(prep.headers)
+            resp = self._adapter.send(full, timeout=self.timeout, verify=True, proxies=self._proxies)
+            content = resp.content  # read here: a connection dropped mid-body is a transport failure too
+            return _Answer(resp.status_code, resp.reason or "", resp.headers, content)
+        pool = self._pool
+        if pool is None or pool.pool is None:  # first call, or the session was closed meanwhile
+            pool = self._pool = self._connection_pool()
+        try:
+            raw = pool.urlopen("POST", self._path, body=prep.body, headers=prep.headers, redirect=False,
+                               assert_same_host=False, preload_content=False, decode_content=False,
+                               retries=self._adapter.max_retries, timeout=self._u3_timeout, chunked=False)
+        except (u3exc.ProtocolError, OSError) as err:  # the same mapping as HTTPAdapter.send
+            raise rexc.ConnectionError(err) from None
+        except u3exc.MaxRetryError as err:
+            reason = err.reason
+            if isinstance(reason, u3exc.ConnectTimeoutError) and not isinstance(reason, u3exc.NewConnectionError):
+                raise rexc.ConnectTimeout(err) from None
+            if isinstance(reason, u3exc.ResponseError):
+                raise rexc.RetryError(err) from None
+            if isinstance(reason, u3exc.ProxyError):
+                raise rexc.ProxyError(err) from None
+            if isinstance(reason, u3exc.SSLError):
+                raise rexc.SSLError(err) from None
+            raise rexc.ConnectionError(err) from None
+        except u3exc.ClosedPoolError as err:
+            raise rexc.ConnectionError(err) from None
+        except u3exc.ProxyError as err:
+            raise rexc.ProxyError(err) from None
+        except u3exc.SSLError as err:
+            raise rexc.SSLError(err) from None
+        except u3exc.ReadTimeoutError as err:
+            raise rexc.ReadTimeout(err) from None
+        except u3exc.InvalidHeader as err:
+            raise rexc.InvalidHeader(err) from None
+        try:  # read the body here: a connection dropped mid-body is a transport failure too
+            content = raw.read(decode_content=True)
+        except u3exc.ProtocolError as err:  # the same mapping as Response.content
+            raise rexc.ChunkedEncodingError(err) from None
+        except u3exc.DecodeError as err:
+            raise rexc.ContentDecodingError(err) from None
+        except u3exc.ReadTimeoutError as err:
+            raise rexc.ConnectionError(err) from None
+        except u3exc.SSLError as err:
+            raise rexc.SSLError(err) from None
+        return _Answer(raw.status, raw.reason or "", raw.headers, content)
+
+    def _connection_pool(self) -> HTTPConnectionPool:
+        """The adapter's pooled connections for the endpoint, with the TLS settings the adapter applies."""
+        pool: HTTPConnectionPool = self._adapter.get_connection_with_tls_context(self._template, True, proxies={})
+        self._adapter.cert_verify(pool, self._url, True, None)
+        return pool
+
+    def _prepare(self, body: bytes, headers: dict[str, str]) -> _Signed:
         """A signed request for the endpoint (the URL was prepared once; the signature is fresh)."""
-        prep = requests.PreparedRequest()
-        prep.method, prep.url, prep.body = "POST", self._url, body
-        prep.headers = CaseInsensitiveDict(self._base_headers)
-        prep.headers.update(headers)
-        prep.headers["Content-Length"] = str(len(body))
-        signed: requests.PreparedRequest = self._auth(prep)
+        signed = _Signed(self._url, body, {**self._base_headers, **headers, "Content-Length": str(len(body))})
+        self._auth(signed)  # adds x-amz-date, x-amz-content-sha256, the session token and Authorization
         return signed
 
     @staticmethod
-    def _error(op: Operation, resp: requests.Response, request_id: str | None) -> MeteringError:
+    def _error(op: Operation, resp: _Answer, request_id: str | None) -> MeteringError:
         """Parse an error reply the way botocore does (body ``__type`` first, then the header)."""
         try:
             data = json.loads(resp.content)
@@ -222,14 +308,14 @@ class MeteringClient:
             message = str(data.get("message") or data.get("Message") or "")
         if not code:
             code = resp.headers.get("x-amzn-ErrorType", "")
-        code = parse_code(code) if code else str(resp.status_code)
+        code = parse_code(code) if code else str(resp.status)
         if not message:
-            message = resp.reason or ""
+            message = resp.reason
         classification = None
         if code == "ExpiredTokenException" and (op.name != "ResolveCustomer" or "security token" in message.lower()):
             # Same code for an expired STS session token (any operation) and an expired registration token.
             classification = ErrorClass(False, "credentials", "the session token of the credentials has expired")
-        return MeteringError(code, message[:500], operation=op.name, status=resp.status_code,
+        return MeteringError(code, message[:500], operation=op.name, status=resp.status,
                              request_id=request_id, classification=classification)
 
 
