@@ -3,7 +3,7 @@
 The emulator runs in its own process, so ``time.process_time`` here counts only the client side:
 serialising, signing, HTTP, parsing. Client-side pacing is switched off for both (quotas off too).
 
-    python bench/connector_cpu.py [--calls 300]
+    python bench/connector_cpu.py [--calls 300] [--rounds 5]
 
 Goal: ratio connector/botocore <= 0.5. Prints figures; asserts nothing.
 """
@@ -11,6 +11,7 @@ Goal: ratio connector/botocore <= 0.5. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -28,21 +29,30 @@ from lib.resilience import Pacer
 
 
 def cpu_per_call(fn: Callable[[], Any], calls: int) -> float:
-    """Median-of-3 CPU seconds per call after a warm-up."""
-    for _ in range(20):
+    """CPU seconds per call over one block of ``calls`` calls."""
+    start = time.process_time()
+    for _ in range(calls):
         fn()
-    runs = []
-    for _ in range(3):
-        start = time.process_time()
-        for _ in range(calls):
-            fn()
-        runs.append((time.process_time() - start) / calls)
-    return sorted(runs)[1]
+    return (time.process_time() - start) / calls
+
+
+def paired(mine: Callable[[], Any], peer: Callable[[], Any], calls: int, rounds: int) -> tuple[float, float]:
+    """Medians over ``rounds`` blocks, ours and the peer's alternating, after a warm-up of both."""
+    for _ in range(20):
+        mine()
+        peer()
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(rounds):  # alternate so drift in machine load hits both alike
+        ours.append(cpu_per_call(mine, calls))
+        theirs.append(cpu_per_call(peer, calls))
+    return statistics.median(ours), statistics.median(theirs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with EmulatorProcess("--no-quotas") as emu:
         settings = Settings.from_cfg({"accessKeyId": ACCESS_KEY, "secretAccessKey": SECRET_KEY,
@@ -69,11 +79,12 @@ def main() -> None:
              lambda: ours.call(OPERATIONS["batchMeterUsage"], {"ProductCode": PRODUCT, "UsageRecords": records}),
              lambda: theirs.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=records)),
         ]
-        print(f"CPU time per call, client side only ({args.calls} calls x 3, median; emulator {emu.url})")
+        print(f"CPU time per call, client side only ({args.calls} calls x {args.rounds} rounds, ours and botocore "
+              f"alternating, median; emulator {emu.url})")
         print(f"{'operation':22} {'connector':>12} {'botocore':>12} {'ratio':>7}")
         ratios = []
         for name, mine, peer in cases:
-            a, b = cpu_per_call(mine, args.calls), cpu_per_call(peer, args.calls)
+            a, b = paired(mine, peer, args.calls, args.rounds)
             ratios.append(a / b)
             print(f"{name:22} {a * 1e6:10.0f}us {b * 1e6:10.0f}us {a / b:7.2f}")
         print(f"{'overall (geo mean)':22} {'':>12} {'':>12} "
