@@ -71,3 +71,20 @@ def run_action(action: str, body: Any, cfg: dict[str, Any], *, msg_id: str | Non
                ctx: StepContext | None = None, **kwargs: Any) -> Any:
     """Run one action through the shared runner, as the sailor would."""
     return run(OPERATIONS[action], ctx or StepContext(), a_message(body, msg_id), cfg, **kwargs)
+
+
+def default_fixtures(**credential: Any) -> dict[str, Any]:
+    """The emulator's start-up fixtures, with the main credential (ACCESS_KEY) changed by ``credential``
+    (e.g. ``deniedOperations``, ``resourceRegion``, ``platform``, ``expired``)."""
+    return {
+        "credentials": [
+            {"accessKeyId": ACCESS_KEY, "secretAccessKey": SECRET_KEY, "accountId": ACCOUNT, **credential},
+            {"accessKeyId": TEMP_ACCESS_KEY, "secretAccessKey": TEMP_SECRET_KEY, "sessionToken": SESSION_TOKEN,
+             "accountId": "444455556666"},
+        ],
+        "products": [{"productCode": PRODUCT, "dimensions": ["users", "api_calls", "storage_gb"],
+                      "customers": [{"customerIdentifier": CUSTOMER}, {"customerIdentifier": "cust-demo-0002"},
+                                    {"customerAWSAccountId": ACCOUNT, "licenseArn": LICENSE}]}],
+        "registrationTokens": [{"token": REG_TOKEN, "productCode": PRODUCT,
+                                "customer": {"customerIdentifier": CUSTOMER}}],
+    }

@@ -1,4 +1,18 @@
-"""A scripted HTTP server for protocol cases the emulator does not produce (real sockets, canned replies)."""
+"""A scripted HTTP server for protocol cases the emulator does not produce (real sockets, canned replies).
+
+Every error *code* the connector classifies is produced by the emulator (IAM denial via the fixture key
+``deniedOperations``, DisabledApiException via ``disabledOperations``, InvalidRegion/InvalidEndpointRegion via
+``resourceRegion``, PlatformNotSupported via ``platform``, expired sessions via ``expired``, 500/502/503 and
+throttling via faults) and tested against it. What remains scripted, and why:
+
+* cases/error_replies.json — reply *forms* the emulator never sends: a namespaced ``__type``
+  (``com.amazon.coral.service#…``), a ``:<uri>`` suffix, the code only in ``x-amzn-ErrorType``, a capitalised
+  ``Message`` member, a non-JSON 400 body (the emulator always answers ``{"__type", "message"}`` plus the header);
+* test_errors: a 200 reply cut off mid-body (the emulator's ``drop`` fault closes before any reply);
+* test_wire: the raw request headers and body as received (the emulator's log and admin API keep neither);
+* test_verify_credentials: an HTML 404 from a server that is not the metering API (the emulator answers
+  unknown paths with JSON), and the probes' bodies as sent (the emulator keeps no request bodies).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Every AWS error class is mapped to one MeteringError with code, message, request id, operation, status
-and retryable — from the emulator where it produces the error, from scripted replies where it cannot."""
+and retryable — all from the emulator; scripted replies only for reply *forms* the emulator does not send
+(namespaced or suffixed types, header-only codes, a capitalised ``Message``, a non-JSON body, a body cut
+short; see spec/connector/scripted.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from spec.connector.builders import (
     TEMP_SECRET_KEY,
     a_config,
     a_record,
+    default_fixtures,
     hour_start,
     run_action,
 )
@@ -123,24 +126,87 @@ def test_given_input_the_schema_would_stop_when_sent_raw_then_the_server_error_i
     assert raised.value.code == code and raised.value.retryable is False and raised.value.request_id
 
 
+def _fixtures(**credential: Any) -> Setup:
+    def setup(emu: EmulatorServer) -> None:
+        emu.admin.load_fixtures(default_fixtures(**credential))
+    return setup
+
+
+def _config(**changes: Any) -> Setup:
+    def setup(emu: EmulatorServer) -> None:
+        emu.admin.set_config(**changes)
+    return setup
+
+
+def _fault(kind: str) -> Setup:
+    def setup(emu: EmulatorServer) -> None:
+        emu.admin.add_fault(type=kind)
+    return setup
+
+
+RESOLVE = ("resolveCustomer", {"RegistrationToken": "emu-demo-registration-token-0001"})
+REGISTER = ("registerUsage", {"ProductCode": PRODUCT, "PublicKeyVersion": 1})
+METER = ("meterUsage", meter())
+# (code, setup, (action, payload sent as is), status, kind, retryable, words of the AWS message)
+CLASSIFIED: list[tuple[str, Setup, tuple[str, dict[str, Any]], int, str, bool, str]] = [
+    ("DisabledApiException", _config(disabled_operations=["ResolveCustomer"]), RESOLVE, 400,
+     "region-or-endpoint", False, "disabled"),
+    ("InvalidRegionException", _fixtures(resourceRegion="eu-central-1"), REGISTER, 400,
+     "region-or-endpoint", False, "eu-central-1"),
+    ("InvalidEndpointRegionException", _fixtures(resourceRegion="eu-central-1"), METER, 400,
+     "region-or-endpoint", False, "eu-central-1"),
+    ("PlatformNotSupportedException", _fixtures(platform="ec2"), REGISTER, 400, "permission", False, "ECS"),
+    ("AccessDeniedException", _fixtures(deniedOperations=["ResolveCustomer"]), RESOLVE, 400, "permission", False,
+     "not authorized to perform: aws-marketplace:ResolveCustomer"),
+    ("UnauthorizedException", _fixtures(deniedOperations=["MeterUsage"]), ("meterUsage", meter(DryRun=True)), 400,
+     "permission", False, "not authorized"),
+    ("SerializationException", _nothing, ("resolveCustomer", {"RegistrationToken": 5}), 400, "input", False,
+     "registrationToken"),
+    ("ThrottlingException", _fault("throttle"), RESOLVE, 400, "throttled", True, "Rate exceeded"),
+    ("InternalServiceErrorException", _fault("error500"), RESOLVE, 500, "transient", True, "internal error"),
+    ("503", _fault("html503"), RESOLVE, 503, "transient", True, "Service Unavailable"),
+    ("502", _fault("empty502"), RESOLVE, 502, "transient", True, "Bad Gateway"),
+]
+
+
+@pytest.mark.parametrize(("code", "setup", "call", "status", "kind", "retryable", "words"), CLASSIFIED,
+                         ids=[case[0] for case in CLASSIFIED])
+def test_given_the_emulator_answers_an_error_when_calling_then_it_is_classified_and_retried_only_if_transient(
+        metering_emulator: EmulatorServer, code: str, setup: Setup, call: tuple[str, dict[str, Any]], status: int,
+        kind: str, retryable: bool, words: str) -> None:
+    setup(metering_emulator)
+    sleeps: list[float] = []
+    client = MeteringClient(_settings(metering_emulator.url), backoff=Backoff(max_attempts=3, rand=lambda: 0.5),
+                            sleep=sleeps.append)
+    action, payload = call
+    with pytest.raises(MeteringError) as raised:
+        client.call(OPERATIONS[action], payload)
+    err = raised.value
+    assert (err.code, err.kind, err.retryable, err.status) == (code, kind, retryable, status)
+    assert err.request_id and words in err.aws_message
+    assert metering_emulator.admin.stats()["operations"][OPERATIONS[action].name]["calls"] == (3 if retryable else 1)
+    assert sleeps == ([0.1, 0.2] if retryable else [])
+    assert metering_emulator.admin.records()["records"] == []
+
+
 def _aws_error(status: int, body: Any, **headers: str) -> Canned:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Canned(status, raw, {"x-amzn-RequestId": "rid-scripted", **headers})
 
 
 CASES = json.loads((Path(__file__).parent / "cases" / "error_replies.json").read_text())["cases"]
-SCRIPTED: list[tuple[str, Canned, str, bool]] = [
+SCRIPTED: list[tuple[str, Canned, str, bool, str | None]] = [
     (case["expectCode"],
      Canned(case["status"], case["body"].encode(), case["headers"]) if isinstance(case["body"], str)
      else _aws_error(case["status"], case["body"], **case["headers"]),
-     case["expectKind"], case["expectRetryable"])
+     case["expectKind"], case["expectRetryable"], case.get("expectMessage"))
     for case in CASES
 ]
 
 
-@pytest.mark.parametrize(("code", "reply", "kind", "retryable"), SCRIPTED, ids=[c[0] for c in SCRIPTED])
-def test_given_a_scripted_error_reply_when_calling_then_it_is_parsed_like_botocore_and_classified(
-        code: str, reply: Canned, kind: str, retryable: bool) -> None:
+@pytest.mark.parametrize(("code", "reply", "kind", "retryable", "message"), SCRIPTED, ids=[c[0] for c in SCRIPTED])
+def test_given_a_reply_form_the_emulator_does_not_send_when_calling_then_it_is_parsed_like_botocore(
+        code: str, reply: Canned, kind: str, retryable: bool, message: str | None) -> None:
     sleeps: list[float] = []
     with ScriptedServer([reply]) as server:
         client = MeteringClient(_settings(server.url), backoff=Backoff(max_attempts=3, rand=lambda: 0.5),
@@ -149,6 +215,8 @@ def test_given_a_scripted_error_reply_when_calling_then_it_is_parsed_like_botoco
             client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
     err = raised.value
     assert (err.code, err.kind, err.retryable) == (code, kind, retryable)
+    if message is not None:
+        assert err.aws_message == message
     assert len(server.requests) == (3 if retryable else 1)
     assert sleeps == ([0.1, 0.2] if retryable else [])
 
@@ -177,19 +245,20 @@ def test_given_a_persistent_transient_fault_when_retries_run_out_then_the_messag
     assert metering_emulator.admin.stats()["operations"]["ResolveCustomer"]["calls"] == 4
 
 
-@pytest.mark.parametrize(("action", "message", "kind"), [
-    ("resolveCustomer", "Registration token has expired", "input"),
-    ("resolveCustomer", "The security token included in the request is expired", "credentials"),
-    ("batchMeterUsage", "expired", "credentials"),
-])
+@pytest.mark.parametrize(("setup", "action", "payload", "kind"), [
+    (_short_tokens, "resolveCustomer", {"RegistrationToken": "short-lived-token"}, "input"),
+    (_fixtures(expired=True), "resolveCustomer", {"RegistrationToken": "emu-demo-registration-token-0001"},
+     "credentials"),
+    (_fixtures(expired=True), "batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": []}, "credentials"),
+], ids=["registration-token", "session-resolve", "session-batch"])
 def test_given_expired_token_then_a_registration_token_is_told_from_an_expired_session(
-        action: str, message: str, kind: str) -> None:
-    reply = _aws_error(400, {"__type": "ExpiredTokenException", "message": message})
-    with ScriptedServer([reply]) as server:
-        client = MeteringClient(_settings(server.url))
-        with pytest.raises(MeteringError) as raised:
-            client.call(OPERATIONS[action], {"RegistrationToken": "t"})
+        metering_emulator: EmulatorServer, setup: Setup, action: str, payload: dict[str, Any], kind: str) -> None:
+    setup(metering_emulator)
+    client = MeteringClient(_settings(metering_emulator.url))
+    with pytest.raises(MeteringError) as raised:
+        client.call(OPERATIONS[action], payload)
     assert raised.value.code == "ExpiredTokenException" and raised.value.kind == kind
+    assert raised.value.retryable is False
 
 
 def test_given_a_reply_cut_off_mid_body_when_calling_then_it_is_a_retryable_connection_error() -> None:

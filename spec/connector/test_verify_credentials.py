@@ -11,7 +11,14 @@ import pytest
 from metering_emulator.testing import EmulatorServer
 
 import verifyCredentials
-from spec.connector.builders import SESSION_TOKEN, TEMP_ACCESS_KEY, TEMP_SECRET_KEY, StepContext, a_config
+from spec.connector.builders import (
+    SESSION_TOKEN,
+    TEMP_ACCESS_KEY,
+    TEMP_SECRET_KEY,
+    StepContext,
+    a_config,
+    default_fixtures,
+)
 from spec.connector.scripted import Canned, ScriptedServer
 
 
@@ -21,10 +28,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def denied(action: str) -> Canned:
-    return Canned(400, json.dumps({"__type": "AccessDeniedException",
-                                   "Message": f"User: arn:aws:iam::1:user/x is not authorized to perform: {action}"}
-                                  ).encode(), {"x-amzn-RequestId": "rid"})
+def calls(emu: EmulatorServer) -> dict[str, int]:
+    """Calls per operation the emulator answered."""
+    return {name: entry["calls"] for name, entry in emu.admin.stats()["operations"].items()}
 
 
 def test_given_valid_credentials_then_verified_and_nothing_is_metered(metering_emulator: EmulatorServer) -> None:
@@ -62,31 +68,49 @@ def test_given_an_endpoint_that_is_not_the_metering_api_then_the_reason_is_the_e
     assert result["verified"] is False and result["reason"].startswith("Wrong region or endpoint")
 
 
-def test_given_a_policy_without_metering_actions_then_the_reason_lists_the_missing_permissions() -> None:
-    with ScriptedServer([denied("aws-marketplace:ResolveCustomer")]) as server:
-        result = verifyCredentials.check(a_config(server.url))
-        assert len(server.requests) == 3
+def test_given_a_policy_without_metering_actions_then_the_reason_lists_the_missing_permissions(
+        metering_emulator: EmulatorServer) -> None:
+    metering_emulator.admin.load_fixtures(default_fixtures(
+        deniedOperations=["ResolveCustomer", "BatchMeterUsage", "MeterUsage"]))
+    result = verifyCredentials.check(a_config(metering_emulator.url))
     assert result["verified"] is False and result["reason"].startswith("Missing permission")
     for action in ("ResolveCustomer", "BatchMeterUsage", "MeterUsage"):
         assert f"aws-marketplace:{action}" in result["reason"]
+    assert calls(metering_emulator) == {"ResolveCustomer": 1, "BatchMeterUsage": 1, "MeterUsage": 1}
+    assert metering_emulator.admin.records()["records"] == []
 
 
-def test_given_a_policy_that_only_allows_batch_metering_then_verified_with_a_note() -> None:
-    ok = Canned(200, b'{"Results":[],"UnprocessedRecords":[]}', {"x-amzn-RequestId": "rid"})
-    with ScriptedServer([denied("aws-marketplace:ResolveCustomer"), ok]) as server:
-        result = verifyCredentials.check(a_config(server.url))
-        probe = json.loads(server.requests[1][1])
-    assert result["verified"] is True and "aws-marketplace:BatchMeterUsage" in result["reason"]
-    assert probe == {"UsageRecords": []}  # nothing to meter
+def test_given_a_policy_that_only_allows_batch_metering_then_verified_with_a_note(
+        metering_emulator: EmulatorServer) -> None:
+    metering_emulator.admin.load_fixtures(default_fixtures(deniedOperations=["ResolveCustomer", "MeterUsage"]))
+    result = verifyCredentials.check(a_config(metering_emulator.url))
+    assert result["verified"] is True and "Allowed to call aws-marketplace:BatchMeterUsage" in result["reason"]
+    assert "not allowed: aws-marketplace:ResolveCustomer." in result["reason"]
+    assert calls(metering_emulator) == {"ResolveCustomer": 1, "BatchMeterUsage": 1}
+    assert metering_emulator.admin.records()["records"] == []  # nothing metered
 
 
-def test_given_a_policy_that_only_allows_meter_usage_then_the_dry_run_probe_verifies() -> None:
+def test_given_a_policy_that_only_allows_meter_usage_then_the_dry_run_probe_verifies(
+        metering_emulator: EmulatorServer) -> None:
+    metering_emulator.admin.load_fixtures(default_fixtures(deniedOperations=["ResolveCustomer", "BatchMeterUsage"]))
+    result = verifyCredentials.check(a_config(metering_emulator.url))
+    assert result["verified"] is True and "Allowed to call aws-marketplace:MeterUsage" in result["reason"]
+    assert "aws-marketplace:ResolveCustomer, aws-marketplace:BatchMeterUsage" in result["reason"]
+    assert calls(metering_emulator) == {"ResolveCustomer": 1, "BatchMeterUsage": 1, "MeterUsage": 1}
+    assert metering_emulator.admin.records()["records"] == []
+
+
+def test_given_denied_probes_then_what_they_send_can_meter_nothing() -> None:
+    """The probes' bodies as sent (the emulator keeps no request bodies): an empty batch, a DryRun."""
+    denied = Canned(400, json.dumps({"__type": "AccessDeniedException", "message": "User: u is not authorized"}
+                                    ).encode(), {"x-amzn-RequestId": "r"})
     dry = Canned(412, b'{"__type":"DryRunOperation","message":"would succeed"}', {"x-amzn-RequestId": "r"})
-    with ScriptedServer([denied("a"), denied("b"), dry]) as server:
+    with ScriptedServer([denied, denied, dry]) as server:
         result = verifyCredentials.check(a_config(server.url))
-        probe = json.loads(server.requests[2][1])
+        bodies = [json.loads(body) for _, body in server.requests]
     assert result["verified"] is True and "aws-marketplace:MeterUsage" in result["reason"]
-    assert probe["DryRun"] is True
+    assert bodies[1] == {"UsageRecords": []}
+    assert bodies[2]["DryRun"] is True
 
 
 def test_given_incomplete_credentials_then_not_verified_without_a_call() -> None:
