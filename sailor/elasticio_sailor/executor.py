@@ -83,7 +83,9 @@ class TaskContext:
     getFlowVariables = get_flow_variables
 
     def emit(self, event: str, payload: Any = None) -> None:
-        """Handle one event synchronously (data/error/rebound return once the broker confirmed them).
+        """Handle one event. In flow-step mode ``error``/``rebound`` return once the broker confirmed them;
+        ``data``/``snapshot``/``updateSnapshot``/``httpReply`` once their publish is queued in order
+        (the input is acked only after every confirm; a failed publish becomes an error and a reject).
 
         Unknown events are ignored; a second ``end`` is ignored with a warning.
         """

@@ -2,8 +2,10 @@
 
 One ``MessageExecution`` per delivery turns the component's events into AMQP publishes (data, error,
 rebound, snapshot, httpReply) exactly as the Node sailor 2.7.8 formats them (§4.6, §5.3, §6 of the
-protocol notes) and settles the delivery at ``end``: reject if an error was emitted, else ack. Emits
-are synchronous and confirmed, so at ``end`` everything the message produced is already confirmed.
+protocol notes) and settles the delivery at ``end``: reject if an error was emitted, else ack.
+``data``/``snapshot``/``updateSnapshot``/``httpReply`` emits return once their publish is handed to
+the I/O thread (in order); the ack waits for every confirm, and a publish that finally fails becomes an
+error event and a reject. ``error`` and ``rebound`` emits return once confirmed.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ from .wire import MessageProperties
 log = logging.getLogger("sailor")
 
 MAX_WORKERS = 64  # worker threads beyond this only add memory; deliveries queue for a free worker
+# Unconfirmed non-blocking publishes per message; a component emitting in a loop waits for the oldest
+# confirm beyond this, so memory stays bounded (the synchronous emit's back-pressure, in batches).
+MAX_UNCONFIRMED = 64
 
 
 class Throttle:
@@ -363,8 +368,10 @@ class MessageExecution:
         self.headers = outgoing_headers(self.kept, sailor.static_headers, sailor.s.additional_headers)
         self.incoming_pv = protocol_version(delivery.headers)
         self.msg: dict[str, Any] = {}
-        # publishes of the returned value, confirmed asynchronously before the ack
+        # non-blocking publishes (emitted data, snapshots, replies, the returned value), in publish
+        # order; all confirmed before the ack, a final failure becomes an error and a reject
         self.pending: list[PublishFuture] = []
+        self.ended = False
 
     def run(self) -> None:
         s = self.sailor
@@ -412,7 +419,7 @@ class MessageExecution:
     def on_event(self, ctx: TaskContext, event: str, payload: Any, final: bool = False) -> None:
         try:
             if event == "data":
-                self.on_data(payload, final)
+                self.on_data(payload)
             elif event == "error":
                 self.on_error(payload)
             elif event == "rebound":
@@ -441,12 +448,28 @@ class MessageExecution:
         if kind is not None:
             s.throttles[kind].acquire()
         future = s.transport.publish(s.exchange, routing_key, body, s.props(headers))
-        if wait:
+        if wait or self.ended:
+            # after ``end`` nothing settles later: keep the publish synchronous
             future.wait()
-        else:
-            self.pending.append(future)
+            return
+        pending = self.pending
+        pending.append(future)
+        if len(pending) >= MAX_UNCONFIRMED:
+            self._wait_oldest()
 
-    def on_data(self, payload: Any, final: bool = False) -> None:
+    def _wait_oldest(self) -> None:
+        """Bound the unconfirmed publishes of this message: drop confirmed ones, wait for the oldest.
+
+        A failure raises here, so the emit that hit the bound reports it as an error event (as a
+        synchronous emit would have); the failed publish is no longer pending, so it is reported once.
+        """
+        pending = self.pending
+        keep = [f for f in pending if not f.done or f.error is not None]
+        pending[:] = keep
+        while len(pending) > MAX_UNCONFIRMED // 2:
+            pending.pop(0).wait()
+
+    def on_data(self, payload: Any) -> None:
         s = self.sailor
         if not isinstance(payload, dict):
             raise TypeError("data payload must be a JSON object")
@@ -462,7 +485,7 @@ class MessageExecution:
         headers["protocolVersion"] = pv
         body = s.cipher.encrypt(data, pv)
         self._check_size(body)
-        self._publish(routing_key, body, headers, "data", wait=not final)
+        self._publish(routing_key, body, headers, "data", wait=False)
 
     def _passthrough(self, data: dict[str, Any]) -> None:
         s = self.sailor
@@ -544,7 +567,7 @@ class MessageExecution:
         if replace:
             headers["snapshotEvent"] = "snapshot"
             s.snapshot = payload if isinstance(payload, dict) else {}
-            self._publish(s.s.SNAPSHOT_ROUTING_KEY, dumps(payload), headers, "snapshot")
+            self._publish(s.s.SNAPSHOT_ROUTING_KEY, dumps(payload), headers, "snapshot", wait=False)
             return
         if not isinstance(payload, dict):
             log.error("You should pass an object to the `updateSnapshot` event")
@@ -554,7 +577,7 @@ class MessageExecution:
             return
         headers["snapshotEvent"] = "updateSnapshot"
         s.snapshot = {**s.snapshot, **payload}
-        self._publish(s.s.SNAPSHOT_ROUTING_KEY, dumps(payload), headers, None)
+        self._publish(s.s.SNAPSHOT_ROUTING_KEY, dumps(payload), headers, None, wait=False)
 
     def on_update_keys(self, payload: Any) -> None:
         s = self.sailor
@@ -577,31 +600,38 @@ class MessageExecution:
         pop_routing_key(data["headers"])
         body = s.cipher.encrypt(data, 1)
         self._check_size(body)
-        self._publish(reply_to, body, headers, None)
+        self._publish(reply_to, body, headers, None, wait=False)
 
     def on_end(self, ctx: TaskContext) -> None:
         s = self.sailor
         assert s.transport is not None
-        if self.pending and ctx.error_count == 0:
+        self.ended = True
+        pending, self.pending = self.pending, []
+        if pending and ctx.error_count == 0:
             # the worker is free now; the I/O thread acks when the broker confirmed the output
-            def failed(err: BaseException) -> None:
-                s.pool.submit(self._final_failed, ctx, err)
+            def failed(_err: BaseException) -> None:
+                s.pool.submit(self._final_failed, ctx, pending)
 
-            s.transport.settle_after(self.d, self.pending, failed)
+            s.transport.settle_after(self.d, pending, failed)
             return
-        for future in self.pending:
-            try:
-                future.wait()
-            except AmqpError:
-                log.error("Publishing an output failed")
+        self._report_failures(ctx, pending)
         s.transport.settle(self.d, ctx.error_count == 0)
 
-    def _final_failed(self, ctx: TaskContext, err: BaseException) -> None:
-        """The returned value could not be published: emit the error, reject the input."""
+    def _report_failures(self, ctx: TaskContext, futures: list[PublishFuture]) -> None:
+        """Wait for ``futures``; each publish that finally failed becomes an error event (as it would
+        have from a synchronous emit)."""
+        for future in futures:
+            try:
+                future.wait()
+            except AmqpError as exc:
+                log.error("Publishing an output failed", extra={"reason": str(exc)[:300]})
+                ctx.emit("error", exc)
+
+    def _final_failed(self, ctx: TaskContext, futures: list[PublishFuture]) -> None:
+        """An output could not be published: emit its error, reject the input (never ack it)."""
         assert self.sailor.transport is not None
-        self.pending = []
         try:
-            ctx.emit("error", err)
+            self._report_failures(ctx, futures)
         finally:
             self.sailor.transport.settle(self.d, False)
 

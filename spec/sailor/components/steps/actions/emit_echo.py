@@ -1,4 +1,4 @@
-"""Emits the incoming body explicitly (emit returns after the broker confirmed it)."""
+"""Emits the incoming body explicitly (the input is acked after the broker confirmed it)."""
 
 from typing import Any
 

@@ -1,7 +1,7 @@
 """Echo action, the Python twin of the peer harness's echo.js.
 
-Emits the incoming body unchanged as one data message (``emit`` returns once the broker confirmed
-it, so the input is acked after its output is safe); ``{"fail": true}`` raises instead.
+Emits the incoming body unchanged as one data message (``emit`` returns once the publish is queued;
+the input is acked after the broker confirmed it); ``{"fail": true}`` raises instead.
 """
 
 from __future__ import annotations
