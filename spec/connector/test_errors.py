@@ -269,3 +269,32 @@ def test_given_a_reply_cut_off_mid_body_when_calling_then_it_is_a_retryable_conn
             client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
     assert raised.value.code == "ConnectionError" and raised.value.retryable
     assert len(server.requests) == 2
+
+
+def test_given_a_reply_slower_than_the_read_timeout_then_it_is_a_retryable_read_timeout(
+        metering_emulator: EmulatorServer) -> None:
+    metering_emulator.admin.add_fault(type="latency", latency_ms=600, operations=["ResolveCustomer"])
+    client = MeteringClient(_settings(metering_emulator.url), timeout=(2.0, 0.2), backoff=Backoff(max_attempts=1))
+    with pytest.raises(MeteringError) as raised:
+        client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "emu-demo-registration-token-0001"})
+    assert (raised.value.code, raised.value.aws_message, raised.value.retryable) == ("ConnectionError", "ReadTimeout",
+                                                                                     True)
+
+
+def test_given_nothing_listening_then_it_is_a_retryable_connection_error_and_the_client_still_works_after(
+        metering_emulator: EmulatorServer) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = MeteringClient(_settings(f"http://127.0.0.1:{port}"), backoff=Backoff(max_attempts=1))
+    with pytest.raises(MeteringError) as raised:
+        client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
+    assert (raised.value.code, raised.value.aws_message, raised.value.retryable) == ("ConnectionError",
+                                                                                     "ConnectionError", True)
+    working = MeteringClient(_settings(metering_emulator.url))
+    working.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "emu-demo-registration-token-0001"})
+    working.close()  # a closed client opens a new pool on its next call, as requests' adapter does
+    assert working.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "emu-demo-registration-token-0001"}
+                        ).data["CustomerIdentifier"] == "cust-demo-0001"
