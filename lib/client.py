@@ -61,13 +61,15 @@ class Settings(NamedTuple):
     session_token: str | None
     region: str
     endpoint_url: str
+    calls_per_second: float | None = None  # None: the documented quota of each operation
 
     def __repr__(self) -> str:  # never show the secrets, even in a traceback with locals
         return f"Settings(access_key_id={self.access_key_id!r}, region={self.region!r}, endpoint_url={self.endpoint_url!r})"
 
     @classmethod
     def create(cls, access_key_id: str, secret_access_key: str, *, region: str = DEFAULT_REGION,
-               endpoint_url: str | None = None, session_token: str | None = None) -> Settings:
+               endpoint_url: str | None = None, session_token: str | None = None,
+               calls_per_second: float | None = None) -> Settings:
         """Settings from typed arguments (library use); only the TLS rule is checked here."""
         if endpoint_url:
             parts = urlsplit(endpoint_url)
@@ -77,7 +79,8 @@ class Settings(NamedTuple):
                                                       "loopback addresses)")])
         return cls(access_key_id=access_key_id, secret_access_key=secret_access_key,
                    session_token=session_token or None, region=region,
-                   endpoint_url=(endpoint_url or default_endpoint(region)).rstrip("/") + "/")
+                   endpoint_url=(endpoint_url or default_endpoint(region)).rstrip("/") + "/",
+                   calls_per_second=calls_per_second or None)
 
     @classmethod
     def from_cfg(cls, cfg: dict[str, Any]) -> Settings:
@@ -89,13 +92,14 @@ class Settings(NamedTuple):
             raise MeteringError("ValidationFailed", f"{len(found)} problem(s) in the configuration",
                                 operation="configuration", problems=found)
         return cls.create(cfg["accessKeyId"], cfg["secretAccessKey"], region=cfg.get("region") or DEFAULT_REGION,
-                          endpoint_url=cfg.get("endpointUrl") or None, session_token=cfg.get("sessionToken"))
+                          endpoint_url=cfg.get("endpointUrl") or None, session_token=cfg.get("sessionToken"),
+                          calls_per_second=float(cfg["callsPerSecond"]) if cfg.get("callsPerSecond") else None)
 
     @property
     def cache_key(self) -> str:
         """A digest identifying these settings without holding the secrets in clear text."""
         raw = "\0".join([self.access_key_id, self.secret_access_key, self.session_token or "",
-                         self.region, self.endpoint_url])
+                         self.region, self.endpoint_url, repr(self.calls_per_second)])
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -141,7 +145,7 @@ class MeteringClient:
         self.timeout = timeout
         self._sleep = sleep
         self._pacer_for = pacer_for or (
-            lambda op: shared_pacer(settings.access_key_id, settings.region, op.name, op.rate_per_second))
+            lambda op: shared_pacer(settings.access_key_id, settings.region, op.name, self.rate_for(op)))
         self.session = requests.Session()
         self.session.verify = True  # TLS verification is never switched off
         if _is_loopback(urlsplit(settings.endpoint_url).hostname or ""):
@@ -173,6 +177,10 @@ class MeteringClient:
     def close(self) -> None:
         """Release pooled connections."""
         self.session.close()
+
+    def rate_for(self, op: Operation) -> float:
+        """Calls per second this client allows itself for ``op``: the configured rate, else the quota."""
+        return self.settings.calls_per_second or op.rate_per_second
 
     def call(self, op: Operation, payload: dict[str, Any]) -> Reply:
         """Call ``op`` with a wire-ready payload; retry retryable failures with full-jitter backoff.

@@ -73,13 +73,17 @@ class Pacer:
             self._next = max(self._next, self._clock() + seconds)
 
 
-_PACERS: dict[tuple[str, str, str], Pacer] = {}
+_PACERS: dict[tuple[str, str, str, float], Pacer] = {}
 _PACERS_LOCK = threading.Lock()
 
 
 def shared_pacer(account_key: str, region: str, quota_group: str, rate: float) -> Pacer:
-    """The process-wide pacer of one quota (quotas are per account, region and operation)."""
-    key = (account_key, region, quota_group)
+    """The process-wide pacer of one quota (quotas are per account, region and operation).
+
+    Steps configured with different rates for the same account get separate pacers: each keeps its own
+    promise, and the user chose the rates.
+    """
+    key = (account_key, region, quota_group, rate)
     with _PACERS_LOCK:
         pacer = _PACERS.get(key)
         if pacer is None:

@@ -87,7 +87,8 @@ def test_given_nested_required_markers_then_they_are_enforced_inside_list_items(
 def test_given_credentials_fields_then_they_mirror_the_config_schema_and_mask_secrets() -> None:
     config = load_ui_schema("config.json")["properties"]
     fields = COMPONENT["credentials"]["fields"]
-    assert set(fields) == {"accessKeyId", "secretAccessKey", "sessionToken", "region", "endpointUrl"}
+    assert set(fields) == {"accessKeyId", "secretAccessKey", "sessionToken", "region", "endpointUrl",
+                           "callsPerSecond"}
     step_fields = {name: f for entry in COMPONENT["actions"].values() for name, f in entry.get("fields", {}).items()}
     for name, field in {**fields, **step_fields}.items():
         prop = config[name]

@@ -171,3 +171,26 @@ def test_given_quotas_on_when_register_usage_is_called_in_a_burst_then_it_is_pac
         run_action("registerUsage", {"ProductCode": PRODUCT, "PublicKeyVersion": 1}, a_config(metering_emulator.url))
     stats = metering_emulator.admin.stats()["operations"]["RegisterUsage"]
     assert stats["calls"] == 7 and stats["throttled"] == 0
+
+
+def test_given_no_calls_per_second_then_each_operation_is_paced_to_its_documented_quota() -> None:
+    client = MeteringClient(Settings.from_cfg(a_config("http://127.0.0.1:9")))
+    rates = {op.name: client.rate_for(op) for op in OPERATIONS.values()}
+    assert rates == {"BatchMeterUsage": 10, "MeterUsage": 10, "RegisterUsage": 5, "ResolveCustomer": 10}
+
+
+def test_given_a_raised_calls_per_second_then_every_operation_is_paced_to_it() -> None:
+    client = MeteringClient(Settings.from_cfg(a_config("http://127.0.0.1:9", callsPerSecond="40")))
+    assert {client.rate_for(op) for op in OPERATIONS.values()} == {40.0}
+    lowered = MeteringClient(Settings.from_cfg(a_config("http://127.0.0.1:9", callsPerSecond="2.5")))
+    assert lowered.rate_for(OPERATIONS["registerUsage"]) == 2.5
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "-3", "ten", "1e3", "12345"])
+def test_given_an_unusable_calls_per_second_then_the_configuration_is_rejected_by_path(value: str) -> None:
+    from lib.errors import MeteringError
+
+    with pytest.raises(MeteringError) as caught:
+        Settings.from_cfg(a_config("http://127.0.0.1:9", callsPerSecond=value))
+    assert [p.path for p in caught.value.problems] == ["/callsPerSecond"]
+    assert f"'{value}'" not in str(caught.value) and f'"{value}"' not in str(caught.value)  # never echoed
