@@ -603,6 +603,12 @@ class MeteringFlow:
         """Where a copy of every rebound of ``step`` ends up once its delay expired."""
         return f"{step.flow_id}:{step.step_id}:rebound-log"
 
+    def rebounds(self) -> int:
+        """Rebounds of step 2 so far: copies still waiting out their delay plus those already expired."""
+        step = self.step2
+        audit = f"{step.flow_id}:{step.step_id}:rebound-audit"
+        return self.platform.ready(audit) + self.platform.ready(self.rebound_log_queue(step))
+
     def _env(self, step: Step, container_id: str) -> dict[str, str]:
         prefetch = self.opts.step1_prefetch if step.step_id == "step_1" else self.opts.prefetch
         env = sailor_env(
