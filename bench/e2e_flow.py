@@ -8,10 +8,14 @@ Step 2 is our connector in the Python sailor, and, in the same run, the comparis
 * p50/p99 latency per message from step 1's emit to step 3's receipt, in the bulk runs (queueing
   included) and in a paced run below capacity (one message at a time, ``--paced-rate`` per second).
 
+Quotas on, ours runs with its default pace (the documented 10 calls/s). Quotas off stands for an account
+whose quota AWS raised: ours gets ``callsPerSecond`` = ``--calls-per-second`` (default 1000) in its
+credentials, so the figure is the connector's own throughput, not its default pace.
+
 Every run also ends in the exact audit (billed exactly once, none missing). Prints figures and ratios
 ours/peer; asserts nothing.
 
-    python bench/e2e_flow.py [--messages 240] [--paced 60 --paced-rate 4]
+    python bench/e2e_flow.py [--messages 240] [--paced 60 --paced-rate 4] [--calls-per-second 1000]
 """
 
 from __future__ import annotations
@@ -33,11 +37,18 @@ NAMES = {"python": "ours (Python sailor + connector)", "node": "peer (Node sailo
 
 
 def run(
-    broker: RabbitBroker, workdir: Path, step2: str, quotas: bool, messages: int, paced: float = 0.0
+    broker: RabbitBroker,
+    workdir: Path,
+    step2: str,
+    quotas: bool,
+    messages: int,
+    paced: float = 0.0,
+    calls_per_second: str = "",
 ) -> dict[str, Any]:
-    """One flow run; returns its figures."""
+    """One flow run; returns its figures. ``calls_per_second``: ours' credential field (empty = default)."""
     plan = UsagePlan.make(messages=messages, records_per_message=1 if paced else 25)
-    opts = FlowOptions(step2=step2, quotas=quotas)
+    fields = {"callsPerSecond": calls_per_second} if calls_per_second and step2 == "python" else {}
+    opts = FlowOptions(step2=step2, quotas=quotas, step2_fields=fields)
     label = f"{step2} quotas={'on' if quotas else 'off'}{' paced' if paced else ''}"
     with MeteringFlow(workdir, broker, plan, opts) as flow:
         if paced:
@@ -79,6 +90,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=240, help="messages of 25 records per bulk run")
     parser.add_argument("--paced", type=int, default=60, help="messages of the paced latency run")
     parser.add_argument("--paced-rate", type=float, default=4.0, help="messages per second in the paced run")
+    parser.add_argument(
+        "--calls-per-second",
+        default="1000",
+        help="ours' callsPerSecond in the quotas-off runs (the account's quota is raised there)",
+    )
     args = parser.parse_args()
     results: dict[tuple[str, str], dict[str, Any]] = {}
     with (
@@ -92,7 +108,11 @@ def main() -> None:
                 if mode == "paced":
                     res = run(broker, Path(tmp) / f"run{n}", step2, True, args.paced, paced=args.paced_rate)
                 else:
-                    res = run(broker, Path(tmp) / f"run{n}", step2, mode == "quotas on", args.messages)
+                    quotas = mode == "quotas on"
+                    cps = "" if quotas else args.calls_per_second
+                    res = run(
+                        broker, Path(tmp) / f"run{n}", step2, quotas, args.messages, calls_per_second=cps
+                    )
                 results[(mode, step2)] = res
     print()
     print(

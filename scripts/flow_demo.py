@@ -38,13 +38,17 @@ def main() -> int:
         "--faults", action="store_true", help="20%% throttling, 5%% 500s, 2%% dropped connections"
     )
     parser.add_argument(
-        "--quotas-off", action="store_true", help="switch the emulator's 10 calls/s quota off"
+        "--quotas-off",
+        action="store_true",
+        help="switch the emulator's 10 calls/s quota off and raise the connector's callsPerSecond "
+        "credential to 1000 (an account whose quota AWS raised)",
     )
     parser.add_argument("--replicas", type=int, default=1, help="Python sailor replicas of step 2")
     args = parser.parse_args()
 
     plan = UsagePlan.make(args.messages, records_per_message=args.records, invalid_every=args.invalid_every)
-    opts = FlowOptions(quotas=not args.quotas_off, replicas=args.replicas)
+    fields = {"callsPerSecond": "1000"} if args.quotas_off else {}
+    opts = FlowOptions(quotas=not args.quotas_off, replicas=args.replicas, step2_fields=fields)
     with tempfile.TemporaryDirectory(prefix="flow-demo-") as tmp:
         say("starting a private RabbitMQ ...")
         with RabbitBroker(Path(tmp) / "rabbit") as broker:
