@@ -14,6 +14,8 @@ COPY component.json verifyCredentials.py logo.png LICENSE README.md ./
 COPY actions/ ./actions/
 COPY lib/ ./lib/
 COPY schemas/ ./schemas/
+# Ship bytecode: with PYTHONDONTWRITEBYTECODE every container start would otherwise compile lib/ again.
+RUN python -m compileall -q actions lib verifyCredentials.py
 
 USER apps
 ENTRYPOINT ["python", "-m", "elasticio_sailor"]
