@@ -45,17 +45,26 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._next = float("-inf")
+        # One mark per recent call: [start, or completion once done; 1.0 when done else 0.0].
         self._marks: deque[list[float]] = deque(maxlen=self.limit)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
-    def wait(self) -> list[float]:
-        """Block until the next call may start; returns its mark, to be passed to :meth:`done`."""
+    def wait(self, stuck_after: float = 60.0) -> list[float]:
+        """Block until the next call may start; returns its mark, to be passed to :meth:`done`.
+
+        When ``rate`` calls are already in flight (several threads share the pacer), the next one waits
+        for the oldest to complete: its completion time is what the one-second rule is measured from.
+        ``stuck_after`` bounds that wait (real seconds), in case a caller never reports completion.
+        """
         with self._lock:
+            if len(self._marks) == self.limit and not self._marks[0][1]:
+                self._lock.wait_for(lambda: len(self._marks) < self.limit or bool(self._marks[0][1]),
+                                    timeout=stuck_after)
             now = self._clock()
             start = max(now, self._next)
             if len(self._marks) == self.limit:
                 start = max(start, self._marks[0][0] + 1.0 + self.slack)
-            mark = [start]
+            mark = [start, 0.0]
             self._marks.append(mark)
             self._next = start + self.interval
         if start > now:
@@ -66,6 +75,8 @@ class Pacer:
         """Record that the call holding ``mark`` completed (its reply or failure arrived)."""
         with self._lock:
             mark[0] = max(mark[0], self._clock())
+            mark[1] = 1.0
+            self._lock.notify_all()
 
     def penalise(self, seconds: float) -> None:
         """Push the next slot back (after a throttling reply) so the whole process slows down."""

@@ -194,3 +194,23 @@ def test_given_an_unusable_calls_per_second_then_the_configuration_is_rejected_b
         Settings.from_cfg(a_config("http://127.0.0.1:9", callsPerSecond=value))
     assert [p.path for p in caught.value.problems] == ["/callsPerSecond"]
     assert f"'{value}'" not in str(caught.value) and f'"{value}"' not in str(caught.value)  # never echoed
+
+
+def test_given_rate_calls_in_flight_when_another_call_asks_then_it_waits_for_the_oldest_to_complete() -> None:
+    import threading
+
+    clock = FakeClock()
+    pacer = Pacer(2, clock=clock, sleep=clock.sleep, slack=0.0)
+    first, second = pacer.wait(), pacer.wait()  # two concurrent calls, neither answered yet
+    started = threading.Event()
+    marks: list[list[float]] = []
+    third = threading.Thread(target=lambda: (marks.append(pacer.wait()), started.set()), daemon=True)
+    third.start()
+    assert not started.wait(0.3), "a third call started while both earlier calls were still in flight"
+    clock.now += 2.0  # the first call's reply arrives two seconds after it started
+    pacer.done(first)
+    assert started.wait(5), "the third call never started after the oldest call completed"
+    third.join(5)
+    assert marks[0][0] >= 100.0 + 2.0 + 1.0  # a second after the first call *completed*, not started
+    pacer.done(second)
+    pacer.done(marks[0])
