@@ -41,11 +41,15 @@ def validate_body(op: Operation, body: Any) -> None:
 
 
 def derive_client_token(msg: dict[str, Any], message_id: str | None, wire: dict[str, Any]) -> str:
-    """A ClientToken that is the same every time the same message is delivered."""
+    """A ClientToken that is the same every time the same message is delivered with the same request.
+
+    The request is part of it: one message fanned out to two Meter Usage steps (other dimensions) carries
+    the same id, and a token shared by different requests would be refused (IdempotencyConflictException).
+    A redelivered or rebounded message has the same id and the same request, hence the same token.
+    """
+    request = json.dumps(wire, sort_keys=True, separators=(",", ":"))
     source = msg.get("id") or message_id
-    if not source:  # no id at all: fall back to the request content, still deterministic
-        source = json.dumps(wire, sort_keys=True, separators=(",", ":"))
-    return str(uuid.uuid5(TOKEN_NAMESPACE, str(source)))
+    return str(uuid.uuid5(TOKEN_NAMESPACE, f"{source}\n{request}" if source else request))
 
 
 def _without_none(data: dict[str, Any]) -> dict[str, Any]:

@@ -146,11 +146,29 @@ def test_given_a_reply_lost_to_a_read_timeout_when_retried_then_the_client_token
 def test_given_different_messages_then_their_derived_client_tokens_differ() -> None:
     from lib.runner import derive_client_token
 
-    a = derive_client_token({"id": "m-1"}, None, {})
-    assert a == derive_client_token({"id": "m-1"}, "other", {"x": 1})
-    assert a != derive_client_token({"id": "m-2"}, None, {})
-    assert derive_client_token({}, "amqp-id", {}) == derive_client_token({}, "amqp-id", {"y": 2})
+    a = derive_client_token({"id": "m-1"}, None, {"x": 1})
+    assert a == derive_client_token({"id": "m-1"}, "other", {"x": 1})  # the payload's id wins
+    assert a != derive_client_token({"id": "m-2"}, None, {"x": 1})
+    assert a != derive_client_token({"id": "m-1"}, None, {"x": 2})  # same message, another request
+    assert derive_client_token({}, "amqp-id", {"y": 2}) == derive_client_token({}, "amqp-id", {"y": 2})
+    assert derive_client_token({}, None, {"y": 2}) == derive_client_token({}, None, {"y": 2})
     assert len(a) <= 64
+
+
+def test_given_one_message_fanned_out_to_two_meter_usage_steps_then_both_are_billed_without_conflict(
+        metering_emulator: EmulatorServer) -> None:
+    cfg = a_config(metering_emulator.url)
+    common = {"ProductCode": PRODUCT, "Timestamp": hour_start()}
+    users = run_action("meterUsage", {**common, "UsageDimension": "users", "UsageQuantity": 3}, cfg,
+                       msg_id="fan-out-1")["body"]
+    calls = run_action("meterUsage", {**common, "UsageDimension": "api_calls", "UsageQuantity": 7}, cfg,
+                       msg_id="fan-out-1")["body"]
+    again = run_action("meterUsage", {**common, "UsageDimension": "users", "UsageQuantity": 3}, cfg,
+                       msg_id="fan-out-1")["body"]  # the first branch's message redelivered
+    assert users["ClientToken"] != calls["ClientToken"]
+    assert again["MeteringRecordId"] == users["MeteringRecordId"]
+    billed = sorted((r["dimension"], r["quantity"]) for r in metering_emulator.admin.records()["records"])
+    assert billed == [("api_calls", 7), ("users", 3)]
 
 
 def test_given_many_rotating_credentials_then_clients_are_reused_and_bounded() -> None:
