@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import sts
 from .errors import AwsError
 from .faults import FaultSpecError
 from .fixtures import FixtureError, parse_customer, parse_fixtures
@@ -133,6 +134,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "config": {"GET": _get_config, "POST": _post_config},
     "reset": {"POST": _reset},
     "public-key": {"GET": _public_key},
+    **sts.ADMIN_ROUTES,  # sts/sessions, sts/expire, sts/revoke
 }
 
 

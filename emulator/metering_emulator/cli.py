@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-lifetime-seconds", type=float, default=4 * 3600.0,
                    help="registration token lifetime (default 14400)")
     p.add_argument("--region", default="us-east-1", help="the region this endpoint serves (default us-east-1)")
+    p.add_argument("--sts-default-duration-seconds", type=float, default=3600.0,
+                   help="lifetime of STS, instance and container session credentials when the caller names none "
+                        "(default 3600)")
+    p.add_argument("--sts-min-duration-seconds", type=float, default=900.0,
+                   help="smallest DurationSeconds STS accepts (AWS: 900; lower it for short test sessions)")
+    p.add_argument("--refuse-long-term-keys", action="store_true",
+                   help="MeterUsage and RegisterUsage refuse long-term keys (AWS's documented rule)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="arm a fault: 'type[:rate=R,count=N,latencyMs=MS,operations=Op1+Op2]' or JSON")
     p.add_argument("--seed", type=int, help="seed for fault randomness")
@@ -46,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         fixtures = load_fixtures(args.fixtures)
         config = Config()
         config.update({"quotas": not args.no_quotas, "timestampWindowHours": args.timestamp_window_hours,
-                       "tokenLifetimeSeconds": args.token_lifetime_seconds, "region": args.region})
+                       "tokenLifetimeSeconds": args.token_lifetime_seconds, "region": args.region,
+                       "stsDefaultDurationSeconds": args.sts_default_duration_seconds,
+                       "stsMinDurationSeconds": args.sts_min_duration_seconds,
+                       "refuseLongTermKeys": args.refuse_long_term_keys})
         faults = [parse_cli_spec(spec, i) for i, spec in enumerate(args.fault, start=1)]
     except (FixtureError, ConfigError, FaultSpecError) as exc:
         print(f"metering-emulator: {exc}", file=sys.stderr)
