@@ -283,8 +283,11 @@ class MeteringClient:
             return self._send_once(op, body, headers)
         except MeteringError as err:
             if session_rejected(err):  # a fresh session refused too: the credentials are bad
-                err.classification = ErrorClass(False, "credentials", "the session was refused again after "
-                                                "resolving it anew; check the role and its trust policy")
+                raise MeteringError(err.code, err.aws_message, operation=err.operation, status=err.status,
+                                    request_id=err.request_id,
+                                    classification=ErrorClass(False, "credentials", "bad credentials: the "
+                                                              "session was refused again after resolving it "
+                                                              "anew")) from None
             raise
 
     def _send_once(self, op: Operation, body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], str | None]:

@@ -53,7 +53,7 @@ def _quiet_botocore() -> None:
     STS answers carry the session credentials, AssumeRoleWithWebIdentity requests the token. Those
     loggers are capped at INFO so no DEBUG configuration of the platform can print them."""
     for name in ("botocore", "botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.auth",
-                 "botocore.credentials", "botocore.utils", "urllib3.connectionpool"):
+                 "botocore.credentials", "botocore.utils"):
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO or logger.level < logging.INFO:
             logger.setLevel(logging.INFO)

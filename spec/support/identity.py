@@ -35,8 +35,9 @@ def identity_fixtures(*, max_duration: float = 3600) -> dict[str, Any]:
     doc["webIdentityTokens"] = [{"token": WEB_TOKEN, "issuer": ISSUER, "subject": SUBJECT}]
     doc["instanceProfile"] = {"roleArn": WORKLOAD_ROLE}
     doc["containerCredentials"] = {"roleArn": WORKLOAD_ROLE, "authorizationToken": CONTAINER_AUTH}
-    # The workload role's account buys the product: MeterUsage entitlement is checked against the caller's account.
-    doc["products"][0]["customers"].append({"customerAWSAccountId": "444455556666"})
+    # The role accounts buy the product: MeterUsage entitlement is checked against the caller's account.
+    doc["products"][0]["customers"] += [{"customerAWSAccountId": "444455556666"},
+                                        {"customerAWSAccountId": "999988887777"}]
     return doc
 
 
