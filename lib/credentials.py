@@ -267,6 +267,12 @@ def role_credentials(settings: Settings) -> RoleCredentials | None:
 
 
 def clear_cache() -> None:
-    """Forget every cached credential (tests that change the container's environment between cases)."""
+    """Forget every cached credential and the clients holding them (tests that change the container's
+    environment between cases; a real container's identity does not change while it runs)."""
+    from . import client
+
     with _SOURCES_LOCK:
         _SOURCES.clear()
+    with client._CLIENTS_LOCK:
+        while client._CLIENTS:
+            client._CLIENTS.popitem()[1].close()

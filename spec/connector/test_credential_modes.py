@@ -96,6 +96,11 @@ def test_given_a_credential_mode_when_running_an_action_then_it_succeeds_signed_
     expected_roles = {"access-keys": set(), "assume-role-from-keys": {SELLER_ROLE},
                       "assume-role-from-irsa": {WORKLOAD_ROLE, SELLER_ROLE}}.get(mode, {WORKLOAD_ROLE})
     assert {s["roleArn"] for s in sessions} == expected_roles
+    expected_sources = {"access-keys": set(), "assume-role-from-keys": {"AssumeRole"},
+                        "assume-role-from-irsa": {"AssumeRole", "AssumeRoleWithWebIdentity"},
+                        "workload-irsa": {"AssumeRoleWithWebIdentity"}, "workload-ecs": {"ContainerCredentials"},
+                        "workload-ec2": {"InstanceMetadata"}}[mode]
+    assert {s["source"] for s in sessions} == expected_sources
     if action in ("batchMeterUsage", "meterUsage"):
         records = emu.admin.records()["records"]
         assert len(records) == 1
@@ -170,7 +175,8 @@ def test_given_a_revoked_session_then_it_is_resolved_once_again_and_then_reporte
         assert other_sts.admin.call("GET", "sts/sessions")["issued"] == {"AssumeRoleWithWebIdentity": 2}
     assert info.value.code == "UnrecognizedClientException" and info.value.kind == "credentials"
     assert not info.value.retryable and "resolving it anew" in str(info.value)
-    assert emu.admin.stats()["operations"]["ResolveCustomer"]["errors"]["UnrecognizedClientException"] == 4
+    errors = emu.admin.stats()["operations"]["ResolveCustomer"]["errors"]
+    assert errors == {"UnrecognizedClientException": 3, "ExpiredTokenException": 1}  # revoked, expired, 2 foreign
 
 
 def test_given_aws_rule_on_long_term_keys_then_meter_usage_is_refused_with_keys_and_accepted_with_the_workload(

@@ -16,8 +16,8 @@ EXTERNAL_ID = "ext-id-Secret-7f3a9c1e"
 WORKLOAD_ROLE = "arn:aws:iam::444455556666:role/metering-workload"
 ISSUER = "https://oidc.eks.us-east-1.amazonaws.com/id/EMULATOR0000"
 SUBJECT = "system:serviceaccount:metering:connector"
-WEB_TOKEN = "eyJhbGciOiJSUzI1NiJ9.emulator-web-identity-token-Secret-0001.c2ln"
-CONTAINER_AUTH = "container-auth-Secret-0001"
+WEB_TOKEN = "emuWIT.Zq8Rk2Lp9Xv4Tn7Wm3Yb6.Secret0001"  # shaped like no other string in the logs
+CONTAINER_AUTH = "cAuth.Hq5Vd8Ks2Nf7Jb4.Secret0001"
 SOURCE_KEY = "AKIAEMULATOR0000TEST"
 SOURCE_SECRET = "emulator/Secret+Key/DoNotUseInProduction00"
 
