@@ -14,13 +14,9 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
-from requests import exceptions as rexc
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from requests.utils import select_proxy
 from requests_aws4auth import AWS4Auth
-from urllib3 import HTTPConnectionPool, Timeout
-from urllib3 import exceptions as u3exc
 
 from .credentials import role_credentials, session_rejected
 from .errors import ErrorClass, MeteringError, Problem, parse_code
@@ -220,14 +216,6 @@ class MeteringClient:
         template = requests.Request("POST", settings.endpoint_url).prepare()
         self._url = template.url or settings.endpoint_url
         self._proxies = {} if not self.session.trust_env else requests.utils.get_environ_proxies(self._url)
-        # Without a proxy for the endpoint, requests' adapter only picks the pooled urllib3 connection pool,
-        # converts the timeout and wraps the reply in a Response; doing those once here and calling the pool
-        # directly halves the CPU of a call. Exceptions are mapped exactly as the adapter maps them.
-        self._direct = select_proxy(self._url, self._proxies) is None
-        self._path = template.path_url
-        self._template = template
-        self._u3_timeout = Timeout(connect=timeout[0], read=timeout[1])
-        self._pool: HTTPConnectionPool | None = None
         # Only what the protocol needs: every extra header costs CPU in the signer and in http.client
         # (which adds "Accept-Encoding: identity" by itself; HTTP/1.1 keeps the connection alive by default).
         self._base_headers = {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT}
@@ -320,61 +308,17 @@ class MeteringClient:
         raise self._error(op, answer, request_id)
 
     def _exchange(self, prep: _Signed) -> _Answer:
-        """Send one signed request and read the whole reply; transport failures raise requests' exceptions."""
-        if not self._direct:  # through a proxy: requests' adapter handles proxy URLs, tunnels and headers
-            full = requests.PreparedRequest()
-            full.method, full.url, full.body = prep.method, prep.url, prep.body
-            full.headers = CaseInsensitiveDict(prep.headers)
-            resp = self._adapter.send(full, timeout=self.timeout, verify=True, proxies=self._proxies)
-            content = resp.content  # read here: a connection dropped mid-body is a transport failure too
-            return _Answer(resp.status_code, resp.reason or "", resp.headers, content)
-        pool = self._pool
-        if pool is None or pool.pool is None:  # first call, or the session was closed meanwhile
-            pool = self._pool = self._connection_pool()
-        try:
-            raw = pool.urlopen("POST", self._path, body=prep.body, headers=prep.headers, redirect=False,
-                               assert_same_host=False, preload_content=False, decode_content=False,
-                               retries=self._adapter.max_retries, timeout=self._u3_timeout, chunked=False)
-        except (u3exc.ProtocolError, OSError) as err:  # the same mapping as HTTPAdapter.send
-            raise rexc.ConnectionError(err) from None
-        except u3exc.MaxRetryError as err:
-            reason = err.reason
-            if isinstance(reason, u3exc.ConnectTimeoutError) and not isinstance(reason, u3exc.NewConnectionError):
-                raise rexc.ConnectTimeout(err) from None
-            if isinstance(reason, u3exc.ResponseError):
-                raise rexc.RetryError(err) from None
-            if isinstance(reason, u3exc.ProxyError):
-                raise rexc.ProxyError(err) from None
-            if isinstance(reason, u3exc.SSLError):
-                raise rexc.SSLError(err) from None
-            raise rexc.ConnectionError(err) from None
-        except u3exc.ClosedPoolError as err:
-            raise rexc.ConnectionError(err) from None
-        except u3exc.ProxyError as err:
-            raise rexc.ProxyError(err) from None
-        except u3exc.SSLError as err:
-            raise rexc.SSLError(err) from None
-        except u3exc.ReadTimeoutError as err:
-            raise rexc.ReadTimeout(err) from None
-        except u3exc.InvalidHeader as err:
-            raise rexc.InvalidHeader(err) from None
-        try:  # read the body here: a connection dropped mid-body is a transport failure too
-            content = raw.read(decode_content=True)
-        except u3exc.ProtocolError as err:  # the same mapping as Response.content
-            raise rexc.ChunkedEncodingError(err) from None
-        except u3exc.DecodeError as err:
-            raise rexc.ContentDecodingError(err) from None
-        except u3exc.ReadTimeoutError as err:
-            raise rexc.ConnectionError(err) from None
-        except u3exc.SSLError as err:
-            raise rexc.SSLError(err) from None
-        return _Answer(raw.status, raw.reason or "", raw.headers, content)
+        """Send one signed request through the session's pooled adapter and read the whole reply.
 
-    def _connection_pool(self) -> HTTPConnectionPool:
-        """The adapter's pooled connections for the endpoint, with the TLS settings the adapter applies."""
-        pool: HTTPConnectionPool = self._adapter.get_connection_with_tls_context(self._template, True, proxies={})
-        self._adapter.cert_verify(pool, self._url, True, None)
-        return pool
+        Session.request is skipped (it re-merges settings, cookies and the environment on every call);
+        the adapter does the rest (pool, proxy, TLS). Transport failures raise requests' exceptions.
+        """
+        full = requests.PreparedRequest()
+        full.method, full.url, full.body = prep.method, prep.url, prep.body
+        full.headers = CaseInsensitiveDict(prep.headers)
+        resp = self._adapter.send(full, timeout=self.timeout, verify=True, proxies=self._proxies)
+        content = resp.content  # read here: a connection dropped mid-body is a transport failure too
+        return _Answer(resp.status_code, resp.reason or "", resp.headers, content)
 
     def _prepare(self, body: bytes, headers: dict[str, str]) -> _Signed:
         """A signed request for the endpoint (the URL was prepared once; the signature is fresh)."""
