@@ -114,7 +114,7 @@ TABLE: list[tuple[str, Call, str, bool, int]] = [
      "InvalidTagException", True, 400),
     ("allocation sum", lambda e: _meter(e, UsageQuantity=2, UsageAllocations=[{"AllocatedUsageQuantity": 1}]),
      "InvalidUsageAllocationsException", True, 400),
-    ("old timestamp in a batch", lambda e: _batch(e, _rec(), _rec(Timestamp=now() - 8 * 3600)),
+    ("old timestamp in a batch", lambda e: _batch(e, _rec(), _rec(Timestamp=now() - 26 * 3600)),
      "TimestampOutOfBoundsException", True, 400),
     ("unknown customer, strict", _configured({"strict_customers": True},
                                              lambda e: _batch(e, _rec(CustomerIdentifier="who"))),
