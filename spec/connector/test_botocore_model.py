@@ -23,7 +23,6 @@ from lib.operations import OPERATIONS
 from lib.schema import TIMESTAMP_FORMAT, json_schema
 
 
-
 def load_raw_model() -> dict[str, Any]:
     """The raw service-2 document: ``METERING_MODEL`` (.json or .json.gz) or botocore's own."""
     path = os.environ.get("METERING_MODEL")

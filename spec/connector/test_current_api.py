@@ -65,6 +65,13 @@ def license_fixtures() -> dict[str, Any]:
     return fixtures
 
 
+def a_decimal_record(value: str, **fields: Any) -> dict[str, Any]:
+    """A legacy-customer record whose quantity is the decimal string ``value``."""
+    record = {key: v for key, v in a_record(**fields).items() if key != "Quantity"}
+    record["QuantityAsDecimal"] = value
+    return record
+
+
 def a_license_record(license_arn: str = LICENSE, **fields: Any) -> dict[str, Any]:
     record = {"Timestamp": SESSION_HOUR, "CustomerAWSAccountId": ACCOUNT, "LicenseArn": license_arn,
               "Dimension": "users", "QuantityAsDecimal": "1"}
@@ -144,8 +151,7 @@ def test_window_bounds_follow_the_month_end_cut_off() -> None:
 
 
 def test_given_a_fractional_quantity_then_it_is_billed_exactly(metering_emulator: EmulatorServer) -> None:
-    record = {**a_record(), "QuantityAsDecimal": "17.42"}
-    del record["Quantity"]
+    record = a_decimal_record("17.42")
     out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [record]},
                      a_config(metering_emulator.url))["body"]
     assert out["Results"][0]["Status"] == "Success" and out["Results"][0]["BilledQuantity"] == "17.42"
@@ -178,8 +184,7 @@ def test_given_a_whole_quantity_then_the_connector_sends_the_decimal_member_with
 @pytest.mark.parametrize("again", [{"QuantityAsDecimal": "17.00"}, {"Quantity": 17}, {"QuantityAsDecimal": "17.0"}])
 def test_given_the_same_quantity_in_another_form_then_it_is_the_same_record_billed_once(
         metering_emulator: EmulatorServer, again: dict[str, Any]) -> None:
-    first = {**a_record(), "QuantityAsDecimal": "17"}
-    del first["Quantity"]
+    first = a_decimal_record("17")
     second = {key: value for key, value in first.items() if key != "QuantityAsDecimal"} | again
     one = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [first]},
                      a_config(metering_emulator.url))["body"]["Results"][0]
@@ -192,7 +197,7 @@ def test_given_the_same_quantity_in_another_form_then_it_is_the_same_record_bill
 
 def test_given_another_quantity_for_the_same_hour_then_it_is_a_duplicate_and_not_billed(
         metering_emulator: EmulatorServer) -> None:
-    first = {**a_record(), "QuantityAsDecimal": "17.5"}
+    first = a_decimal_record("17.5")
     run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [first]}, a_config(metering_emulator.url))
     second = {**first, "QuantityAsDecimal": "17.6"}
     out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [second]},
@@ -224,8 +229,7 @@ def test_given_both_quantity_members_then_the_error_names_both_paths_and_nothing
 
 def test_given_allocations_of_another_kind_than_their_record_then_they_are_refused_before_any_call(
         metering_emulator: EmulatorServer) -> None:
-    record = {**a_record(), "QuantityAsDecimal": "3"}
-    del record["Quantity"]
+    record = a_decimal_record("3")
     record["UsageAllocations"] = [{"AllocatedUsageQuantity": 3}]
     found = problems_of("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [record]}, metering_emulator.url)
     assert found[0]["path"] == "/UsageRecords/0/UsageAllocations/0"
@@ -234,10 +238,9 @@ def test_given_allocations_of_another_kind_than_their_record_then_they_are_refus
 
 
 def test_given_decimal_allocations_then_their_sum_is_exact(metering_emulator: EmulatorServer) -> None:
-    record = {**a_record(), "QuantityAsDecimal": "0.3",
-              "UsageAllocations": [{"AllocatedUsageQuantityAsDecimal": "0.1", "Tags": [{"Key": "a", "Value": "1"}]},
-                                   {"AllocatedUsageQuantityAsDecimal": "0.2", "Tags": [{"Key": "a", "Value": "2"}]}]}
-    del record["Quantity"]
+    record = a_decimal_record("0.3")
+    record["UsageAllocations"] = [{"AllocatedUsageQuantityAsDecimal": "0.1", "Tags": [{"Key": "a", "Value": "1"}]},
+                                  {"AllocatedUsageQuantityAsDecimal": "0.2", "Tags": [{"Key": "a", "Value": "2"}]}]
     out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [record]},
                      a_config(metering_emulator.url))["body"]
     assert out["Results"][0]["Status"] == "Success"
@@ -358,8 +361,7 @@ def test_given_one_bad_record_in_a_chunk_then_every_other_record_is_billed_and_t
 def test_given_normalised_echoes_then_every_record_is_matched_without_resubmission(
         metering_emulator: EmulatorServer) -> None:
     metering_emulator.admin.set_config(echo="normalised")
-    records = [a_record(customer=CUSTOMER, quantity=0), {**a_record(customer="cust-demo-0002"), "QuantityAsDecimal": "4.5"}]
-    del records[1]["Quantity"]
+    records = [a_record(customer=CUSTOMER, quantity=0), a_decimal_record("4.5", customer="cust-demo-0002")]
     records.append({"Timestamp": SESSION_HOUR, "CustomerIdentifier": CUSTOMER, "Dimension": "api_calls"})
     out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": records},
                      a_config(metering_emulator.url))["body"]
@@ -400,10 +402,14 @@ def test_given_a_fatal_failure_after_some_records_were_billed_then_the_error_lis
     denied = copy.deepcopy(fixtures)
     denied["credentials"][0]["deniedOperations"] = ["BatchMeterUsage"]
 
+    stored: list[dict[str, Any]] = []
+
     class DeniedAfterFirstCall(MeteringClient):
         def call(self, op: Any, payload: dict[str, Any]) -> Any:
             reply = super().call(op, payload)
-            metering_emulator.admin.load_fixtures(denied)  # the policy changes mid-message
+            if not stored:  # the policy changes mid-message (loading fixtures forgets the records: keep them)
+                stored.extend(billed(metering_emulator))
+                metering_emulator.admin.load_fixtures(denied)
             return reply
 
     client = DeniedAfterFirstCall(Settings.create(ACCESS_KEY, SECRET_KEY, endpoint_url=metering_emulator.url))
@@ -413,7 +419,7 @@ def test_given_a_fatal_failure_after_some_records_were_billed_then_the_error_lis
                    a_config(metering_emulator.url), client=client)
     details = failed.value.error_details
     assert details["code"] == "AccessDeniedException"
-    ids = {r["meteringRecordId"] for r in billed(metering_emulator)}
+    ids = {r["meteringRecordId"] for r in stored}
     assert len(ids) == 25
     assert {r["MeteringRecordId"] for r in details["billedRecords"]} == ids
     assert [r["RecordIndex"] for r in details["billedRecords"]] == list(range(25))
