@@ -208,7 +208,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         if len(body) > MAX_BODY:
             raise AwsError("ValidationException", "Request size exceeds the 1 MB limit.")
         with state.lock:
-            now = state.now()
+            now = state.emulator_now()  # wall time (+ clockOffsetSeconds), not the usage clock
             region = state.config.region
             lookup = sts.credential_lookup(state)  # fixture keys and the sessions STS issued
         caller = sigv4.verify("POST", "/", self._headers(), body, lookup, region, now)
@@ -230,6 +230,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise AwsError("ThrottlingException", "Rate exceeded")
         if state.faults.fire("error500", operation) is not None:
             raise AwsError("InternalServiceErrorException", "An internal error occurred (injected fault).")
+        if state.faults.fire("requestTimeout", operation) is not None:
+            raise AwsError("RequestTimeoutException", "Request timed out (injected fault).", 408)
         for kind, status, raw, media in (("html503", 503, _HTML_503, "text/html"), ("empty502", 502, b"", "")):
             if state.faults.fire(kind, operation) is not None:
                 with state.lock:
