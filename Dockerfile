@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 ELASTICIO_COMPONENT_PATH=.
 WORKDIR /home/apps
 
 COPY sailor/ /opt/sailor/
-RUN pip install --no-cache-dir /opt/sailor "requests>=2.31,<3" "requests-aws4auth>=1.2,<2" "jsonschema>=4.18,<5" \
+RUN pip install --no-cache-dir /opt/sailor "requests>=2.31,<3" "requests-aws4auth>=1.2,<2" "jsonschema>=4.18,<5" "botocore>=1.44.8,<2" \
     && useradd --create-home --uid 1000 apps
 
 COPY component.json verifyCredentials.py logo.png LICENSE README.md ./
