@@ -466,7 +466,8 @@ class FlowOptions:
     supervise: bool = False
     trigger_chunk: int = 20  # messages per export request; step 1 works on up to step1_prefetch at once
     step1_prefetch: int = 50
-    step2_env: dict[str, str] = field(default_factory=dict)  # extra environment of step 2's sailors
+    # extra environment of step 2's sailors; "{emulator}" in a value becomes the emulator's base URL
+    step2_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # extra environment of every sailor
     step2_fields: dict[str, Any] = field(default_factory=dict)  # step 2's own config fields (cfg)
     # ELASTICIO_AMQP_PERSISTENT_MESSAGES for every step (needed to survive a broker restart)
@@ -627,7 +628,7 @@ class MeteringFlow:
         )
         env.update(self.opts.env)
         if step.step_id == "step_2":
-            env.update(self.opts.step2_env)
+            env.update({k: v.replace("{emulator}", self.emulator.url) for k, v in self.opts.step2_env.items()})
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
             env.pop(name, None)
         return env
