@@ -90,7 +90,7 @@ def test_given_untrusted_or_unknown_or_bad_signature_when_assume_role_then_sts_e
     # The temporary fixture key's account (444455556666) is trusted by account.
     assert sts(idem, **temp).assume_role(RoleArn=SELLER_ROLE, RoleSessionName="chain",
                                          ExternalId=EXTERNAL_ID)["Credentials"]["AccessKeyId"]
-    cases = [
+    cases: list[tuple[Any, dict[str, Any], str]] = [
         (sts(idem).assume_role, {"RoleArn": WORKLOAD_ROLE, "RoleSessionName": "x1"}, "AccessDenied"),
         (sts(idem).assume_role, {"RoleArn": "arn:aws:iam::999988887777:role/nope", "RoleSessionName": "x1"},
          "AccessDenied"),
