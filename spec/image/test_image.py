@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 from metering_emulator.testing import EmulatorServer
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -213,7 +214,11 @@ def test_given_the_image_as_a_flow_step_then_a_message_from_the_broker_is_billed
                     errors = [platform.cipher.decrypt(json.loads(e.body)["error"].encode(), 1)
                               for e in platform.get("error", platform.count("error"))]
                     raise AssertionError(f"{exc}; errors: {errors}; log: {log.read_text()[-3000:]}") from None
-                proc.send_signal(signal.SIGTERM)
+                # buildah run does not forward SIGTERM (it kills its child); chroot isolation has no PID
+                # namespace, so the platform's stop signal goes to the sailor process itself, as docker stop would
+                [sailor] = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                            if p.cmdline() == built_image.config["Entrypoint"]]
+                sailor.send_signal(signal.SIGTERM)
                 assert proc.wait(60) == 0, log.read_text()[-3000:]
             finally:
                 if proc.poll() is None:
