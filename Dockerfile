@@ -1,7 +1,7 @@
 # The connector image: the Python sailor runs the component in /home/apps.
 #   flow step:     docker run <image>                                 (env from the platform)
 #   service mode:  docker run <image> service verifyCredentials       (args are passed to the sailor)
-# Build: `docker build .` (BuildKit) on the default base, or scripts/build-image.sh (buildah, on a Debian
+# Build: `docker build .` (BuildKit) on the default base, or scripts/image.py build (buildah, on a Debian
 # base made from Debian packages when no registry can be reached) — see README.md "The image".
 #
 # BASE must provide `python3` 3.11+ with the venv module: python:3.11-slim (python in /usr/local/bin) and

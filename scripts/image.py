@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = "bookworm"
@@ -177,11 +178,11 @@ def build(tag: str, base: str | None) -> str:
     return tag
 
 
-def image_config(tag: str) -> dict[str, object]:
+def image_config(tag: str) -> dict[str, Any]:
     """The OCI image configuration (Entrypoint, Cmd, User, WorkingDir, Env) of ``tag``."""
     out = subprocess.run([need("buildah", "buildah"), "inspect", "--type", "image", tag], capture_output=True,
                          text=True, check=True).stdout
-    config: dict[str, object] = json.loads(out)["OCIv1"]["config"]
+    config: dict[str, Any] = json.loads(out)["OCIv1"]["config"]
     return config
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ class BuiltImage:
     build_seconds: float
     size_bytes: int
     base_size_bytes: int
-    config: dict[str, object]
+    config: dict[str, Any]
 
 
 def image_script() -> ModuleType:
