@@ -224,16 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run the image's entry point: run TAG [-e NAME=VALUE…] -- ARGS")
     r.add_argument("tag")
     r.add_argument("-e", "--env", action="append", default=[], help="NAME=VALUE for the container")
-    r.add_argument("args", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # everything after "--" goes to the container untouched
+    cut = argv.index("--") if "--" in argv else len(argv)
+    ns = parser.parse_args(argv[:cut])
     if ns.cmd == "base":
         print(ensure_base())
         return 0
     if ns.cmd == "build":
         print(build(ns.tag, ns.base))
         return 0
-    args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
-    return run(ns.tag, args, ns.env)
+    return run(ns.tag, argv[cut + 1:], ns.env)
 
 
 if __name__ == "__main__":
