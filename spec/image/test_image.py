@@ -153,6 +153,10 @@ def test_given_the_image_then_the_sailor_is_the_entrypoint_run_by_a_non_root_use
         with ctr.mounted() as rootfs:
             assert (rootfs / "home/apps/component.json").read_bytes() == (ROOT / "component.json").read_bytes()
             assert (rootfs / "home/apps/lib/__pycache__").is_dir()
+            component = json.loads((ROOT / "component.json").read_text())
+            for entry in component["actions"].values():
+                assert (rootfs / "home/apps" / entry["main"]).is_file(), entry["main"]
+            assert (rootfs / "home/apps/verifyCredentials.py").is_file()
             assert not (rootfs / "tmp/build").exists()
             leftovers = [p for p in rootfs.rglob("pip.conf") if "/proc/" not in str(p)]
             assert leftovers == [] and not (rootfs / "run/secrets/pip-cert").exists()
