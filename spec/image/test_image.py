@@ -48,10 +48,9 @@ class Container:
     def sh(self, script: str) -> str:
         """Run a shell command as the image's user; its stdout."""
         opts, _ = IMAGE.run_options(self.tag, [], [])
-        proc = subprocess.run(["buildah", "run", *opts, self.name, "--", "/bin/sh", "-c", script],
-                              capture_output=True, text=True, timeout=120, check=False)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+        code, out, err = run_bounded(["buildah", "run", *opts, self.name, "--", "/bin/sh", "-c", script])
+        assert code == 0, err
+        return out
 
     @contextlib.contextmanager
     def mounted(self) -> Iterator[Path]:
@@ -65,6 +64,29 @@ class Container:
 
     def remove(self) -> None:
         subprocess.run(["buildah", "rm", self.name], capture_output=True, check=False)
+
+
+def kill_tree(proc: subprocess.Popen[Any]) -> None:
+    """Kill ``buildah run`` and what it started: its chroot helper and the command outlive a killed buildah."""
+    if proc.poll() is not None:
+        return
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.wait(10)
+    for child in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def run_bounded(cmd: list[str], timeout: float = 120) -> tuple[int, str, str]:
+    """Run ``cmd`` to its end (killed with its whole tree after ``timeout``): exit code, stdout, stderr."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        raise AssertionError(f"{cmd[-3:]} did not end in {timeout}s") from None
+    return proc.returncode, out, err
 
 
 @contextlib.contextmanager
@@ -176,9 +198,9 @@ def test_given_the_image_in_service_mode_then_verify_credentials_answers_through
     bad = a_config(metering_emulator.url, secretAccessKey="wrong/secret/key/0000000000000000000000")
     with container(built_image) as ctr:
         for cfg in (good, bad):
-            proc = subprocess.run(ctr.entrypoint_cmd(["service", "verifyCredentials"], service_env(fake_api, cfg)),
-                                  capture_output=True, text=True, timeout=120, check=False)
-            assert proc.returncode == 0, proc.stdout + proc.stderr
+            code, out, err = run_bounded(ctr.entrypoint_cmd(["service", "verifyCredentials"],
+                                                            service_env(fake_api, cfg)))
+            assert code == 0, out + err
     posts = [r for r in fake_api.requests if (r.method, r.path) == ("POST", "/result")]
     assert len(posts) == 2 and all(p.auth == fake_api.basic_auth("task@x.com", "p@ss") for p in posts)
     verified, refused = (json.loads(p.body) for p in posts)
@@ -225,9 +247,7 @@ def test_given_the_image_as_a_flow_step_then_a_message_from_the_broker_is_billed
                 sailor.send_signal(signal.SIGTERM)
                 assert proc.wait(60) == 0, log.read_text()[-3000:]
             finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(10)
+                kill_tree(proc)
         body = platform.decode(output)["body"]
         assert output.headers["parentMessageId"] == mid
         [record] = metering_emulator.admin.records()["records"]
