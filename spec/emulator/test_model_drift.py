@@ -11,10 +11,9 @@ from typing import Any
 
 import botocore
 import botocore.session
-from botocore.model import ServiceModel
 import pytest
+from botocore.model import ServiceModel
 from metering_emulator import model
-
 
 
 def _load_model() -> Any:
