@@ -70,7 +70,7 @@ def test_given_module_and_root_loggers_when_logging_then_json_lines_at_the_level
     REDACTOR.add(["module-logger-secret-5"])
     logging.getLogger("some_component.client").info("retrying with module-logger-secret-5")
     logging.getLogger("some_component.client").debug("too detailed")
-    logging.warning("from the root logger")
+    logging.warning("from the root logger")  # noqa: LOG015 - the root logger on purpose
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.warn("deprecated thing", DeprecationWarning, stacklevel=1)

@@ -10,5 +10,5 @@ log = logging.getLogger(__name__)
 
 def verify(self: Any, credentials: dict[str, Any]) -> dict[str, Any]:
     log.info("probe verifier info with key %s", credentials.get("apiKey"))
-    logging.warning("probe verifier root warning")
+    logging.warning("probe verifier root warning")  # noqa: LOG015 - the root logger on purpose
     return {"verified": True}

@@ -14,7 +14,7 @@ def work(cfg: dict[str, Any], i: Any) -> None:
     log.debug("probe module debug %s", i)
     log.info("probe module info %s", i)
     log.warning("probe module warning %s with key %s", i, cfg.get("apiKey"))
-    logging.info("probe root info %s", i)
+    logging.info("probe root info %s", i)  # noqa: LOG015 - the root logger on purpose
     logging.getLogger().error("probe root error %s", i)
     warnings.warn(f"probe python warning {i}", UserWarning, stacklevel=1)
     try:
