@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from elasticio_sailor.objectstorage import OBJECT_ID_HEADER
+
 from spec.sailor.conftest import StartSailor
 from spec.sailor.helpers import PlatformSide, SailorProc
 from spec.support.objectstorage import ObjectStorageServer

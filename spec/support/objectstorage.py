@@ -141,7 +141,7 @@ class ObjectStorageServer:
 
             def _read_body(self) -> tuple[bytes, bool]:
                 if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                    parts = []
+                    parts: list[bytes] = []
                     while True:
                         size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
                         if size == 0:
