@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import sts
 from .clock import ClockError, parse_clock
 from .errors import AwsError
 from .faults import FaultSpecError
@@ -163,6 +164,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "config": {"GET": _get_config, "POST": _post_config},
     "reset": {"POST": _reset},
     "public-key": {"GET": _public_key},
+    **sts.ADMIN_ROUTES,  # sts/sessions, sts/expire, sts/revoke
 }
 
 

@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-lifetime-seconds", type=float, default=4 * 3600.0,
                    help="registration token lifetime (default 14400)")
     p.add_argument("--region", default="us-east-1", help="the region this endpoint serves (default us-east-1)")
+    p.add_argument("--sts-default-duration-seconds", type=float, default=3600.0,
+                   help="lifetime of STS, instance and container session credentials when the caller names none "
+                        "(default 3600)")
+    p.add_argument("--sts-min-duration-seconds", type=float, default=900.0,
+                   help="smallest DurationSeconds STS accepts (AWS: 900; lower it for short test sessions)")
+    p.add_argument("--refuse-long-term-keys", action="store_true",
+                   help="MeterUsage and RegisterUsage refuse long-term keys (AWS's documented rule)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="arm a fault: 'type[:rate=R,count=N,latencyMs=MS,operations=Op1+Op2]' or JSON")
     p.add_argument("--seed", type=int, help="seed for fault randomness")
@@ -72,7 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "batchMeterUsageWindowHours": args.batch_meter_usage_window_hours,
                        "meterUsageWindowHours": args.meter_usage_window_hours,
                        "monthEndGraceHours": args.month_end_grace_hours, "echo": args.echo,
-                       "tokenLifetimeSeconds": args.token_lifetime_seconds, "region": args.region})
+                       "tokenLifetimeSeconds": args.token_lifetime_seconds, "region": args.region,
+                       "stsDefaultDurationSeconds": args.sts_default_duration_seconds,
+                       "stsMinDurationSeconds": args.sts_min_duration_seconds,
+                       "refuseLongTermKeys": args.refuse_long_term_keys})
         if args.timestamp_window_hours is not None:
             config.update({"timestampWindowHours": args.timestamp_window_hours})
         faults = [parse_cli_spec(spec, i) for i, spec in enumerate(args.fault, start=1)]

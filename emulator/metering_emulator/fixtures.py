@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .sigv4 import Credential
+from .sts import IDENTITY_KEYS, Identity, parse_identity, redact
 
 DEFAULT_FIXTURES: dict[str, Any] = {
     "credentials": [
@@ -218,6 +219,7 @@ class Fixtures:
     tokens: list[TokenSpec]
     document: dict[str, Any] = field(default_factory=dict)
     license_products: dict[str, Product] = field(default_factory=dict, repr=False)
+    identity: Identity = field(default_factory=Identity, repr=False)  # roles etc. (sts.py)
 
     def __post_init__(self) -> None:
         for product in reversed(list(self.products.values())):
@@ -232,6 +234,7 @@ class Fixtures:
             for name in SECRET_FIELDS:
                 if name in cred:
                     cred[name] = "***"
+        redact(doc)
         return doc
 
 
@@ -284,7 +287,7 @@ def parse_fixtures(doc: Any) -> Fixtures:
     errors: list[str] = []
     if not isinstance(doc, dict):
         raise FixtureError("fixtures: must be a JSON object")
-    unknown = set(doc) - {"credentials", "products", "registrationTokens"}
+    unknown = set(doc) - {"credentials", "products", "registrationTokens", *IDENTITY_KEYS}
     if unknown:
         errors.append(f"fixtures: unknown keys {sorted(unknown)}")
     credentials: dict[str, Credential] = {}
@@ -365,9 +368,10 @@ def parse_fixtures(doc: Any) -> Fixtures:
             errors.append(f"{where}.productCode: no product '{code}' in the fixtures")
         if token is not None and code is not None and customer is not None:
             tokens.append(TokenSpec(token, code, customer))
+    identity = parse_identity(doc, errors)
     if errors:
         raise FixtureError("invalid fixtures: " + "; ".join(errors))
-    return Fixtures(credentials, products, tokens, copy.deepcopy(doc))
+    return Fixtures(credentials, products, tokens, copy.deepcopy(doc), identity=identity)
 
 
 def load_fixtures(source: str | Path | dict[str, Any] | None) -> Fixtures:

@@ -44,6 +44,10 @@ class Config:
     modeled_constraint_errors: bool = False
     public_key_version: int = 1
     disabled_operations: list[str] = field(default_factory=list)
+    # STS and workload credentials (sts.py, workload.py)
+    sts_default_duration_seconds: float = 3600.0
+    sts_min_duration_seconds: float = 900.0
+    refuse_long_term_keys: bool = False
 
     NAMES: ClassVar[dict[str, str]] = {
         "quotas": "quotas",
@@ -59,6 +63,9 @@ class Config:
         "modeledConstraintErrors": "modeled_constraint_errors",
         "publicKeyVersion": "public_key_version",
         "disabledOperations": "disabled_operations",
+        "stsDefaultDurationSeconds": "sts_default_duration_seconds",
+        "stsMinDurationSeconds": "sts_min_duration_seconds",
+        "refuseLongTermKeys": "refuse_long_term_keys",
     }
 
     # The single window of older versions: setting it sets both per-operation windows (kept as an alias).
@@ -167,6 +174,7 @@ class State:
         self.registered: set[tuple[str, str]] = set()
         self.stats: dict[str, OperationStats] = {}
         self.quota_windows: dict[tuple[str, str, str], deque[float]] = {}
+        self.sts_sessions: Any = None  # sts.Sessions, created on first use
         self.audit: Counter[str] = Counter()
         now = self.now()
         self.tokens: dict[str, IssuedToken] = {
