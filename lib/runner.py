@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -88,6 +89,47 @@ def batch_summary(op: Operation, outcome: BatchOutcome) -> dict[str, Any]:
     return summary
 
 
+# The platform refuses an outgoing message above ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT bytes (10 MiB by
+# default), measured after encryption (base64: 4/3 of the JSON) and with the message envelope; half the
+# limit for the body leaves room for both.
+DEFAULT_OUTGOING_LIMIT = 10 * 1024 * 1024
+
+
+def summary_budget() -> int:
+    """Bytes of JSON one result message may hold, from the platform's outgoing size limit."""
+    raw = os.environ.get("ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT", "")
+    limit = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_OUTGOING_LIMIT
+    return limit // 2
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def summary_parts(summary: dict[str, Any], budget: int) -> list[dict[str, Any]]:
+    """The summary as one message, or split into parts of at most ``budget`` bytes when it is larger.
+
+    Records already billed must never turn into an error because their report is too big: each part
+    carries a slice of ``Results`` (input order kept) with the whole message's counts, and ``Part`` /
+    ``PartCount`` so the next step can tell the parts belong together.
+    """
+    if _json_size(summary) <= budget:
+        return [summary]
+    head = {key: value for key, value in summary.items() if key != "Results"}
+    base = _json_size({**head, "Results": [], "Part": 10**6, "PartCount": 10**6})
+    slices: list[list[dict[str, Any]]] = [[]]
+    size = base
+    for entry in summary["Results"]:
+        entry_size = _json_size(entry) + 1
+        if slices[-1] and size + entry_size > budget:
+            slices.append([])
+            size = base
+        slices[-1].append(entry)
+        size += entry_size
+    return [{**head, "Results": part, "Part": index + 1, "PartCount": len(slices)}
+            for index, part in enumerate(slices)]
+
+
 def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
         client: MeteringClient | None = None, now: Callable[[], float] = time.time) -> dict[str, Any] | None:
     """Execute ``op`` for one message: return the outgoing message, or raise.
@@ -118,7 +160,14 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
                         record_body["RequestId"] = result.request_id
                     ctx.emit("data", new_message(record_body))
                 return None
-            return new_message(summary)
+            parts = summary_parts(summary, summary_budget())
+            if len(parts) == 1:
+                return new_message(summary)
+            logger.info("%s: the result of %d record(s) is emitted in %d parts (outgoing size limit)", op.name,
+                        summary["RecordCount"], len(parts))
+            for part in parts:
+                ctx.emit("data", new_message(part))
+            return None
         if op.quantity is not None:  # send the decimal quantity member (lib/quantity.py says why)
             wire = quantity.to_wire(wire, op.quantity)
         token_member = op.idempotency_member
