@@ -9,13 +9,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from . import quantity
 from .batch import KNOWN_STATUSES, BatchOutcome, RecordResult, run_batch
 from .client import MeteringClient, Settings, client_for
 from .errors import DRY_RUN, MeteringError
 from .operations import Operation
+from .options import StepOptions
 from .redact import guard, secret_values
 from .schema import epochs_to_iso, json_schema, timestamps_to_epoch
-from .validation import allocation_problems, problems
+from .validation import batch_problems, problems, request_problems
 
 # Namespace of the ClientTokens derived from message ids (any fixed UUID; changing it re-bills redeliveries).
 TOKEN_NAMESPACE = uuid.UUID("6f1d3a52-8a4e-4c1e-9a57-3f0c8f2b7d10")
@@ -31,10 +33,9 @@ def validate_body(op: Operation, body: Any) -> None:
     found = problems(op.in_schema, body)
     if not found and isinstance(body, dict):
         if op.batch_member:
-            for index, record in enumerate(body.get(op.batch_member) or []):
-                found += allocation_problems(record, f"/{op.batch_member}/{index}", "Quantity")
-        else:
-            found += allocation_problems(body, "", "UsageQuantity")
+            found += batch_problems(body, op.batch_member)
+        elif op.quantity is not None:
+            found += request_problems(body)
     if found:
         raise MeteringError("ValidationFailed", f"{len(found)} problem(s) in the message body",
                             operation=op.name, problems=found)
@@ -60,6 +61,14 @@ def _record_body(result: RecordResult) -> dict[str, Any]:
     body: dict[str, Any] = {"RecordIndex": result.position, "UsageRecord": dict(result.record), "Status": result.status}
     if result.metering_record_id:
         body["MeteringRecordId"] = result.metering_record_id
+    if result.error_code:
+        body["ErrorCode"] = result.error_code
+        if result.error_message:
+            body["ErrorMessage"] = result.error_message
+    if result.billed_quantity is not None:
+        body["BilledQuantity"] = result.billed_quantity
+    if result.summed:
+        body["SummedRecordIndexes"] = list(result.summed)
     return body
 
 
@@ -91,24 +100,27 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
     for target in (logger, log, logging.getLogger("lib.client"), logging.getLogger("lib.batch")):
         guard(target, secret_values(cfg))
     settings = Settings.from_cfg(cfg)
+    options = StepOptions.from_cfg(cfg)
     body = msg.get("body")
     validate_body(op, body)
     wire = timestamps_to_epoch(json_schema(op.in_schema), body)
     client = client or client_for(settings)
     try:
         if op.batch_member:
-            outcome = run_batch(op, client, wire, now=now(), window_hours=int(cfg.get("timestampWindowHours") or 6),
-                                out_of_window=str(cfg.get("outOfWindow") or "skip"))
+            outcome = run_batch(op, client, wire, now=now(), window_hours=options.window_hours,
+                                out_of_window=options.out_of_window, same_hour=options.same_hour_records)
             summary = batch_summary(op, outcome)
             logger.info("%s: %d record(s) in %d call(s); %s", op.name, summary["RecordCount"], outcome.calls,
                         ", ".join(f"{k}={v}" for k, v in summary["StatusCounts"].items() if v))
-            if cfg.get("emitPerRecord"):
+            if options.emit_per_record:
                 for result, record_body in zip(outcome.results, summary["Results"]):
                     if result.request_id:
                         record_body["RequestId"] = result.request_id
                     ctx.emit("data", new_message(record_body))
                 return None
             return new_message(summary)
+        if op.quantity is not None:  # send the decimal quantity member (lib/quantity.py says why)
+            wire = quantity.to_wire(wire, op.quantity)
         token_member = op.idempotency_member
         if token_member and not wire.get(token_member):
             wire[token_member] = derive_client_token(msg, getattr(ctx, "message_id", None), wire)
