@@ -175,11 +175,11 @@ class State:
         self.stats: dict[str, OperationStats] = {}
         self.quota_windows: dict[tuple[str, str, str], deque[float]] = {}
         self.sts_sessions: Any = None  # sts.Sessions, created on first use
-        self.audit: Counter[str] = Counter()
         now = self.now()
         self.tokens: dict[str, IssuedToken] = {
             t.token: IssuedToken(t.product_code, t.customer, now) for t in self.fixtures.tokens
         }
+        self.audit: Counter[str] = Counter()  # e.g. records sent with ProductCode and LicenseArn
 
     def emulator_now(self) -> float:
         """The emulator clock: wall time plus ``clockOffsetSeconds`` (drives the SigV4 skew check)."""
@@ -246,7 +246,7 @@ class State:
             return True
 
     def summary(self) -> list[dict[str, Any]]:
-        """Counts and quantity sums per product, customer, dimension and hour."""
+        """Counts and exact (Decimal) quantity sums per product, customer, LicenseArn, dimension and hour."""
         with self.lock:
             groups: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
             for r in self.records:
