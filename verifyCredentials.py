@@ -1,8 +1,11 @@
-"""verifyCredentials: tell bad credentials, a missing permission and a wrong region/endpoint apart.
+"""verifyCredentials: tell bad credentials, a role that cannot be assumed, a container without workload
+identity, a missing permission and a wrong region/endpoint apart.
 
 Nothing is metered: the probe is ResolveCustomer with a token that cannot exist (AWS answers
 InvalidTokenException only after authentication and authorisation passed). If ResolveCustomer is not
-allowed, an empty BatchMeterUsage and a DryRun MeterUsage tell whether the credentials may meter.
+allowed (or the region does not offer it, lib/regions.py), an empty BatchMeterUsage and a DryRun
+MeterUsage tell whether the credentials may meter. In the role modes the credentials are resolved first
+(STS, the workload's endpoints); a failure there is reported as such, before any metering call.
 """
 
 from __future__ import annotations
@@ -10,17 +13,28 @@ from __future__ import annotations
 from typing import Any
 
 from lib.client import MeteringClient, Settings
+from lib.credentials import ACCESS_KEYS, ASSUME_ROLE, NO_WORKLOAD_IDENTITY, WORKLOAD
 from lib.errors import CREDENTIALS, DRY_RUN, INPUT, PERMISSION, MeteringError
 from lib.operations import OPERATIONS
 from lib.redact import guard, secret_values
+from lib.regions import operations_in
 from lib.resilience import Backoff, Pacer
 
 PROBE_TOKEN = "elasticio-verify-credentials-probe-not-a-real-token"
-PROBES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("batchMeterUsage", {"UsageRecords": []}),
-    ("meterUsage", {"ProductCode": "verifycredentialsprobe", "Timestamp": 0, "UsageDimension": "probe",
-                    "DryRun": True, "ClientToken": "verify-credentials-probe"}),
-)
+PAYLOADS: dict[str, dict[str, Any]] = {
+    "resolveCustomer": {"RegistrationToken": PROBE_TOKEN},
+    "batchMeterUsage": {"UsageRecords": []},
+    "meterUsage": {"ProductCode": "verifycredentialsprobe", "Timestamp": 0, "UsageDimension": "probe",
+                   "DryRun": True, "ClientToken": "verify-credentials-probe"},
+}
+
+
+def _who(settings: Settings) -> str:
+    if settings.auth_mode == ASSUME_ROLE:
+        return f"role {settings.role_arn}"
+    if settings.auth_mode == WORKLOAD:
+        return "workload identity of this container"
+    return "access key"
 
 
 def _region_or_credentials(err: MeteringError, settings: Settings) -> str:
@@ -30,13 +44,44 @@ def _region_or_credentials(err: MeteringError, settings: Settings) -> str:
                 "Choose the region of the endpoint, or fix the endpoint URL.")
     if "signature expired" in text or "not yet current" in text:
         return f"The clock of this machine is off by more than 5 minutes ({err.code})."
+    if settings.auth_mode != ACCESS_KEYS:
+        return (f"Bad credentials: AWS refused the temporary credentials of the {_who(settings)} even after "
+                f"resolving them again ({err.code}: {err.aws_message}).")
     if err.code == "ExpiredTokenException":
         return "Bad credentials: the session token has expired."
     return (f"Bad credentials: AWS did not accept the access key, secret key or session token "
             f"({err.code}: {err.aws_message}).")
 
 
+def _credential_source(err: MeteringError, settings: Settings) -> str | None:
+    """Failures to obtain credentials at all (STS, the workload's endpoints), before any metering call."""
+    if err.operation == "AssumeRole":
+        source = ("the workload identity of this container" if settings.role_source == WORKLOAD
+                  else f"access key {settings.access_key_id}")
+        return (f"The role cannot be assumed: STS answered {err.code}: {err.aws_message}. Check that the trust "
+                f"policy of {settings.role_arn} allows sts:AssumeRole for {source}, and that the External ID "
+                f"matches its sts:ExternalId condition (or leave it empty if it has none).")
+    if err.operation == "AssumeRoleWithWebIdentity":
+        return (f"The workload's web identity cannot assume its role (AWS_ROLE_ARN): STS answered {err.code}: "
+                f"{err.aws_message}. Check that the role's trust policy allows sts:AssumeRoleWithWebIdentity for "
+                "the cluster's OIDC provider and this service account, and that the token file is current.")
+    if err.code == NO_WORKLOAD_IDENTITY:
+        return ("No workload identity in this container: found neither EKS IRSA (AWS_WEB_IDENTITY_TOKEN_FILE and "
+                "AWS_ROLE_ARN), nor an ECS task role (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / FULL_URI), nor an "
+                "EC2 instance role (instance metadata). Run the step in a pod, task or instance with an IAM role, "
+                "or choose Access keys or Assume role from access keys.")
+    if err.operation == "credentials" and err.code == "ConnectionError":
+        where = settings.sts_endpoint_url or "AWS_ENDPOINT_URL_STS or the regional endpoint"
+        return f"Could not reach STS ({where}); check the STS endpoint URL and the network."
+    if err.operation == "credentials":
+        return f"The workload identity could not be read: {err.code}: {err.aws_message}"
+    return None
+
+
 def _explain(err: MeteringError, settings: Settings) -> str:
+    source = _credential_source(err, settings)
+    if source is not None:
+        return source
     if err.kind == CREDENTIALS:
         return _region_or_credentials(err, settings)
     if err.kind in ("region-or-endpoint",) or err.code in ("ConnectionError", "TLSError"):
@@ -55,37 +100,43 @@ def _allowed(err: MeteringError) -> bool:
 
 
 def check(credentials: dict[str, Any], client: MeteringClient | None = None) -> dict[str, Any]:
-    """The verification result as a dict ``{"verified": bool, "reason"?: str}``."""
+    """The verification result as a dict ``{"verified": bool, "reason"?: str}``.
+
+    Probes, in order and only those the region offers (lib/regions.py): ResolveCustomer with a token that
+    cannot exist, an empty BatchMeterUsage, a DryRun MeterUsage. None of them meters anything.
+    """
     try:
         settings = Settings.from_cfg(credentials)
     except MeteringError as err:
         return {"verified": False, "reason": "Incomplete credentials: " + "; ".join(map(str, err.problems))}
     client = client or MeteringClient(settings, backoff=Backoff(max_attempts=3), timeout=(5.0, 15.0),
                                       pacer_for=lambda op: Pacer(op.rate_per_second))
-    try:
-        client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": PROBE_TOKEN})
-        return {"verified": True}
-    except MeteringError as err:
-        if _allowed(err):
-            return {"verified": True}
-        if err.kind != PERMISSION:
-            return {"verified": False, "reason": _explain(err, settings)}
-        denied = [OPERATIONS["resolveCustomer"].iam_action]
-    for action, payload in PROBES:
+    offered = [action for action in operations_in(settings.region) if action in PAYLOADS]
+    denied: list[str] = []
+    for index, action in enumerate(offered):
         op = OPERATIONS[action]
         try:
-            client.call(op, payload)
-            return {"verified": True, "reason": f"Allowed to call {op.iam_action}; not allowed: {', '.join(denied)}."}
+            client.call(op, PAYLOADS[action])
+            passed = True
         except MeteringError as err:
-            if _allowed(err):
-                return {"verified": True,
-                        "reason": f"Allowed to call {op.iam_action}; not allowed: {', '.join(denied)}."}
-            if err.kind != PERMISSION:
+            passed = _allowed(err)
+            if not passed and err.kind != PERMISSION:
                 return {"verified": False, "reason": _explain(err, settings)}
-            denied.append(op.iam_action)
-    return {"verified": False,
-            "reason": "Missing permission: the credentials are valid but the IAM policy allows none of "
-                      + ", ".join(denied) + "."}
+        if passed:
+            if index == 0 and len(offered) == len(PAYLOADS):
+                return {"verified": True}
+            reason = f"Allowed to call {op.iam_action}"
+            reason += f"; not allowed: {', '.join(denied)}." if denied else "."
+            if len(offered) < len(PAYLOADS):
+                reason += (f" Region {settings.region} offers only "
+                           f"{', '.join(OPERATIONS[a].name for a in offered)}; probed with that.")
+            return {"verified": True, "reason": reason}
+        denied.append(op.iam_action)
+    reason = (f"Missing permission: the credentials ({_who(settings)}) are valid but the IAM policy allows "
+              f"none of {', '.join(denied)}.")
+    if "aws-marketplace:MeterUsage" in denied and settings.auth_mode != WORKLOAD:
+        reason += " Note: AWS accepts MeterUsage only signed by the workload's own role (Workload identity)."
+    return {"verified": False, "reason": reason}
 
 
 def verify(self: Any, credentials: dict[str, Any]) -> dict[str, Any]:

@@ -14,14 +14,11 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
-from requests import exceptions as rexc
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from requests.utils import select_proxy
 from requests_aws4auth import AWS4Auth
-from urllib3 import HTTPConnectionPool, Timeout
-from urllib3 import exceptions as u3exc
 
+from .credentials import role_credentials, session_rejected
 from .errors import ErrorClass, MeteringError, Problem, parse_code
 from .operations import Operation
 from .resilience import Backoff, Pacer, Sleep, shared_pacer
@@ -53,8 +50,17 @@ def default_endpoint(region: str) -> str:
     return f"https://{ENDPOINT_PREFIX}.{region}.{suffix}"
 
 
+def _check_tls(field: str, url: str | None) -> None:
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+            raise MeteringError("ValidationFailed", "1 problem(s) in the configuration", operation="configuration",
+                                problems=[Problem(f"/{field}", "must use https (plain http only for "
+                                                  "loopback addresses)")])
+
+
 class Settings(NamedTuple):
-    """Credentials and endpoint of one connector configuration."""
+    """Credentials and endpoint of one connector configuration (lib/credentials.py: the modes)."""
 
     access_key_id: str
     secret_access_key: str
@@ -62,25 +68,38 @@ class Settings(NamedTuple):
     region: str
     endpoint_url: str
     calls_per_second: float | None = None  # None: the documented quota of each operation
+    auth_mode: str = "accessKeys"  # accessKeys | assumeRole | workloadIdentity
+    role_arn: str | None = None
+    external_id: str | None = None
+    role_source: str = "accessKeys"  # Assume role from: accessKeys | workloadIdentity
+    role_session_name: str | None = None
+    session_duration: int | None = None
+    sts_endpoint_url: str | None = None  # None: AWS_ENDPOINT_URL_STS, else botocore's regional endpoint
 
     def __repr__(self) -> str:  # never show the secrets, even in a traceback with locals
-        return f"Settings(access_key_id={self.access_key_id!r}, region={self.region!r}, endpoint_url={self.endpoint_url!r})"
+        return (f"Settings(auth_mode={self.auth_mode!r}, access_key_id={self.access_key_id!r}, "
+                f"role_arn={self.role_arn!r}, region={self.region!r}, endpoint_url={self.endpoint_url!r})")
 
     @classmethod
-    def create(cls, access_key_id: str, secret_access_key: str, *, region: str = DEFAULT_REGION,
+    def create(cls, access_key_id: str = "", secret_access_key: str = "", *, region: str = DEFAULT_REGION,
                endpoint_url: str | None = None, session_token: str | None = None,
-               calls_per_second: float | None = None) -> Settings:
-        """Settings from typed arguments (library use); only the TLS rule is checked here."""
-        if endpoint_url:
-            parts = urlsplit(endpoint_url)
-            if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
-                raise MeteringError("ValidationFailed", "1 problem(s) in the configuration", operation="configuration",
-                                    problems=[Problem("/endpointUrl", "must use https (plain http only for "
-                                                      "loopback addresses)")])
+               calls_per_second: float | None = None, auth_mode: str = "accessKeys", role_arn: str | None = None,
+               external_id: str | None = None, role_source: str = "accessKeys",
+               role_session_name: str | None = None, session_duration: int | None = None,
+               sts_endpoint_url: str | None = None) -> Settings:
+        """Settings from typed arguments (library use); only the TLS and duration rules are checked here."""
+        _check_tls("endpointUrl", endpoint_url)
+        _check_tls("stsEndpointUrl", sts_endpoint_url)
+        if session_duration is not None and not 900 <= session_duration <= 43200:
+            raise MeteringError("ValidationFailed", "1 problem(s) in the configuration", operation="configuration",
+                                problems=[Problem("/sessionDurationSeconds", "must be from 900 to 43200")])
         return cls(access_key_id=access_key_id, secret_access_key=secret_access_key,
                    session_token=session_token or None, region=region,
                    endpoint_url=(endpoint_url or default_endpoint(region)).rstrip("/") + "/",
-                   calls_per_second=calls_per_second or None)
+                   calls_per_second=calls_per_second or None, auth_mode=auth_mode, role_arn=role_arn or None,
+                   external_id=external_id or None, role_source=role_source or "accessKeys",
+                   role_session_name=role_session_name or None, session_duration=session_duration,
+                   sts_endpoint_url=sts_endpoint_url.rstrip("/") + "/" if sts_endpoint_url else None)
 
     @classmethod
     def from_cfg(cls, cfg: dict[str, Any]) -> Settings:
@@ -91,16 +110,42 @@ class Settings(NamedTuple):
         if found:
             raise MeteringError("ValidationFailed", f"{len(found)} problem(s) in the configuration",
                                 operation="configuration", problems=found)
-        return cls.create(cfg["accessKeyId"], cfg["secretAccessKey"], region=cfg.get("region") or DEFAULT_REGION,
-                          endpoint_url=cfg.get("endpointUrl") or None, session_token=cfg.get("sessionToken"),
-                          calls_per_second=float(cfg["callsPerSecond"]) if cfg.get("callsPerSecond") else None)
+        mode = cfg.get("authMode") or "accessKeys"
+        keys = mode == "accessKeys" or (mode == "assumeRole" and cfg.get("roleSource") != "workloadIdentity")
+        role = mode == "assumeRole"
+        return cls.create(cfg.get("accessKeyId", "") if keys else "", cfg.get("secretAccessKey", "") if keys else "",
+                          region=cfg.get("region") or DEFAULT_REGION,
+                          endpoint_url=cfg.get("endpointUrl") or None,
+                          session_token=cfg.get("sessionToken") if keys else None,
+                          calls_per_second=float(cfg["callsPerSecond"]) if cfg.get("callsPerSecond") else None,
+                          auth_mode=mode, role_arn=cfg.get("roleArn") if role else None,
+                          external_id=cfg.get("externalId") if role else None,
+                          role_source=(cfg.get("roleSource") or "accessKeys") if role else "accessKeys",
+                          role_session_name=cfg.get("roleSessionName") if role else None,
+                          session_duration=int(cfg["sessionDurationSeconds"])
+                          if role and cfg.get("sessionDurationSeconds") else None,
+                          sts_endpoint_url=cfg.get("stsEndpointUrl") or None if mode != "accessKeys" else None)
+
+    @property
+    def credential_key(self) -> str:
+        """A digest identifying the credential part (not the rate) without holding secrets in clear text."""
+        raw = "\0".join([self.auth_mode, self.access_key_id, self.secret_access_key, self.session_token or "",
+                         self.role_arn or "", self.external_id or "", self.role_source, self.role_session_name or "",
+                         str(self.session_duration or ""), self.sts_endpoint_url or "", self.region])
+        return hashlib.sha256(raw.encode()).hexdigest()
 
     @property
     def cache_key(self) -> str:
         """A digest identifying these settings without holding the secrets in clear text."""
-        raw = "\0".join([self.access_key_id, self.secret_access_key, self.session_token or "",
-                         self.region, self.endpoint_url, repr(self.calls_per_second)])
+        raw = "\0".join([self.credential_key, self.endpoint_url, repr(self.calls_per_second)])
         return hashlib.sha256(raw.encode()).hexdigest()
+
+    @property
+    def identity(self) -> str:
+        """Who calls AWS, for sharing a pacer: the access key, else the role ARN or the workload."""
+        if self.auth_mode == "accessKeys":
+            return self.access_key_id
+        return self.role_arn or f"workload:{self.credential_key[:16]}"
 
 
 class _Answer(NamedTuple):
@@ -145,7 +190,7 @@ class MeteringClient:
         self.timeout = timeout
         self._sleep = sleep
         self._pacer_for = pacer_for or (
-            lambda op: shared_pacer(settings.access_key_id, settings.region, op.name, self.rate_for(op)))
+            lambda op: shared_pacer(settings.identity, settings.region, op.name, self.rate_for(op)))
         self.session = requests.Session()
         self.session.verify = True  # TLS verification is never switched off
         if _is_loopback(urlsplit(settings.endpoint_url).hostname or ""):
@@ -153,8 +198,17 @@ class MeteringClient:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self.session.auth = self._auth = AWS4Auth(settings.access_key_id, settings.secret_access_key,
-                                                  settings.region, SIGNING_NAME, session_token=settings.session_token)
+        # Access keys sign as they are; the role modes sign with botocore's refreshable credentials
+        # (lib/credentials.py, which imports botocore only then).
+        self._credentials = role_credentials(settings)
+        self._auth_lock = threading.Lock()  # AWS4Auth swaps keys in place when refreshable credentials rotate
+        if self._credentials is None:
+            self._auth = AWS4Auth(settings.access_key_id, settings.secret_access_key, settings.region,
+                                  SIGNING_NAME, session_token=settings.session_token)
+        else:
+            self._auth = AWS4Auth(refreshable_credentials=self._credentials, region=settings.region,
+                                  service=SIGNING_NAME)
+        self.session.auth = self._auth
         self.session.headers.update({"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT})
         # Requests are prepared here and handed to the session's pooled adapter directly: Session.request
         # re-merges settings, cookies and the environment on every call, which costs more CPU than the call.
@@ -162,14 +216,6 @@ class MeteringClient:
         template = requests.Request("POST", settings.endpoint_url).prepare()
         self._url = template.url or settings.endpoint_url
         self._proxies = {} if not self.session.trust_env else requests.utils.get_environ_proxies(self._url)
-        # Without a proxy for the endpoint, requests' adapter only picks the pooled urllib3 connection pool,
-        # converts the timeout and wraps the reply in a Response; doing those once here and calling the pool
-        # directly halves the CPU of a call. Exceptions are mapped exactly as the adapter maps them.
-        self._direct = select_proxy(self._url, self._proxies) is None
-        self._path = template.path_url
-        self._template = template
-        self._u3_timeout = Timeout(connect=timeout[0], read=timeout[1])
-        self._pool: HTTPConnectionPool | None = None
         # Only what the protocol needs: every extra header costs CPU in the signer and in http.client
         # (which adds "Accept-Encoding: identity" by itself; HTTP/1.1 keeps the connection alive by default).
         self._base_headers = {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT}
@@ -193,25 +239,45 @@ class MeteringClient:
         attempt = 0
         while True:
             mark = pacer.wait()
+            failure = None
             try:
                 data, request_id = self._send(op, body, headers)
             except MeteringError as err:
                 failure = err
             else:
                 return Reply(data, request_id, attempt + 1)
-            finally:
-                pacer.done(mark)
+            finally:  # a throttling answer lowers the process's adaptive rate for this quota
+                pacer.done(mark, throttled=failure is not None and failure.kind == "throttled")
             attempt += 1
             if not failure.retryable or attempt >= self.backoff.max_attempts:
                 raise failure
             delay = self.backoff.delay(attempt - 1)
             log.info("%s attempt %d failed with %s (request id %s); retrying in %.3fs",
                      op.name, attempt, failure.code, failure.request_id, delay)
-            if failure.kind == "throttled":
-                pacer.penalise(delay)
             self._sleep(delay)
 
     def _send(self, op: Operation, body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+        """One exchange; in a role mode an expired or revoked session is re-resolved once and resent."""
+        try:
+            return self._send_once(op, body, headers)
+        except MeteringError as err:
+            if self._credentials is None or not session_rejected(err):
+                raise
+            log.info("%s: the session credentials were refused (%s, request id %s); resolving them again",
+                     op.name, err.code, err.request_id)
+            self._credentials.reset()
+        try:
+            return self._send_once(op, body, headers)
+        except MeteringError as err:
+            if session_rejected(err):  # a fresh session refused too: the credentials are bad
+                raise MeteringError(err.code, err.aws_message, operation=err.operation, status=err.status,
+                                    request_id=err.request_id,
+                                    classification=ErrorClass(False, "credentials", "bad credentials: the "
+                                                              "session was refused again after resolving it "
+                                                              "anew")) from None
+            raise
+
+    def _send_once(self, op: Operation, body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], str | None]:
         try:
             answer = self._exchange(self._prepare(body, headers))
         except requests.exceptions.SSLError as exc:
@@ -241,66 +307,26 @@ class MeteringClient:
         raise self._error(op, answer, request_id)
 
     def _exchange(self, prep: _Signed) -> _Answer:
-        """Send one signed request and read the whole reply; transport failures raise requests' exceptions."""
-        if not self._direct:  # through a proxy: requests' adapter handles proxy URLs, tunnels and headers
-            full = requests.PreparedRequest()
-            full.method, full.url, full.body = prep.method, prep.url, prep.body
-            full.headers = CaseInsensitiveDict(prep.headers)
-            resp = self._adapter.send(full, timeout=self.timeout, verify=True, proxies=self._proxies)
-            content = resp.content  # read here: a connection dropped mid-body is a transport failure too
-            return _Answer(resp.status_code, resp.reason or "", resp.headers, content)
-        pool = self._pool
-        if pool is None or pool.pool is None:  # first call, or the session was closed meanwhile
-            pool = self._pool = self._connection_pool()
-        try:
-            raw = pool.urlopen("POST", self._path, body=prep.body, headers=prep.headers, redirect=False,
-                               assert_same_host=False, preload_content=False, decode_content=False,
-                               retries=self._adapter.max_retries, timeout=self._u3_timeout, chunked=False)
-        except (u3exc.ProtocolError, OSError) as err:  # the same mapping as HTTPAdapter.send
-            raise rexc.ConnectionError(err) from None
-        except u3exc.MaxRetryError as err:
-            reason = err.reason
-            if isinstance(reason, u3exc.ConnectTimeoutError) and not isinstance(reason, u3exc.NewConnectionError):
-                raise rexc.ConnectTimeout(err) from None
-            if isinstance(reason, u3exc.ResponseError):
-                raise rexc.RetryError(err) from None
-            if isinstance(reason, u3exc.ProxyError):
-                raise rexc.ProxyError(err) from None
-            if isinstance(reason, u3exc.SSLError):
-                raise rexc.SSLError(err) from None
-            raise rexc.ConnectionError(err) from None
-        except u3exc.ClosedPoolError as err:
-            raise rexc.ConnectionError(err) from None
-        except u3exc.ProxyError as err:
-            raise rexc.ProxyError(err) from None
-        except u3exc.SSLError as err:
-            raise rexc.SSLError(err) from None
-        except u3exc.ReadTimeoutError as err:
-            raise rexc.ReadTimeout(err) from None
-        except u3exc.InvalidHeader as err:
-            raise rexc.InvalidHeader(err) from None
-        try:  # read the body here: a connection dropped mid-body is a transport failure too
-            content = raw.read(decode_content=True)
-        except u3exc.ProtocolError as err:  # the same mapping as Response.content
-            raise rexc.ChunkedEncodingError(err) from None
-        except u3exc.DecodeError as err:
-            raise rexc.ContentDecodingError(err) from None
-        except u3exc.ReadTimeoutError as err:
-            raise rexc.ConnectionError(err) from None
-        except u3exc.SSLError as err:
-            raise rexc.SSLError(err) from None
-        return _Answer(raw.status, raw.reason or "", raw.headers, content)
+        """Send one signed request through the session's pooled adapter and read the whole reply.
 
-    def _connection_pool(self) -> HTTPConnectionPool:
-        """The adapter's pooled connections for the endpoint, with the TLS settings the adapter applies."""
-        pool: HTTPConnectionPool = self._adapter.get_connection_with_tls_context(self._template, True, proxies={})
-        self._adapter.cert_verify(pool, self._url, True, None)
-        return pool
+        Session.request is skipped (it re-merges settings, cookies and the environment on every call);
+        the adapter does the rest (pool, proxy, TLS). Transport failures raise requests' exceptions.
+        """
+        full = requests.PreparedRequest()
+        full.method, full.url, full.body = prep.method, prep.url, prep.body
+        full.headers = CaseInsensitiveDict(prep.headers)
+        resp = self._adapter.send(full, timeout=self.timeout, verify=True, proxies=self._proxies)
+        content = resp.content  # read here: a connection dropped mid-body is a transport failure too
+        return _Answer(resp.status_code, resp.reason or "", resp.headers, content)
 
     def _prepare(self, body: bytes, headers: dict[str, str]) -> _Signed:
         """A signed request for the endpoint (the URL was prepared once; the signature is fresh)."""
         signed = _Signed(self._url, body, {**self._base_headers, **headers, "Content-Length": str(len(body))})
-        self._auth(signed)  # adds x-amz-date, x-amz-content-sha256, the session token and Authorization
+        if self._credentials is None:
+            self._auth(signed)  # adds x-amz-date, x-amz-content-sha256, the session token and Authorization
+        else:
+            with self._auth_lock:  # resolves/refreshes the temporary credentials first (may raise MeteringError)
+                self._auth(signed)
         return signed
 
     @staticmethod

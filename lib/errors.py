@@ -36,6 +36,9 @@ ERROR_TABLE: dict[str, ErrorClass] = {
     "InternalServiceErrorException": ErrorClass(True, TRANSIENT, "AWS-side error; retried with backoff"),
     "ServiceUnavailable": ErrorClass(True, TRANSIENT, "service unavailable; retried"),
     "RequestTimeout": ErrorClass(True, TRANSIENT, "request timed out; retried"),
+    # botocore retries these as transient (botocore/retries/standard.py, TransientRetryableChecker)
+    "RequestTimeoutException": ErrorClass(True, TRANSIENT, "request timed out; retried"),
+    "PriorRequestNotComplete": ErrorClass(True, TRANSIENT, "an earlier request is still in progress; retried"),
     "ConnectionError": ErrorClass(True, TRANSIENT, "could not reach the endpoint (network, DNS or TLS)"),
     # modeled, fatal
     "DisabledApiException": ErrorClass(False, REGION, "the API is disabled in this region"),

@@ -10,6 +10,21 @@ from .schema import secret_fields
 
 MASK = "***"
 _MIN_SECRET_LENGTH = 4  # shorter strings would mask ordinary words
+# Secrets learnt at run time (role session keys and tokens, the web-identity token): every filter masks them.
+_RUNTIME: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Make every :class:`SecretFilter` (and :func:`scrub_known`) mask these values from now on."""
+    _RUNTIME.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_LENGTH)
+
+
+def scrub_known(text: str) -> str:
+    """``text`` with every run-time secret masked (for error texts built from a third party's message)."""
+    for secret in sorted(_RUNTIME, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
 class SecretFilter(logging.Filter):
@@ -25,14 +40,14 @@ class SecretFilter(logging.Filter):
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret masked (longest first, so overlapping secrets mask fully)."""
-        for secret in sorted(self.secrets, key=len, reverse=True):
+        for secret in sorted(self.secrets | _RUNTIME, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, MASK)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Render the message, mask it, and drop the args so handlers cannot re-render them."""
-        if self.secrets:
+        if self.secrets or _RUNTIME:
             try:
                 message = record.getMessage()
             except (TypeError, ValueError):

@@ -13,10 +13,11 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError as SchemaError
 
+from . import quantity
 from .errors import Problem
 from .schema import TIMESTAMP_FORMAT, is_timestamp, json_schema
 
-__all__ = ["Problem", "allocation_problems", "problems", "validator"]
+__all__ = ["Problem", "batch_problems", "problems", "request_problems", "validator"]
 
 
 _REQUIRED_NAME = re.compile(r"^'(.*)' is a required property$")
@@ -57,7 +58,8 @@ def _describe(error: SchemaError) -> tuple[str, str]:
         return path, "needs exactly one of " + ", ".join(options)
     if kind == "type":
         words = limit if isinstance(limit, list) else [limit]
-        return path, "must be " + " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in words)
+        text = "must be " + " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in words)
+        return path, text + _quantity_hint(error.absolute_path)
     if kind == "format" and limit == TIMESTAMP_FORMAT:
         return path, "must be ISO-8601 with an offset or Z, epoch seconds or epoch milliseconds"
     phrases = {
@@ -76,6 +78,17 @@ def _describe(error: SchemaError) -> tuple[str, str]:
     return path, f"fails the {kind} constraint"
 
 
+def _quantity_hint(parts: Any) -> str:
+    """A pointer to the decimal member when a quantity member got the wrong type."""
+    name = str(list(parts)[-1]) if parts else ""
+    for members in (quantity.RECORD, quantity.REQUEST, quantity.ALLOCATION):
+        if name == members.whole:
+            return f"; for fractional usage give {members.decimal} instead, as a string such as \"2.5\""
+        if name == members.decimal:
+            return " such as \"17.42\" (a JSON number could lose digits; in a mapping use $string(...))"
+    return ""
+
+
 def problems(schema_name: str, instance: Any) -> list[Problem]:
     """Every schema problem of ``instance``, one per path, sorted by path (empty when valid)."""
     by_path: dict[str, set[str]] = {}
@@ -85,23 +98,25 @@ def problems(schema_name: str, instance: Any) -> list[Problem]:
     return [Problem(path, "; ".join(sorted(texts))) for path, texts in sorted(by_path.items())]
 
 
-def allocation_problems(instance: Any, base: str, quantity_key: str) -> list[Problem]:
-    """Rules a schema cannot state: allocations sum to the quantity, tag sets distinct, ≤1 untagged."""
-    allocations = instance.get("UsageAllocations") if isinstance(instance, dict) else None
-    if not isinstance(allocations, list) or not allocations:
+def batch_problems(body: Any, member: str) -> list[Problem]:
+    """Batch-wide rules a schema cannot state: quantities of every record, ProductCode vs LicenseArn."""
+    if not isinstance(body, dict):
         return []
+    records = body.get(member) or []
     found: list[Problem] = []
-    quantity = instance.get(quantity_key, 0)
-    total = sum(a.get("AllocatedUsageQuantity", 0) for a in allocations if isinstance(a, dict))
-    if isinstance(quantity, int) and total != quantity:
-        found.append(Problem(f"{base}/UsageAllocations",
-                             f"AllocatedUsageQuantity values must add up to {quantity_key}"))
-    seen: set[frozenset[tuple[str, str]]] = set()
-    for index, allocation in enumerate(allocations):
-        tags = allocation.get("Tags", []) if isinstance(allocation, dict) else []
-        key = frozenset((t.get("Key", ""), t.get("Value", "")) for t in tags if isinstance(t, dict))
-        if key in seen:
-            what = "only one allocation may have no tags" if not key else "repeats the tag set of an earlier allocation"
-            found.append(Problem(f"{base}/UsageAllocations/{index}", what))
-        seen.add(key)
+    for index, record in enumerate(records):
+        found += quantity.problems(record, f"/{member}/{index}", quantity.RECORD)
+    with_license = [i for i, r in enumerate(records) if isinstance(r, dict) and r.get("LicenseArn")]
+    if body.get("ProductCode") and with_license:
+        # AWS bills such records twice (botocore 1.44 model, BatchMeterUsageRequest.ProductCode).
+        first = with_license[0]
+        found.append(Problem("/ProductCode", f"must be left out when records carry a LicenseArn "
+                                             f"(/{member}/{first}/LicenseArn and {len(with_license) - 1} more): "
+                                             "AWS bills records sent with both twice"))
     return found
+
+
+def request_problems(body: Any) -> list[Problem]:
+    """Rules a schema cannot state for a MeterUsage request (its quantity members and allocations)."""
+    return quantity.problems(body, "", quantity.REQUEST)
+

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 STEPS = [
     ("resolveCustomer", "Resolve Customer: turn a SaaS registration token into a customer"),
-    ("batchMeterUsage", "Batch Meter Usage: report SaaS usage for several customers at once"),
+    ("batchMeterUsage", "Batch Meter Usage: report SaaS usage for several customers at once (decimals, 24 h window)"),
     ("meterUsage", "Meter Usage: report one dimension for the calling account (AMI/containers)"),
     ("registerUsage", "Register Usage: check entitlement of a paid container and get a signed token"),
 ]
@@ -45,9 +45,15 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
 
 
 def with_current_timestamps(value: object, now: int) -> object:
-    """Every "Timestamp" member set to ``now`` (epoch seconds), recursively."""
+    """Every "Timestamp" member set to ``now`` (epoch seconds) less its sibling ``_hoursAgo``, recursively.
+
+    Members starting with an underscore (``_hoursAgo``, ``_comment``) are the demo's own and are dropped.
+    """
     if isinstance(value, dict):
-        return {k: (now if k == "Timestamp" else with_current_timestamps(v, now)) for k, v in value.items()}
+        hours = value.get("_hoursAgo", 0)
+        seconds = int(hours * 3600) if isinstance(hours, (int, float)) else 0
+        return {k: (now - seconds if k == "Timestamp" else with_current_timestamps(v, now))
+                for k, v in value.items() if not k.startswith("_")}
     if isinstance(value, list):
         return [with_current_timestamps(v, now) for v in value]
     return value
@@ -101,6 +107,8 @@ def main() -> int:
             for function, title in STEPS:
                 print(f"== {title}")
                 message = json.loads((EXAMPLES / f"{function}.json").read_text())
+                if function == "batchMeterUsage":
+                    print("  (record 1 is fractional usage, QuantityAsDecimal 17.42; record 2 happened 20 hours ago)")
                 message = with_current_timestamps(message, now)
                 assert isinstance(message, dict)
                 message.setdefault("id", str(uuid.uuid4()))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import sts
+from .clock import ClockError, parse_clock
 from .errors import AwsError
 from .faults import FaultSpecError
 from .fixtures import FixtureError, parse_customer, parse_fixtures
@@ -20,6 +23,32 @@ def _health(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
     with state.lock:
         return 200, {"status": "ok", "region": state.config.region, "now": state.now(),
                      "records": len(state.records)}
+
+
+def _get_clock(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
+    with state.lock:
+        return 200, state.clock.as_json(state.emulator_now())
+
+
+def _post_clock(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
+    try:
+        clock = parse_clock(body)
+    except ClockError as exc:
+        raise AwsError("ValidationException", str(exc)) from exc
+    with state.lock:
+        state.clock = clock
+        return 200, state.clock.as_json(state.emulator_now())
+
+
+def _quantities(entry: dict[str, Any]) -> dict[str, Any]:
+    """JSON form of a stored quantity: ``quantityDecimal`` the exact value as text (``"17.42"``, ``"3"``);
+    ``quantity`` the same value as an integer when it is whole, else that same text (never a float)."""
+    value = entry.get("quantity")
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        entry["quantityDecimal"] = text
+        entry["quantity"] = int(value) if value == value.to_integral_value() else text
+    return entry
 
 
 def _get_fixtures(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
@@ -57,10 +86,10 @@ def _mint(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
 
 
 def _records(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
-    filters = {k: v for k, v in query.items() if k in ("productCode", "dimension", "operation", "customer")}
+    filters = {k: v for k, v in query.items() if k in ("productCode", "dimension", "operation", "customer", "licenseArn")}
     with state.lock:
-        records = [dict(r) for r in state.records]
-        summary = state.summary()
+        records = [_quantities(dict(r)) for r in state.records]
+        summary = [_quantities(s) for s in state.summary()]
     def keep(r: dict[str, Any]) -> bool:
         for k, v in filters.items():
             value = (r.get("customerIdentifier") or r.get("customerAWSAccountId")) if k == "customer" else r.get(k)
@@ -74,7 +103,8 @@ def _records(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
 
 def _stats(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
     with state.lock:
-        return 200, {"operations": {op: s.as_json() for op, s in state.stats.items()}}
+        return 200, {"operations": {op: s.as_json() for op, s in state.stats.items()},
+                     "audit": {"productCodeWithLicenseArn": state.audit["productCodeWithLicenseArn"]}}
 
 
 def _get_faults(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
@@ -125,6 +155,7 @@ def _public_key(state: State, body: Any, query: dict[str, str]) -> tuple[int, An
 
 ROUTES: dict[str, dict[str, Handler]] = {
     "health": {"GET": _health},
+    "clock": {"GET": _get_clock, "POST": _post_clock},
     "fixtures": {"GET": _get_fixtures, "POST": _post_fixtures},
     "registration-tokens": {"POST": _mint},
     "records": {"GET": _records},
@@ -133,6 +164,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "config": {"GET": _get_config, "POST": _post_config},
     "reset": {"POST": _reset},
     "public-key": {"GET": _public_key},
+    **sts.ADMIN_ROUTES,  # sts/sessions, sts/expire, sts/revoke
 }
 
 

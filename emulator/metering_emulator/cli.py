@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from .clock import ClockError, parse_clock
 from .faults import FaultSpecError, parse_cli_spec
 from .fixtures import FixtureError, load_fixtures
 from .server import EmulatorHTTPServer
@@ -24,16 +25,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free port (default)")
     p.add_argument("--fixtures", help="fixtures JSON file (default: the built-in demo fixtures)")
     p.add_argument("--no-quotas", action="store_true", help="switch off the per-key request-rate quotas")
-    p.add_argument("--timestamp-window-hours", type=float, default=6.0,
-                   help="how far back usage timestamps are accepted, from the start of the current hour")
+    p.add_argument("--batch-meter-usage-window-hours", type=float, default=24.0,
+                   help="how far back BatchMeterUsage timestamps are accepted, from the start of the current "
+                        "hour (default 24)")
+    p.add_argument("--meter-usage-window-hours", type=float, default=6.0,
+                   help="how far back MeterUsage timestamps are accepted, from the start of the current hour "
+                        "(default 6)")
+    p.add_argument("--timestamp-window-hours", type=float, default=None,
+                   help="deprecated alias: set both windows to the same number of hours")
+    p.add_argument("--month-end-grace-hours", type=float, default=6.0,
+                   help="hours into a month during which BatchMeterUsage still takes the previous month's "
+                        "records (default 6: until 06:00 UTC on the 1st)")
+    p.add_argument("--echo", choices=["verbatim", "normalised"], default="verbatim",
+                   help="how BatchMeterUsage echoes UsageRecords (default verbatim)")
+    p.add_argument("--clock", metavar="TIME",
+                   help="start the usage clock at TIME (ISO 8601 UTC like 2026-12-01T05:59:00Z, or epoch "
+                        "seconds); it runs on from there. SigV4 still uses the real time")
     p.add_argument("--token-lifetime-seconds", type=float, default=4 * 3600.0,
                    help="registration token lifetime (default 14400)")
     p.add_argument("--region", default="us-east-1", help="the region this endpoint serves (default us-east-1)")
+    p.add_argument("--sts-default-duration-seconds", type=float, default=3600.0,
+                   help="lifetime of STS, instance and container session credentials when the caller names none "
+                        "(default 3600)")
+    p.add_argument("--sts-min-duration-seconds", type=float, default=900.0,
+                   help="smallest DurationSeconds STS accepts (AWS: 900; lower it for short test sessions)")
+    p.add_argument("--refuse-long-term-keys", action="store_true",
+                   help="MeterUsage and RegisterUsage refuse long-term keys (AWS's documented rule)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="arm a fault: 'type[:rate=R,count=N,latencyMs=MS,operations=Op1+Op2]' or JSON")
     p.add_argument("--seed", type=int, help="seed for fault randomness")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
+
+
+def _instant_arg(text: str) -> str | float:
+    """``--clock`` value: epoch seconds when it is a number, else ISO text."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,14 +75,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         fixtures = load_fixtures(args.fixtures)
         config = Config()
-        config.update({"quotas": not args.no_quotas, "timestampWindowHours": args.timestamp_window_hours,
-                       "tokenLifetimeSeconds": args.token_lifetime_seconds, "region": args.region})
+        config.update({"quotas": not args.no_quotas,
+                       "batchMeterUsageWindowHours": args.batch_meter_usage_window_hours,
+                       "meterUsageWindowHours": args.meter_usage_window_hours,
+                       "monthEndGraceHours": args.month_end_grace_hours, "echo": args.echo,
+                       "tokenLifetimeSeconds": args.token_lifetime_seconds, "region": args.region,
+                       "stsDefaultDurationSeconds": args.sts_default_duration_seconds,
+                       "stsMinDurationSeconds": args.sts_min_duration_seconds,
+                       "refuseLongTermKeys": args.refuse_long_term_keys})
+        if args.timestamp_window_hours is not None:
+            config.update({"timestampWindowHours": args.timestamp_window_hours})
         faults = [parse_cli_spec(spec, i) for i, spec in enumerate(args.fault, start=1)]
-    except (FixtureError, ConfigError, FaultSpecError) as exc:
+        clock = parse_clock({"now": _instant_arg(args.clock)}) if args.clock is not None else None
+    except (FixtureError, ConfigError, FaultSpecError, ClockError) as exc:
         print(f"metering-emulator: {exc}", file=sys.stderr)
         return 2
     try:
-        httpd = EmulatorHTTPServer((args.host, args.port), State(fixtures, config, faults, args.seed))
+        httpd = EmulatorHTTPServer((args.host, args.port), State(fixtures, config, faults, args.seed, clock))
     except OSError as exc:
         print(f"metering-emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,6 @@
-"""Fault switches: throttling, 500s, added latency, dropped connections, unprocessed batch records, and
+"""Fault switches: throttling, 500s, request timeouts (``RequestTimeoutException``, which botocore's
+standard and adaptive retry modes treat as transient: ``botocore/retries/standard.py``,
+``TransientRetryableChecker``), added latency, dropped connections, unprocessed batch records, and
 non-JSON gateway errors (an HTML 503, an empty 502) that exercise clients' generic error parsing.
 
 A fault fires with probability ``rate`` (default 1) and, when ``count`` is set, only that many times.
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OPERATIONS = ("BatchMeterUsage", "MeterUsage", "RegisterUsage", "ResolveCustomer")
-FAULT_TYPES = ("throttle", "error500", "latency", "drop", "unprocessed", "html503", "empty502")
+FAULT_TYPES = ("throttle", "error500", "requestTimeout", "latency", "drop", "unprocessed", "html503", "empty502")
 
 
 class FaultSpecError(ValueError):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .sigv4 import Credential
+from .sts import IDENTITY_KEYS, Identity, parse_identity, redact
 
 DEFAULT_FIXTURES: dict[str, Any] = {
     "credentials": [
@@ -29,28 +32,56 @@ DEFAULT_FIXTURES: dict[str, Any] = {
             "productCode": "emu-demo-product-0001",
             "dimensions": ["users", "api_calls", "storage_gb"],
             "customers": [
-                {"customerIdentifier": "cust-demo-0001"},
-                {"customerIdentifier": "cust-demo-0002"},
+                {"customerIdentifier": "cust-demo-0001", "agreementId": "agmt-demo-cust-0001"},
+                {"customerIdentifier": "cust-demo-0002", "agreementId": "agmt-demo-cust-0002"},
                 {
                     "customerAWSAccountId": "111122223333",
                     "licenseArn": "arn:aws:license-manager::111122223333:license:"
                     "l-0123456789abcdef0123456789abcdef",
+                    "agreementId": "agmt-demo-license-0001",
+                },
+                {  # a second, concurrent agreement of the same buyer account
+                    "customerAWSAccountId": "111122223333",
+                    "licenseArn": "arn:aws:license-manager::111122223333:license:"
+                    "l-fedcba9876543210fedcba9876543210",
+                    "agreementId": "agmt-demo-license-0002",
                 },
             ],
-        }
+        },
+        {
+            "productCode": "emu-demo-newsaas-0001",
+            "integration": "new",
+            "dimensions": ["users", "api_calls", "storage_gb"],
+            "customers": [
+                {
+                    "customerAWSAccountId": "111122223333",
+                    "licenseArn": "arn:aws:license-manager::111122223333:license:"
+                    "l-00000000000000000000000000000new",
+                    "agreementId": "agmt-demo-newsaas-0001",
+                },
+            ],
+        },
     ],
     "registrationTokens": [
         {
             "token": "emu-demo-registration-token-0001",
             "productCode": "emu-demo-product-0001",
             "customer": {"customerIdentifier": "cust-demo-0001"},
-        }
+        },
+        {
+            "token": "emu-demo-registration-token-0002",
+            "productCode": "emu-demo-newsaas-0001",
+            "customer": {"customerAWSAccountId": "111122223333",
+                         "licenseArn": "arn:aws:license-manager::111122223333:license:"
+                         "l-00000000000000000000000000000new"},
+        },
     ],
 }
 
 SECRET_FIELDS = ("secretAccessKey", "sessionToken")
 OPERATION_NAMES = ("BatchMeterUsage", "MeterUsage", "RegisterUsage", "ResolveCustomer")
 PLATFORMS = ("ecs", "eks", "fargate", "ec2", "other")
+INTEGRATIONS = ("legacy", "new")
 SUPPORTED_REGISTER_PLATFORMS = ("ecs", "eks", "fargate")
 
 
@@ -60,10 +91,11 @@ class FixtureError(ValueError):
 
 @dataclass(frozen=True)
 class Customer:
-    """A customer of one product; ``subscribed`` false models an unsubscribed buyer.
+    """A customer of one product (one agreement); ``subscribed`` false models an unsubscribed buyer.
 
     ``subscribed_at`` / ``unsubscribed_at`` (epoch seconds) bound when its usage is honoured: from the
-    subscribe-success time until one hour after the unsubscribe.
+    subscribe-success time until one hour after the unsubscribe. ``license_start`` / ``license_end`` bound
+    the license's activation period: a LicenseArn record timestamped outside it is InvalidLicenseException.
     """
 
     customer_identifier: str | None = None
@@ -72,6 +104,19 @@ class Customer:
     subscribed: bool = True
     subscribed_at: float | None = None
     unsubscribed_at: float | None = None
+    agreement_id: str | None = None
+    license_start: float | None = None
+    license_end: float | None = None
+
+    def key(self) -> str:
+        """Who this customer is for dedupe: identifier, account and license (one agreement each)."""
+        return f"{self.customer_identifier or ''}|{self.account_id or ''}|{self.license_arn or ''}"
+
+    def licensed_at(self, timestamp: float) -> bool:
+        """Whether ``timestamp`` lies within the license's activation period."""
+        if self.license_start is not None and timestamp < self.license_start:
+            return False
+        return self.license_end is None or timestamp < self.license_end
 
     def active(self, now: float) -> bool:
         """Whether usage sent at ``now`` is honoured for this customer."""
@@ -96,20 +141,33 @@ class Customer:
             out["subscribedAt"] = self.subscribed_at
         if self.unsubscribed_at is not None:
             out["unsubscribedAt"] = self.unsubscribed_at
+        if self.agreement_id is not None:
+            out["agreementId"] = self.agreement_id
+        if self.license_start is not None:
+            out["licenseStart"] = self.license_start
+        if self.license_end is not None:
+            out["licenseEnd"] = self.license_end
         return out
 
 
 @dataclass
 class Product:
-    """A product with its dimensions and subscribed customers."""
+    """A product with its dimensions and subscribed customers.
+
+    ``integration`` ``legacy`` (the default) or ``new``: a SaaS product integrated after the Concurrent
+    Agreements change (botocore 1.44 model, BatchMeterUsage and ResolveCustomer docs) gets no
+    CustomerIdentifier from ResolveCustomer and may not meter by CustomerIdentifier.
+    """
 
     code: str
     dimensions: list[str]
     customers: list[Customer]
     seller_account_id: str | None = None
     concurrent_agreements: bool = False
+    integration: str = "legacy"
     by_identifier: dict[str, Customer] = field(default_factory=dict, repr=False)
     by_account: dict[str, Customer] = field(default_factory=dict, repr=False)
+    by_license: dict[str, Customer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for c in reversed(self.customers):  # the first declaration wins
@@ -117,6 +175,30 @@ class Product:
                 self.by_identifier[c.customer_identifier] = c
             if c.account_id is not None:
                 self.by_account[c.account_id] = c
+            if c.license_arn is not None:
+                self.by_license[c.license_arn] = c
+
+    @property
+    def legacy(self) -> bool:
+        """A product of the legacy (CustomerIdentifier) integration."""
+        return self.integration == "legacy"
+
+    def agreement_of(self, customer: Customer) -> str:
+        """The AgreementId of ``customer``: its fixture's ``agreementId``, that of the product's customer
+        it names, or one derived from product and customer (stable across runs)."""
+        if customer.agreement_id is not None:
+            return customer.agreement_id
+        known = None
+        if customer.license_arn is not None:
+            known = self.by_license.get(customer.license_arn)
+        if known is None and customer.customer_identifier is not None:
+            known = self.by_identifier.get(customer.customer_identifier)
+        if known is None and customer.account_id is not None:
+            known = self.by_account.get(customer.account_id)
+        if known is not None and known.agreement_id is not None:
+            return known.agreement_id
+        digest = hashlib.sha256(f"{self.code}|{customer.key()}".encode()).hexdigest()
+        return "agmt-" + digest[:25]
 
 
 @dataclass
@@ -137,6 +219,7 @@ class Fixtures:
     tokens: list[TokenSpec]
     document: dict[str, Any] = field(default_factory=dict)
     license_products: dict[str, Product] = field(default_factory=dict, repr=False)
+    identity: Identity = field(default_factory=Identity, repr=False)  # roles etc. (sts.py)
 
     def __post_init__(self) -> None:
         for product in reversed(list(self.products.values())):
@@ -151,6 +234,7 @@ class Fixtures:
             for name in SECRET_FIELDS:
                 if name in cred:
                     cred[name] = "***"
+        redact(doc)
         return doc
 
 
@@ -179,19 +263,23 @@ def parse_customer(obj: Any, where: str, errors: list[str]) -> Customer | None:
         errors.append(f"{where}.subscribed: must be a boolean")
         subscribed = True
     times: dict[str, float | None] = {}
-    for key in ("subscribedAt", "unsubscribedAt"):
+    for key in ("subscribedAt", "unsubscribedAt", "licenseStart", "licenseEnd"):
         value = obj.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not 0 <= value < 1e11):
             errors.append(f"{where}.{key}: must be epoch seconds")
             value = None
         times[key] = value
+    agreement = _str(obj, "agreementId", where, errors, required=False)
+    if agreement is not None and re.fullmatch(r"[A-Za-z0-9_/-]{1,64}", agreement) is None:
+        errors.append(f"{where}.agreementId: must be 1-64 of A-Z a-z 0-9 _ / - (the model's AgreementId)")
     if account is not None and not account.isdigit():
         errors.append(f"{where}.customerAWSAccountId: must be digits")
     if ident is None and account is None:
         errors.append(f"{where}: needs customerIdentifier or customerAWSAccountId")
         return None
-    return Customer(ident, account, arn, subscribed, times["subscribedAt"], times["unsubscribedAt"])
+    return Customer(ident, account, arn, subscribed, times["subscribedAt"], times["unsubscribedAt"], agreement,
+                    times["licenseStart"], times["licenseEnd"])
 
 
 def parse_fixtures(doc: Any) -> Fixtures:
@@ -199,7 +287,7 @@ def parse_fixtures(doc: Any) -> Fixtures:
     errors: list[str] = []
     if not isinstance(doc, dict):
         raise FixtureError("fixtures: must be a JSON object")
-    unknown = set(doc) - {"credentials", "products", "registrationTokens"}
+    unknown = set(doc) - {"credentials", "products", "registrationTokens", *IDENTITY_KEYS}
     if unknown:
         errors.append(f"fixtures: unknown keys {sorted(unknown)}")
     credentials: dict[str, Credential] = {}
@@ -256,8 +344,13 @@ def parse_fixtures(doc: Any) -> Fixtures:
         if not isinstance(concurrent, bool):
             errors.append(f"{where}.concurrentAgreements: must be a boolean")
             concurrent = False
+        integration = p.get("integration", "legacy")
+        if integration not in INTEGRATIONS:
+            errors.append(f"{where}.integration: must be one of {list(INTEGRATIONS)}")
+            integration = "legacy"
         if code is not None:
-            products[code] = Product(code, list(dims), [c for c in parsed if c is not None], seller, concurrent)
+            products[code] = Product(code, list(dims), [c for c in parsed if c is not None], seller, concurrent,
+                                     integration)
     tokens: list[TokenSpec] = []
     toks = doc.get("registrationTokens", [])
     if not isinstance(toks, list):
@@ -275,9 +368,10 @@ def parse_fixtures(doc: Any) -> Fixtures:
             errors.append(f"{where}.productCode: no product '{code}' in the fixtures")
         if token is not None and code is not None and customer is not None:
             tokens.append(TokenSpec(token, code, customer))
+    identity = parse_identity(doc, errors)
     if errors:
         raise FixtureError("invalid fixtures: " + "; ".join(errors))
-    return Fixtures(credentials, products, tokens, copy.deepcopy(doc))
+    return Fixtures(credentials, products, tokens, copy.deepcopy(doc), identity=identity)
 
 
 def load_fixtures(source: str | Path | dict[str, Any] | None) -> Fixtures:

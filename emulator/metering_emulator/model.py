@@ -1,7 +1,12 @@
-"""The request shapes of the four operations (API 2016-01-14) as data, and a validator driven by them.
+"""The request and response shapes of the four operations (API 2016-01-14, as botocore 1.44.8's
+``meteringmarketplace/2016-01-14/service-2.json`` describes them) as data, and a validator driven by them.
 
 Wrong JSON types fail deserialization (SerializationException, first one wins); length, range and
 pattern constraints are all collected and reported at once in the Coral ValidationException format.
+Members marked ``deprecated`` (the whole-number quantities, deprecated since 2026-10-20) are still accepted.
+``exclusive`` lists pairs of members that must not both be sent ("You can't specify both Quantity and
+QuantityAsDecimal", the model's doc strings); ``spec/emulator/test_model_drift.py`` compares all of it with
+the installed botocore model.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ Shape = dict[str, Any]
 
 _TAG_TEXT = r"^[a-zA-Z0-9+ -=._:\/@]+$"
 
-PRODUCT_CODE: Shape = {"type": "string", "max": 255, "pattern": r"^[-a-zA-Z0-9/=:_.@]*$"}
+PRODUCT_CODE: Shape = {"type": "string", "min": 0, "max": 255, "pattern": r"^[-a-zA-Z0-9/=:_.@]*$"}
 DIMENSION: Shape = {"type": "string", "min": 1, "max": 255, "pattern": r"[\s\S]+"}
 QUANTITY: Shape = {"type": "integer", "min": 0, "max": 2147483647}
+DECIMAL_QUANTITY: Shape = {"type": "string", "min": 1, "max": 17, "pattern": r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,6})?$"}
 TIMESTAMP: Shape = {"type": "timestamp"}
-CUSTOMER_IDENTIFIER: Shape = {"type": "string", "max": 255, "pattern": r"[\s\S]*"}
+CUSTOMER_IDENTIFIER: Shape = {"type": "string", "min": 0, "max": 255, "pattern": r"[\s\S]*"}
 ACCOUNT_ID: Shape = {"type": "string", "min": 1, "max": 255, "pattern": r"^[0-9]+$"}
 LICENSE_ARN: Shape = {
     "type": "string",
@@ -40,8 +46,15 @@ TAG: Shape = {
 TAG_LIST: Shape = {"type": "list", "member": TAG, "min": 1, "max": 5}
 ALLOCATION: Shape = {
     "type": "structure",
-    "members": {"AllocatedUsageQuantity": QUANTITY, "Tags": TAG_LIST},
-    "required": ["AllocatedUsageQuantity"],
+    "members": {
+        "AllocatedUsageQuantity": {**QUANTITY, "deprecated": True},
+        "AllocatedUsageQuantityAsDecimal": DECIMAL_QUANTITY,
+        "Tags": TAG_LIST,
+    },
+    "required": [],
+    # "Each allocation must specify exactly one of AllocatedUsageQuantity or AllocatedUsageQuantityAsDecimal."
+    "exclusive": [("AllocatedUsageQuantity", "AllocatedUsageQuantityAsDecimal")],
+    "one_of": ("AllocatedUsageQuantity", "AllocatedUsageQuantityAsDecimal"),
 }
 ALLOCATIONS: Shape = {"type": "list", "member": ALLOCATION, "min": 1, "max": 2500}
 USAGE_RECORD: Shape = {
@@ -50,12 +63,14 @@ USAGE_RECORD: Shape = {
         "Timestamp": TIMESTAMP,
         "CustomerIdentifier": CUSTOMER_IDENTIFIER,
         "Dimension": DIMENSION,
-        "Quantity": QUANTITY,
+        "Quantity": {**QUANTITY, "deprecated": True},
+        "QuantityAsDecimal": DECIMAL_QUANTITY,
         "UsageAllocations": ALLOCATIONS,
         "CustomerAWSAccountId": ACCOUNT_ID,
         "LicenseArn": LICENSE_ARN,
     },
     "required": ["Timestamp", "Dimension"],
+    "exclusive": [("Quantity", "QuantityAsDecimal")],
 }
 
 REQUESTS: dict[str, Shape] = {
@@ -65,12 +80,14 @@ REQUESTS: dict[str, Shape] = {
             "ProductCode": PRODUCT_CODE,
             "Timestamp": TIMESTAMP,
             "UsageDimension": DIMENSION,
-            "UsageQuantity": QUANTITY,
+            "UsageQuantity": {**QUANTITY, "deprecated": True},
+            "UsageQuantityAsDecimal": DECIMAL_QUANTITY,
             "DryRun": {"type": "boolean"},
             "UsageAllocations": ALLOCATIONS,
-            "ClientToken": {"type": "string", "min": 1, "max": 64},
+            "ClientToken": {"type": "string", "min": 1, "max": 64, "idempotencyToken": True},
         },
         "required": ["ProductCode", "Timestamp", "UsageDimension"],
+        "exclusive": [("UsageQuantity", "UsageQuantityAsDecimal")],
     },
     "BatchMeterUsage": {
         "type": "structure",
@@ -85,7 +102,7 @@ REQUESTS: dict[str, Shape] = {
         "members": {
             "ProductCode": PRODUCT_CODE,
             "PublicKeyVersion": {"type": "integer", "min": 1},
-            "Nonce": {"type": "string", "max": 255},
+            "Nonce": {"type": "string", "max": 255, "pattern": r"[\s\S]*"},
         },
         "required": ["ProductCode", "PublicKeyVersion"],
     },
@@ -94,6 +111,56 @@ REQUESTS: dict[str, Shape] = {
         "members": {"RegistrationToken": {"type": "string", "pattern": r"[\s\S]+"}},
         "required": ["RegistrationToken"],
     },
+}
+
+_STRING: Shape = {"type": "string"}
+RESPONSES: dict[str, Shape] = {
+    "MeterUsage": {"type": "structure", "members": {"MeteringRecordId": _STRING}, "required": []},
+    "BatchMeterUsage": {
+        "type": "structure",
+        "members": {
+            "Results": {"type": "list", "member": {
+                "type": "structure",
+                "members": {"UsageRecord": USAGE_RECORD, "MeteringRecordId": _STRING,
+                            "Status": {"type": "string",
+                                       "enum": ["Success", "CustomerNotSubscribed", "DuplicateRecord"]}},
+                "required": []}},
+            "UnprocessedRecords": {"type": "list", "member": USAGE_RECORD, "min": 0, "max": 25},
+        },
+        "required": [],
+    },
+    "RegisterUsage": {"type": "structure", "members": {"PublicKeyRotationTimestamp": TIMESTAMP,
+                                                       "Signature": {"type": "string", "pattern": r"[\s\S]+"}},
+                      "required": []},
+    "ResolveCustomer": {
+        "type": "structure",
+        "members": {
+            "CustomerIdentifier": CUSTOMER_IDENTIFIER,
+            "ProductCode": PRODUCT_CODE,
+            "CustomerAWSAccountId": ACCOUNT_ID,
+            "LicenseArn": LICENSE_ARN,
+            "Metadata": {"type": "structure", "required": [], "members": {
+                "AgreementId": {"type": "string", "min": 1, "max": 64, "pattern": r"[A-Za-z0-9_/-]+"}}},
+        },
+        "required": [],
+    },
+}
+
+# The modeled errors of each operation (the model's ``errors`` lists), all of which the emulator produces.
+ERRORS: dict[str, tuple[str, ...]] = {
+    "BatchMeterUsage": ("InternalServiceErrorException", "InvalidProductCodeException",
+                        "InvalidUsageDimensionException", "InvalidTagException", "InvalidUsageAllocationsException",
+                        "InvalidCustomerIdentifierException", "TimestampOutOfBoundsException",
+                        "ThrottlingException", "DisabledApiException", "InvalidLicenseException"),
+    "MeterUsage": ("InternalServiceErrorException", "InvalidProductCodeException", "InvalidUsageDimensionException",
+                   "InvalidTagException", "InvalidUsageAllocationsException", "InvalidEndpointRegionException",
+                   "TimestampOutOfBoundsException", "DuplicateRequestException", "IdempotencyConflictException",
+                   "ThrottlingException", "CustomerNotEntitledException"),
+    "RegisterUsage": ("InvalidProductCodeException", "InvalidRegionException", "InvalidPublicKeyVersionException",
+                      "PlatformNotSupportedException", "CustomerNotEntitledException", "ThrottlingException",
+                      "InternalServiceErrorException", "DisabledApiException"),
+    "ResolveCustomer": ("InvalidTokenException", "ExpiredTokenException", "ThrottlingException",
+                        "InternalServiceErrorException", "DisabledApiException"),
 }
 
 _JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
@@ -170,6 +237,16 @@ class _Walker:
         for name, member in members.items():
             if name in value and value[name] is not None:
                 self.walk(member, value[name], self._join(path, name))
+        for a, b in shape.get("exclusive", []):
+            if value.get(a) is not None and value.get(b) is not None:
+                pa, pb = self._join(path, a), self._join(path, b)
+                self.violations.append((pa, (f"Members '{pa}' and '{pb}' failed to satisfy constraint: "
+                                            f"You can't specify both {a} and {b}")))
+        one_of = shape.get("one_of")
+        if one_of is not None and all(value.get(n) is None for n in one_of):
+            pa, pb = self._join(path, one_of[0]), self._join(path, one_of[1])
+            self.violations.append((pa, (f"Value null at '{pa}' and '{pb}' failed to satisfy constraint: "
+                                        f"Exactly one of {one_of[0]} or {one_of[1]} must be specified")))
 
     def _length(self, shape: Shape, value: Any, path: str) -> None:
         if "min" in shape and len(value) < shape["min"]:

@@ -7,10 +7,13 @@ before anything is recorded.
 
 from __future__ import annotations
 
+import calendar
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from .errors import AwsError
@@ -45,25 +48,79 @@ def _check_dimension(product: Product, dimension: str) -> None:
                        f"Usage dimension {dimension} is not defined for product {product.code}.")
 
 
-def _check_window(state: State, timestamp: float) -> None:
+def month_start(epoch: float) -> int:
+    """Start (00:00 UTC) of the calendar month containing ``epoch``."""
+    t = time.gmtime(min(max(epoch, 0.0), 253402300799.0))
+    return calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0, 0, 0, 0))
+
+
+def _check_window(state: State, timestamp: float, hours: float, month_end: bool = False) -> None:
+    """The accepted range: back to ``hours`` before the start of the current hour, up to a little ahead.
+
+    With ``month_end`` (BatchMeterUsage: "We accept usage records for the previous billing month until
+    06:00 UTC on the first day of the next month", botocore 1.44 model) a timestamp of an earlier calendar
+    month is out of bounds once the grace period of the current month has passed, whatever its age.
+    """
     now = state.now()
-    lower = floor_hour(now) - state.config.timestamp_window_hours * 3600
+    lower = floor_hour(now) - hours * 3600
     upper = now + state.config.future_tolerance_seconds
     if not lower <= timestamp <= upper:
         raise AwsError(
             "TimestampOutOfBoundsException",
             f"Timestamp {iso(timestamp)} is outside the accepted window {iso(lower)} to {iso(upper)}.",
         )
+    if month_end:
+        start = month_start(now)
+        cutoff = start + state.config.month_end_grace_hours * 3600
+        if timestamp < start and now >= cutoff:
+            raise AwsError(
+                "TimestampOutOfBoundsException",
+                f"Timestamp {iso(timestamp)} is in a previous billing month; usage records for it were accepted "
+                f"until {iso(cutoff)}.",
+            )
 
 
-def _check_allocations(allocations: list[dict[str, Any]] | None, quantity: int, where: str) -> None:
+def canonical(value: Decimal) -> str:
+    """The shortest plain decimal text of a quantity: ``17``, ``17.42``, ``0`` (never an exponent)."""
+    text = format(value.normalize(), "f")
+    return text if text != "-0" else "0"
+
+
+def quantity_of(body: dict[str, Any], integer: str, decimal: str) -> tuple[Decimal, str | None]:
+    """The quantity of a record or request by value, and the member that carried it (None: neither sent,
+    which the model documents as 0). The shape check has already refused both members at once."""
+    if body.get(decimal) is not None:
+        return Decimal(body[decimal]), decimal
+    if body.get(integer) is not None:
+        return Decimal(int(body[integer])), integer
+    return Decimal(0), None
+
+
+_ALLOCATED = {"Quantity": "AllocatedUsageQuantity", "UsageQuantity": "AllocatedUsageQuantity",
+              "QuantityAsDecimal": "AllocatedUsageQuantityAsDecimal",
+              "UsageQuantityAsDecimal": "AllocatedUsageQuantityAsDecimal"}
+
+
+def _check_allocations(allocations: list[dict[str, Any]] | None, quantity: Decimal, member: str | None,
+                       where: str) -> None:
+    """Allocations use the record's kind of quantity (whole number or decimal) and sum to it exactly."""
     if allocations is None:
         return
-    total = sum(a["AllocatedUsageQuantity"] for a in allocations)
+    kinds = {"AllocatedUsageQuantityAsDecimal" if a.get("AllocatedUsageQuantityAsDecimal") is not None
+             else "AllocatedUsageQuantity" for a in allocations}
+    expected = _ALLOCATED.get(member or "")
+    if len(kinds) > 1 or (expected is not None and kinds != {expected}):
+        wanted = (f"{expected} with {member}" if expected is not None
+                  else "one type of quantity in every allocation")
+        raise AwsError("InvalidUsageAllocationsException",
+                       f"{where}: the allocations don't use the same type of quantity (whole number or decimal) "
+                       f"as the usage quantity; use {wanted}.")
+    total = sum((quantity_of(a, "AllocatedUsageQuantity", "AllocatedUsageQuantityAsDecimal")[0]
+                 for a in allocations), Decimal(0))
     if total != quantity:
         raise AwsError("InvalidUsageAllocationsException",
-                       f"{where}: the sum of AllocatedUsageQuantity ({total}) must equal the usage quantity "
-                       f"({quantity}).")
+                       f"{where}: the sum of allocated usage quantities ({canonical(total)}) is not equal to the "
+                       f"usage quantity ({canonical(quantity)}).")
     seen: set[frozenset[tuple[str, str]]] = set()
     for a in allocations:
         tag_set = frozenset((t["Key"], t["Value"]) for t in a.get("Tags") or [])
@@ -71,6 +128,52 @@ def _check_allocations(allocations: list[dict[str, Any]] | None, quantity: int, 
             raise AwsError("InvalidUsageAllocationsException",
                            f"{where}: every allocation must have a unique tag set (at most one without tags).")
         seen.add(tag_set)
+
+
+def _by_value(body: dict[str, Any], integer: str, decimal: str) -> dict[str, Any]:
+    """``body`` with its quantities replaced by their values, for idempotency fingerprints ("Quantities
+    are compared by value when checking for duplicate or retried requests", the model's doc)."""
+    out = {k: v for k, v in body.items() if k not in (integer, decimal, "UsageAllocations")}
+    out["quantity"] = canonical(quantity_of(body, integer, decimal)[0])
+    if body.get("UsageAllocations") is not None:
+        out["UsageAllocations"] = [
+            {"quantity": canonical(quantity_of(a, "AllocatedUsageQuantity", "AllocatedUsageQuantityAsDecimal")[0]),
+             "Tags": a.get("Tags")} for a in body["UsageAllocations"]]
+    return out
+
+
+def _other_form(text: str) -> str:
+    """Another text of the same decimal value, as a normalising service might echo it."""
+    whole, dot, fraction = text.partition(".")
+    if not dot:
+        return f"{whole}.0"
+    if len(fraction) < 6:
+        return f"{whole}.{fraction.ljust(6, '0')}"
+    return text.rstrip("0").rstrip(".") if fraction.endswith("0") else text
+
+
+def echo(state: State, record: dict[str, Any]) -> dict[str, Any]:
+    """A UsageRecord as the reply carries it: verbatim (the default), or normalised (config ``echo``):
+    decimal quantities in another text of the same value, members sent as null or "" left out,
+    ``Quantity: 0`` added when no quantity was sent, Timestamp as whole epoch seconds, keys sorted."""
+    if state.config.echo != "normalised":
+        return record
+    out: dict[str, Any] = {k: v for k, v in record.items() if v is not None and v != ""}
+    if out.get("QuantityAsDecimal") is not None:
+        out["QuantityAsDecimal"] = _other_form(out["QuantityAsDecimal"])
+    elif out.get("Quantity") is None:
+        out["Quantity"] = 0
+    if isinstance(out.get("Timestamp"), float):
+        out["Timestamp"] = math.floor(out["Timestamp"])
+    if out.get("UsageAllocations") is not None:
+        allocations = []
+        for a in out["UsageAllocations"]:
+            a = {k: v for k, v in a.items() if v is not None}
+            if a.get("AllocatedUsageQuantityAsDecimal") is not None:
+                a["AllocatedUsageQuantityAsDecimal"] = _other_form(a["AllocatedUsageQuantityAsDecimal"])
+            allocations.append(dict(sorted(a.items())))
+        out["UsageAllocations"] = allocations
+    return dict(sorted(out.items()))
 
 
 def _entitled(product: Product, caller: Credential, now: float) -> bool:
@@ -102,17 +205,18 @@ def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[
                        f"({caller.resource_region}).")
     dimension: str = body["UsageDimension"]
     _check_dimension(product, dimension)
-    quantity: int = body.get("UsageQuantity") or 0
-    _check_allocations(body.get("UsageAllocations"), quantity, "UsageAllocations")
+    quantity, member = quantity_of(body, "UsageQuantity", "UsageQuantityAsDecimal")
+    _check_allocations(body.get("UsageAllocations"), quantity, member, "usageAllocations")
     timestamp = body["Timestamp"]
-    _check_window(state, timestamp)
+    _check_window(state, timestamp, state.config.meter_usage_window_hours)
     if not _entitled(product, caller, state.now()):
         raise AwsError("CustomerNotEntitledException",
                        f"The customer is not entitled to product {product.code}.")
     if body.get("DryRun"):
         raise AwsError("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
     token = body.get("ClientToken")
-    fingerprint = json.dumps({k: v for k, v in body.items() if k != "ClientToken"}, sort_keys=True)
+    fingerprint = json.dumps(_by_value({k: v for k, v in body.items() if k != "ClientToken"}, "UsageQuantity",
+                                       "UsageQuantityAsDecimal"), sort_keys=True)
     if token is not None:
         known = state.client_tokens.get((caller.access_key_id, token))
         if known is not None:
@@ -134,7 +238,7 @@ def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[
         record: dict[str, Any] = {
             "operation": "MeterUsage", "productCode": product.code, "customerAWSAccountId": caller.account_id,
             "accessKeyId": caller.access_key_id, "dimension": dimension, "quantity": quantity,
-            "timestamp": timestamp, "hour": iso(floor_hour(timestamp)),
+            "quantityMember": member, "timestamp": timestamp, "hour": iso(floor_hour(timestamp)),
         }
         if body.get("UsageAllocations") is not None:
             record["usageAllocations"] = body["UsageAllocations"]
@@ -147,6 +251,11 @@ def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[
 
 
 def _find_customer(product: Product, record: dict[str, Any]) -> Customer | None:
+    """The product's customer (agreement) a record names: by LicenseArn when it has one, so two licenses
+    of one account are two customers; else by CustomerIdentifier or CustomerAWSAccountId."""
+    arn = record.get("LicenseArn")
+    if arn is not None:
+        return product.by_license.get(arn)
     ident = record.get("CustomerIdentifier")
     if ident:
         return product.by_identifier.get(ident)
@@ -158,8 +267,31 @@ def _license_product(state: State, arn: str) -> Product | None:
     return state.fixtures.license_products.get(arn)
 
 
+def _check_license(product: Product, r: dict[str, Any], i: int) -> None:
+    """InvalidLicenseException: "Ensure the LicenseArn is valid, matches the customer, and usage is within
+    the license activation period." (botocore 1.44 model)."""
+    arn = r.get("LicenseArn")
+    if arn is None:
+        if not product.legacy:
+            raise AwsError("InvalidLicenseException",
+                           f"Usage record {i} has no LicenseArn; product {product.code} is a new SaaS integration "
+                           "and identifies customers by CustomerAWSAccountId and LicenseArn.")
+        return
+    customer = product.by_license.get(arn)
+    ident, account = r.get("CustomerIdentifier"), r.get("CustomerAWSAccountId")
+    if (customer is None or (account is not None and customer.account_id != account)
+            or (ident and customer.customer_identifier != ident)):
+        raise AwsError("InvalidLicenseException",
+                       f"License {arn} does not match the customer of usage record {i}.")
+    if not customer.licensed_at(r["Timestamp"]):
+        raise AwsError("InvalidLicenseException",
+                       f"Usage record {i} ({iso(r['Timestamp'])}) is not within the activation period of license "
+                       f"{arn}.")
+
+
 def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[str, Any]:
-    """BatchMeterUsage: whole-request checks first, then per-record status with hourly dedupe."""
+    """BatchMeterUsage: whole-request checks first, then per-record status with hourly dedupe per
+    (product, customer and license, dimension, hour) and quantities compared by value."""
     del caller  # any valid credential may meter (the seller); entitlement is per customer here
     records: list[dict[str, Any]] = body["UsageRecords"]
     code = body.get("ProductCode")
@@ -187,43 +319,46 @@ def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) ->
                                f"Product {top_product.code} uses concurrent agreements: send LicenseArn on every "
                                "record and no ProductCode.")
             products.append(top_product)
+    quantities: list[tuple[Decimal, str | None]] = []
     for i, (r, product) in enumerate(zip(records, products), start=1):
         _check_dimension(product, r["Dimension"])
-        _check_allocations(r.get("UsageAllocations"), r.get("Quantity") or 0,
-                           f"usageRecords.{i}.member.usageAllocations")
-        arn = r.get("LicenseArn")
-        customer = _find_customer(product, r)
-        if arn is not None and (customer is None or customer.license_arn != arn):
-            raise AwsError("InvalidLicenseException",
-                           f"License {arn} does not match the customer of usage record {i}.")
-        if customer is None and state.config.strict_customers:
+        quantity, member = quantity_of(r, "Quantity", "QuantityAsDecimal")
+        quantities.append((quantity, member))
+        _check_allocations(r.get("UsageAllocations"), quantity, member, f"usageRecords.{i}.member.usageAllocations")
+        if r.get("CustomerIdentifier") and not product.legacy:
+            raise AwsError("InvalidCustomerIdentifierException",
+                           f"Usage record {i}: CustomerIdentifier is not supported for product {product.code} "
+                           "(a new SaaS integration); use CustomerAWSAccountId and LicenseArn.")
+        _check_license(product, r, i)
+        if _find_customer(product, r) is None and state.config.strict_customers:
             raise AwsError("InvalidCustomerIdentifierException",
                            f"The customer of usage record {i} does not exist for product {product.code}.")
-    for r in records:
-        _check_window(state, r["Timestamp"])
+    for r in records:  # "if any of the records are outside of the allowed range, the entire batch is not processed"
+        _check_window(state, r["Timestamp"], state.config.batch_meter_usage_window_hours, month_end=True)
     results: list[dict[str, Any]] = []
     unprocessed: list[dict[str, Any]] = []
-    for r, product in zip(records, products):
+    for r, product, (quantity, member) in zip(records, products, quantities):
+        both = code is not None and r.get("LicenseArn") is not None
+        if both:
+            state.audit["productCodeWithLicenseArn"] += 1
         if state.faults.fire("unprocessed", "BatchMeterUsage") is not None:
-            unprocessed.append(r)
+            unprocessed.append(echo(state, r))
             continue
         customer = _find_customer(product, r)
         if customer is None or not customer.active(state.now()):
-            results.append({"UsageRecord": r, "Status": "CustomerNotSubscribed"})
+            results.append({"UsageRecord": echo(state, r), "Status": "CustomerNotSubscribed"})
             continue
-        # dedupe per fixture customer, however the record names it (identifier or account id)
-        who = f"{customer.customer_identifier or ''}|{customer.account_id or ''}"
-        quantity = r.get("Quantity") or 0
-        key = ("BatchMeterUsage", product.code, who, r["Dimension"], str(floor_hour(r["Timestamp"])))
+        # dedupe per fixture customer (one agreement), however the record names it
+        key = ("BatchMeterUsage", product.code, customer.key(), r["Dimension"], str(floor_hour(r["Timestamp"])))
         existing = state.record_index.get(key)
         if existing is not None:
             if existing["quantity"] == quantity:
                 existing["submissions"] += 1
-                results.append({"UsageRecord": r, "MeteringRecordId": existing["meteringRecordId"],
+                results.append({"UsageRecord": echo(state, r), "MeteringRecordId": existing["meteringRecordId"],
                                 "Status": "Success"})
             else:
                 existing["duplicatesRejected"] += 1
-                results.append({"UsageRecord": r, "MeteringRecordId": existing["meteringRecordId"],
+                results.append({"UsageRecord": echo(state, r), "MeteringRecordId": existing["meteringRecordId"],
                                 "Status": "DuplicateRecord"})
             continue
         stored: dict[str, Any] = {"operation": "BatchMeterUsage", "productCode": product.code}
@@ -231,12 +366,15 @@ def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) ->
                          ("CustomerAWSAccountId", "customerAWSAccountId"), ("LicenseArn", "licenseArn")):
             if r.get(src):
                 stored[dst] = r[src]
-        stored.update({"dimension": r["Dimension"], "quantity": quantity, "timestamp": r["Timestamp"],
-                       "hour": iso(floor_hour(r["Timestamp"]))})
+        stored.update({"dimension": r["Dimension"], "quantity": quantity, "quantityMember": member,
+                       "timestamp": r["Timestamp"], "hour": iso(floor_hour(r["Timestamp"]))})
         if r.get("UsageAllocations") is not None:
             stored["usageAllocations"] = r["UsageAllocations"]
+        if both:  # AWS documents duplicate billing for this mix; it does not refuse it
+            stored["productCodeWithLicenseArn"] = True
         rec = _store(state, key, stored)
-        results.append({"UsageRecord": r, "MeteringRecordId": rec["meteringRecordId"], "Status": "Success"})
+        results.append({"UsageRecord": echo(state, r), "MeteringRecordId": rec["meteringRecordId"],
+                        "Status": "Success"})
     return {"Results": results, "UnprocessedRecords": unprocessed}
 
 
@@ -284,12 +422,15 @@ def resolve_customer(state: State, caller: Credential, body: dict[str, Any]) -> 
         raise AwsError("ExpiredTokenException", "Registration token has expired")
     out: dict[str, Any] = {"ProductCode": issued.product_code}
     c = issued.customer
-    if c.customer_identifier is not None:
+    # "For new SaaS product integrations, the CustomerIdentifier field is not populated" (botocore 1.44 model)
+    if c.customer_identifier is not None and (product is None or product.legacy):
         out["CustomerIdentifier"] = c.customer_identifier
     if c.account_id is not None:
         out["CustomerAWSAccountId"] = c.account_id
     if c.license_arn is not None:
         out["LicenseArn"] = c.license_arn
+    if product is not None:
+        out["Metadata"] = {"AgreementId": product.agreement_of(c)}
     return out
 
 

@@ -12,7 +12,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from . import admin, model, sigv4
+from . import admin, model, sigv4, sts, workload
 from .errors import AwsError, serialization_error
 from .operations import OPERATIONS
 from .state import State
@@ -102,6 +102,18 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         log.info('%s "POST /" %s (injected) %s', self.client_address[0], status, request_id)
 
+    def _reply_plain(self, status: int, body: bytes, request_id: str, content_type: str) -> None:
+        """A non-JSON reply of the STS and workload endpoints (XML, text or JSON already encoded)."""
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('Error',))[0]}", f"Content-Length: {len(body)}",
+                 f"x-amzn-RequestId: {request_id}", f"Date: {self.date_time_string()}",
+                 f"Content-Type: {content_type}"]
+        try:
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        except OSError:
+            self.close_connection = True
+        log.info('%s "%s %s" %s %s', self.client_address[0], self.command, self.path.partition("?")[0], status,
+                 request_id)
+
     def _read_body(self) -> bytes:
         raw_length = self.headers.get("Content-Length")
         if raw_length is None:
@@ -141,6 +153,12 @@ class RequestHandler(BaseHTTPRequestHandler):
             return
         if path == "/_emulator" or path.startswith(admin.PREFIX):
             self._admin(path, query, body, request_id)
+        elif workload.handles(path):  # IMDSv2 and the ECS container-credentials endpoint (workload.py)
+            status, payload, media = workload.handle(self.server.state, self.command, path, self._headers())
+            self._reply_plain(status, payload, request_id, media)
+        elif sts.is_sts_request(self.command, path, self._headers()):  # STS Query protocol (sts.py)
+            status, payload = sts.handle(self.server.state, self._headers(), body, request_id)
+            self._reply_plain(status, payload, request_id, "text/xml")
         else:
             self._service(path, body, request_id)
 
@@ -190,10 +208,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         if len(body) > MAX_BODY:
             raise AwsError("ValidationException", "Request size exceeds the 1 MB limit.")
         with state.lock:
-            now = state.now()
+            now = state.emulator_now()  # wall time (+ clockOffsetSeconds), not the usage clock
             region = state.config.region
-            credentials = state.fixtures.credentials
-        caller = sigv4.verify("POST", "/", self._headers(), body, credentials.get, region, now)
+            lookup = sts.credential_lookup(state)  # fixture keys and the sessions STS issued
+        caller = sigv4.verify("POST", "/", self._headers(), body, lookup, region, now)
+        sts.refuse_long_term_keys(state, operation, caller)
         if state.faults.fire("drop", operation) is not None:
             self.close_connection = True
             try:
@@ -206,11 +225,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         if latency is not None:
             time.sleep(latency.latency_ms / 1000.0)
         if state.faults.fire("throttle", operation) is not None or not state.take_quota(
-            caller.access_key_id, operation
+            caller.account_id or caller.access_key_id, operation
         ):
             raise AwsError("ThrottlingException", "Rate exceeded")
         if state.faults.fire("error500", operation) is not None:
             raise AwsError("InternalServiceErrorException", "An internal error occurred (injected fault).")
+        if state.faults.fire("requestTimeout", operation) is not None:
+            raise AwsError("RequestTimeoutException", "Request timed out (injected fault).", 408)
         for kind, status, raw, media in (("html503", 503, _HTML_503, "text/html"), ("empty502", 502, b"", "")):
             if state.faults.fire(kind, operation) is not None:
                 with state.lock:

@@ -79,6 +79,7 @@ def verify(
     lookup: Callable[[str], Credential | None],
     region: str,
     now: float,
+    service: str = SIGNING_NAME,
 ) -> Credential:
     """Verify a signed request and return its credential, or raise the AwsError AWS would send.
 
@@ -96,11 +97,11 @@ def verify(
             f"in the form '{ALGORITHM} Credential=<key>/<date>/<region>/<service>/aws4_request, "
             "SignedHeaders=<names>, Signature=<64 hex digits>'.",
         )
-    akid, date, scope_region, service = m["akid"], m["date"], m["region"], m["service"]
+    akid, date, scope_region, scope_service = m["akid"], m["date"], m["region"], m["service"]
     signed, signature = m["signed"], m["signature"]
-    if service != SIGNING_NAME:
+    if scope_service != service:
         raise AwsError("InvalidSignatureException",
-                       f"Credential should be scoped to correct service: '{SIGNING_NAME}'.")
+                       f"Credential should be scoped to correct service: '{service}'.")
     if scope_region != region:
         raise AwsError("InvalidSignatureException",
                        "Credential should be scoped to a valid region.")
@@ -131,11 +132,11 @@ def verify(
     canonical_request = "\n".join(
         [method, path, "", canonical_headers, signed, hashlib.sha256(body).hexdigest()]
     )
-    scope = f"{date}/{scope_region}/{service}/aws4_request"
+    scope = f"{date}/{scope_region}/{scope_service}/aws4_request"
     string_to_sign = "\n".join(
         [ALGORITHM, amz_date, scope, hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()]
     )
-    key = signing_key(credential.secret_access_key, date, scope_region, service)
+    key = signing_key(credential.secret_access_key, date, scope_region, scope_service)
     expected = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
         raise AwsError(

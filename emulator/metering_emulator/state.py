@@ -11,8 +11,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any, ClassVar
 
+from .clock import UsageClock
 from .faults import Fault, FaultSet
 from .fixtures import Customer, Fixtures, load_fixtures
 from .signing import JwtSigner
@@ -30,7 +32,10 @@ class Config:
     """Run-time settings; the admin API uses the camelCase names listed in ``NAMES``."""
 
     quotas: bool = True
-    timestamp_window_hours: float = 6.0
+    batch_meter_usage_window_hours: float = 24.0
+    meter_usage_window_hours: float = 6.0
+    month_end_grace_hours: float = 6.0
+    echo: str = "verbatim"
     token_lifetime_seconds: float = 4 * 3600.0
     region: str = "us-east-1"
     clock_offset_seconds: float = 0.0
@@ -39,10 +44,17 @@ class Config:
     modeled_constraint_errors: bool = False
     public_key_version: int = 1
     disabled_operations: list[str] = field(default_factory=list)
+    # STS and workload credentials (sts.py, workload.py)
+    sts_default_duration_seconds: float = 3600.0
+    sts_min_duration_seconds: float = 900.0
+    refuse_long_term_keys: bool = False
 
     NAMES: ClassVar[dict[str, str]] = {
         "quotas": "quotas",
-        "timestampWindowHours": "timestamp_window_hours",
+        "batchMeterUsageWindowHours": "batch_meter_usage_window_hours",
+        "meterUsageWindowHours": "meter_usage_window_hours",
+        "monthEndGraceHours": "month_end_grace_hours",
+        "echo": "echo",
         "tokenLifetimeSeconds": "token_lifetime_seconds",
         "region": "region",
         "clockOffsetSeconds": "clock_offset_seconds",
@@ -51,7 +63,17 @@ class Config:
         "modeledConstraintErrors": "modeled_constraint_errors",
         "publicKeyVersion": "public_key_version",
         "disabledOperations": "disabled_operations",
+        "stsDefaultDurationSeconds": "sts_default_duration_seconds",
+        "stsMinDurationSeconds": "sts_min_duration_seconds",
+        "refuseLongTermKeys": "refuse_long_term_keys",
     }
+
+    # The single window of older versions: setting it sets both per-operation windows (kept as an alias).
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "timestampWindowHours": ("batch_meter_usage_window_hours", "meter_usage_window_hours"),
+        "timestamp_window_hours": ("batch_meter_usage_window_hours", "meter_usage_window_hours"),
+    }
+    ECHO_MODES: ClassVar[tuple[str, ...]] = ("verbatim", "normalised")
 
     def as_json(self) -> dict[str, Any]:
         """The admin API form (camelCase)."""
@@ -64,7 +86,8 @@ class Config:
         staged: dict[str, Any] = {}
         types = {f.name: f.type for f in fields(self)}
         for key, value in changes.items():
-            attr = self.NAMES.get(key, key if key in self.NAMES.values() else None)
+            targets = self.ALIASES.get(key)
+            attr = targets[0] if targets else self.NAMES.get(key, key if key in self.NAMES.values() else None)
             if attr is None:
                 raise ConfigError(f"unknown config key {key!r}; known: {sorted(self.NAMES)}")
             kind = types[attr]
@@ -74,6 +97,8 @@ class Config:
             elif kind == "str":
                 if not isinstance(value, str) or not value:
                     raise ConfigError(f"{key} must be a non-empty string")
+                if attr == "echo" and value not in self.ECHO_MODES:
+                    raise ConfigError(f"{key} must be one of {list(self.ECHO_MODES)}")
             elif kind == "list[str]":
                 if not isinstance(value, list) or any(v not in QUOTA_FREE_OPERATIONS + tuple(QUOTAS_PER_SECOND)
                                                       for v in value):
@@ -90,7 +115,8 @@ class Config:
                 if abs(value) > 1e11:
                     raise ConfigError(f"{key} is out of range")
                 value = float(value)
-            staged[attr] = value
+            for target in targets or (attr,):
+                staged[target] = value
         for attr, value in staged.items():
             setattr(self, attr, value)
 
@@ -123,8 +149,11 @@ class State:
     """The emulator's state. Call sites hold ``lock`` while they read or change anything here."""
 
     def __init__(self, fixtures: Fixtures | None = None, config: Config | None = None,
-                 faults: list[Fault] | None = None, seed: int | None = None) -> None:
+                 faults: list[Fault] | None = None, seed: int | None = None,
+                 clock: UsageClock | None = None) -> None:
         self.lock = threading.RLock()
+        self.initial_clock = clock if clock is not None else UsageClock()
+        self.clock = copy.copy(self.initial_clock)
         self.monotonic: Callable[[], float] = time.monotonic  # quota clock; tests may replace it
         self.signer = JwtSigner()
         self.initial_fixtures = fixtures if fixtures is not None else load_fixtures(None)
@@ -144,21 +173,28 @@ class State:
         self.client_tokens: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.registered: set[tuple[str, str]] = set()
         self.stats: dict[str, OperationStats] = {}
-        self.quota_windows: dict[tuple[str, str], deque[float]] = {}
+        self.quota_windows: dict[tuple[str, str, str], deque[float]] = {}
+        self.sts_sessions: Any = None  # sts.Sessions, created on first use
         now = self.now()
         self.tokens: dict[str, IssuedToken] = {
             t.token: IssuedToken(t.product_code, t.customer, now) for t in self.fixtures.tokens
         }
+        self.audit: Counter[str] = Counter()  # e.g. records sent with ProductCode and LicenseArn
+
+    def emulator_now(self) -> float:
+        """The emulator clock: wall time plus ``clockOffsetSeconds`` (drives the SigV4 skew check)."""
+        return time.time() + self.config.clock_offset_seconds
 
     def now(self) -> float:
-        """The emulator clock: wall time plus the configured offset."""
-        return time.time() + self.config.clock_offset_seconds
+        """The usage clock (see clock.py): the emulator clock unless set over ``POST /_emulator/clock``."""
+        return self.clock.now(self.emulator_now())
 
     def reset(self) -> None:
         """Back to the start-up fixtures, config and faults with no records, tokens or statistics."""
         with self.lock:
             self.fixtures = self.initial_fixtures
             self.config = copy.deepcopy(self.initial_config)
+            self.clock = copy.copy(self.initial_clock)
             self.faults.clear()
             for fault in self.initial_faults:
                 self.faults.add_fault(copy.deepcopy(fault))
@@ -186,8 +222,14 @@ class State:
                 bucket = self.stats[operation] = OperationStats()
             return bucket
 
-    def take_quota(self, access_key_id: str, operation: str) -> bool:
-        """Count a call against the per-key per-second quota; False when it is over the limit."""
+    def take_quota(self, account: str, operation: str) -> bool:
+        """Count a call against the per-second quota of ``account`` in this region; False when over it.
+
+        AWS counts a quota per account and region, shared by every access key (and every temporary
+        credential) of the account (https://docs.aws.amazon.com/marketplace/latest/APIReference/
+        metering-service-quotas.html); the caller passes the calling credential's ``accountId`` (its
+        access key id when a fixture gives none).
+        """
         limit = QUOTAS_PER_SECOND.get(operation)
         if limit is None:
             return True
@@ -195,7 +237,7 @@ class State:
             if not self.config.quotas:
                 return True
             now = self.monotonic()
-            window = self.quota_windows.setdefault((access_key_id, operation), deque())
+            window = self.quota_windows.setdefault((account, self.config.region, operation), deque())
             while window and window[0] <= now - 1.0:
                 window.popleft()
             if len(window) >= limit:
@@ -204,14 +246,18 @@ class State:
             return True
 
     def summary(self) -> list[dict[str, Any]]:
-        """Counts and quantity sums per product, customer, dimension and hour."""
+        """Counts and exact (Decimal) quantity sums per product, customer, LicenseArn, dimension and hour."""
         with self.lock:
-            groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+            groups: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
             for r in self.records:
                 customer = r.get("customerIdentifier") or r.get("customerAWSAccountId") or ""
-                key = (r["productCode"], customer, r["dimension"], r["hour"])
-                g = groups.setdefault(key, {"productCode": key[0], "customer": key[1], "dimension": key[2],
-                                            "hour": key[3], "count": 0, "quantity": 0})
+                key = (r["productCode"], customer, r.get("licenseArn") or "", r["dimension"], r["hour"])
+                g = groups.get(key)
+                if g is None:
+                    g = groups[key] = {"productCode": key[0], "customer": key[1], "dimension": key[3],
+                                       "hour": key[4], "count": 0, "quantity": Decimal(0)}
+                    if key[2]:
+                        g["licenseArn"] = key[2]
                 g["count"] += 1
                 g["quantity"] += r["quantity"]
             return list(groups.values())

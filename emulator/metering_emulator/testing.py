@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
+from .clock import parse_clock
 from .faults import Fault, parse_spec
 from .fixtures import DEFAULT_FIXTURES, load_fixtures
 from .server import EmulatorHTTPServer
@@ -109,6 +110,23 @@ class AdminClient:
         """``POST config``; returns the whole config after the change."""
         return dict(self.call("POST", "config", {_camel(k): v for k, v in changes.items()}))
 
+    def clock(self) -> dict[str, Any]:
+        """``GET clock``: ``{"mode", "now", "iso", "emulatorNow", "offsetSeconds", "frozen"?}``."""
+        return dict(self.call("GET", "clock"))
+
+    def set_clock(self, now: str | float | None = None, *, frozen: bool = False,
+                  offset_seconds: float | None = None) -> dict[str, Any]:
+        """``POST clock``: stand the usage clock at ``now`` (ISO 8601 UTC text or epoch seconds; it runs on
+        from there unless ``frozen``), or at ``offset_seconds`` from the emulator clock."""
+        if (now is None) == (offset_seconds is None):
+            raise ValueError("give exactly one of now and offset_seconds")
+        body: dict[str, Any] = {"now": now, "frozen": frozen} if now is not None else {"offsetSeconds": offset_seconds}
+        return dict(self.call("POST", "clock", body))
+
+    def real_clock(self) -> dict[str, Any]:
+        """``POST clock {"real": true}``: back to the emulator clock."""
+        return dict(self.call("POST", "clock", {"real": True}))
+
     def public_key(self) -> str:
         """``GET public-key``: the PEM of the key that signs RegisterUsage JWTs."""
         return str(self.call("GET", "public-key")["pem"])
@@ -118,8 +136,10 @@ class EmulatorServer:
     """The emulator on a free loopback port in a background thread.
 
     ``options``: ``host``, ``port`` (0 = free port), ``seed`` (fault randomness), ``faults`` (list of fault
-    specs) and any config setting in snake_case (``region``, ``timestamp_window_hours``,
-    ``token_lifetime_seconds``, ``clock_offset_seconds``, ``strict_customers``, ...).
+    specs), ``clock`` (a start-up usage clock: the body of ``POST /_emulator/clock``, e.g.
+    ``{"now": "2026-12-01T05:59:00Z"}``) and any config setting in snake_case (``region``,
+    ``batch_meter_usage_window_hours``, ``meter_usage_window_hours``, ``echo``, ``token_lifetime_seconds``,
+    ``clock_offset_seconds``, ``strict_customers``, ...).
     """
 
     def __init__(self, fixtures: str | Path | dict[str, Any] | None = None, quotas: bool = True,
@@ -128,10 +148,12 @@ class EmulatorServer:
         port: int = options.pop("port", 0)
         seed: int | None = options.pop("seed", None)
         fault_specs: list[dict[str, Any]] = options.pop("faults", [])
+        clock_spec: dict[str, Any] | None = options.pop("clock", None)
         config = Config()
         config.update({"quotas": quotas, **options})
         faults: list[Fault] = [parse_spec(spec, i) for i, spec in enumerate(fault_specs, start=1)]
-        self.state = State(load_fixtures(fixtures), config, faults, seed)
+        clock = parse_clock(clock_spec) if clock_spec is not None else None
+        self.state = State(load_fixtures(fixtures), config, faults, seed, clock)
         self._httpd = EmulatorHTTPServer((self.host, port), self.state)
         self.port: int = self._httpd.server_address[1]
         self.url = f"http://{self.host}:{self.port}"

@@ -84,7 +84,7 @@ def test_given_records_that_stay_unprocessed_when_resubmissions_run_out_then_the
 
 def test_given_an_old_record_when_skipping_then_it_is_reported_and_the_rest_is_billed(
         metering_emulator: EmulatorServer) -> None:
-    records = [a_record(), a_record(customer="cust-demo-0002", timestamp=hour_start(-7)),
+    records = [a_record(), a_record(customer="cust-demo-0002", timestamp=hour_start(-25)),
                a_record(customer="cust-demo-0002", timestamp=hour_start(+2))]
     out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": records},
                      a_config(metering_emulator.url))["body"]
@@ -95,7 +95,7 @@ def test_given_an_old_record_when_skipping_then_it_is_reported_and_the_rest_is_b
 
 def test_given_an_old_record_when_configured_to_fail_then_nothing_is_sent_and_every_bad_path_is_listed(
         metering_emulator: EmulatorServer) -> None:
-    records = [a_record(timestamp=hour_start(-9)), a_record(), a_record(timestamp=hour_start(-30))]
+    records = [a_record(timestamp=hour_start(-26)), a_record(), a_record(timestamp=hour_start(-30))]
     with pytest.raises(MeteringError) as raised:
         run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": records},
                    a_config(metering_emulator.url, outOfWindow="fail"))
@@ -104,12 +104,12 @@ def test_given_an_old_record_when_configured_to_fail_then_nothing_is_sent_and_ev
     assert batch_calls(metering_emulator) == 0
 
 
-def test_given_a_24_hour_window_when_records_are_12_hours_old_then_they_are_sent(
+def test_given_a_6_hour_window_chosen_when_records_are_12_hours_old_then_they_are_held_back(
         metering_emulator: EmulatorServer) -> None:
-    metering_emulator.admin.set_config(timestamp_window_hours=24)
     out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [a_record(timestamp=hour_start(-12))]},
-                     a_config(metering_emulator.url, timestampWindowHours="24"))["body"]
-    assert out["StatusCounts"]["Success"] == 1
+                     a_config(metering_emulator.url, timestampWindowHours="6"))["body"]
+    assert out["StatusCounts"]["TimestampOutOfBounds"] == 1
+    assert batch_calls(metering_emulator) == 0
 
 
 def test_given_the_same_batch_message_twice_when_redelivered_then_billing_is_unchanged(

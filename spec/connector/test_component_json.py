@@ -87,8 +87,9 @@ def test_given_nested_required_markers_then_they_are_enforced_inside_list_items(
 def test_given_credentials_fields_then_they_mirror_the_config_schema_and_mask_secrets() -> None:
     config = load_ui_schema("config.json")["properties"]
     fields = COMPONENT["credentials"]["fields"]
-    assert set(fields) == {"accessKeyId", "secretAccessKey", "sessionToken", "region", "endpointUrl",
-                           "callsPerSecond"}
+    assert set(fields) == {"authMode", "accessKeyId", "secretAccessKey", "sessionToken", "roleArn", "externalId",
+                           "roleSource", "roleSessionName", "sessionDurationSeconds", "stsEndpointUrl", "region",
+                           "endpointUrl", "callsPerSecond"}
     step_fields = {name: f for entry in COMPONENT["actions"].values() for name, f in entry.get("fields", {}).items()}
     for name, field in {**fields, **step_fields}.items():
         prop = config[name]
@@ -97,7 +98,7 @@ def test_given_credentials_fields_then_they_mirror_the_config_schema_and_mask_se
         assert (field["viewClass"] == "PasswordFieldView") is (name in secret_fields())
         if field["viewClass"] == "SelectView":
             assert {str(v) for v in prop["enum"]} == set(field["model"])
-    assert secret_fields() == {"secretAccessKey", "sessionToken"}
+    assert secret_fields() == {"secretAccessKey", "sessionToken", "externalId"}
     assert config["region"]["default"] == "us-east-1"
 
 
@@ -119,3 +120,19 @@ def test_given_the_logo_then_it_is_a_valid_128_by_128_png() -> None:
     width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
     assert (width, height, depth, colour) == (128, 128, 8, 6)
     assert len(zlib.decompress(chunks[b"IDAT"])) == 128 * (1 + 128 * 4)
+
+
+@pytest.mark.parametrize(("cfg", "missing"), [
+    ({}, {"/accessKeyId", "/secretAccessKey"}),
+    ({"authMode": "accessKeys"}, {"/accessKeyId", "/secretAccessKey"}),
+    ({"authMode": "assumeRole"}, {"/roleArn", "/accessKeyId", "/secretAccessKey"}),
+    ({"authMode": "assumeRole", "roleSource": "workloadIdentity"}, {"/roleArn"}),
+    ({"authMode": "workloadIdentity"}, set()),
+])
+def test_given_a_credential_mode_then_exactly_its_fields_are_required(cfg: dict[str, Any], missing: set[str]) -> None:
+    reported = {p.path for p in problems("config.json", cfg) if p.problem == "is required"}
+    assert reported == missing
+    bad = problems("config.json", {"authMode": "assumeRole", "roleSource": "workloadIdentity",
+                                   "roleArn": "arn:aws:iam::12:role/x", "externalId": "x"})
+    assert {p.path for p in bad} == {"/roleArn", "/externalId"}
+    assert all("x" not in p.problem.split("pattern")[0] for p in bad)

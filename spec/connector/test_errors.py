@@ -74,12 +74,6 @@ EMULATED: list[tuple[str, Setup, str, dict[str, Any], dict[str, Any]]] = [
     ("ExpiredTokenException", _short_tokens, "resolveCustomer", {"RegistrationToken": "short-lived-token"}, {}),
     ("InvalidPublicKeyVersionException", _nothing, "registerUsage",
      {"ProductCode": PRODUCT, "PublicKeyVersion": 9}, {}),
-    ("InvalidLicenseException", _nothing, "batchMeterUsage", {"UsageRecords": [
-        {"Timestamp": hour_start(), "CustomerAWSAccountId": "999988887777", "LicenseArn": LICENSE + "0",
-         "Dimension": "users"}]}, {}),
-    ("InvalidCustomerIdentifierException", _strict, "batchMeterUsage",
-     {"ProductCode": PRODUCT, "UsageRecords": [a_record(customer="nobody")]}, {}),
-    ("ValidationException", _nothing, "batchMeterUsage", {"UsageRecords": [a_record()]}, {}),
     ("UnrecognizedClientException", _nothing, "resolveCustomer", {"RegistrationToken": "x"},
      {"accessKeyId": "AKIAUNKNOWNKEY000000"}),
     ("InvalidSignatureException", _nothing, "resolveCustomer", {"RegistrationToken": "x"},
@@ -105,6 +99,28 @@ def test_given_the_emulator_answers_an_error_when_running_then_one_classified_er
     assert details["code"] == code and details["requestId"] == err.request_id and details["retryable"] is False
     assert details["operation"] == err.operation and details["statusCode"] == err.status
     assert details["awsMessage"] and details["awsMessage"] in str(err)
+
+
+# Refusals of a whole BatchMeterUsage call caused by one record: the record is isolated and reported.
+BATCH_REFUSALS: list[tuple[str, Setup, dict[str, Any]]] = [
+    ("InvalidLicenseException", _nothing, {"UsageRecords": [
+        {"Timestamp": hour_start(), "CustomerAWSAccountId": "999988887777", "LicenseArn": LICENSE + "0",
+         "Dimension": "users"}]}),
+    ("InvalidCustomerIdentifierException", _strict, {"ProductCode": PRODUCT, "UsageRecords": [a_record(customer="nobody")]}),
+    ("ValidationException", _nothing, {"UsageRecords": [a_record()]}),
+]
+
+
+@pytest.mark.parametrize(("code", "setup", "body"), BATCH_REFUSALS, ids=[case[0] for case in BATCH_REFUSALS])
+def test_given_aws_refuses_a_batch_for_one_record_then_that_record_is_reported_with_the_code(
+        metering_emulator: EmulatorServer, code: str, setup: Setup, body: dict[str, Any]) -> None:
+    setup(metering_emulator)
+    out = run_action("batchMeterUsage", body, a_config(metering_emulator.url))["body"]
+    result = out["Results"][0]
+    assert result["Status"] == "Rejected" and result["ErrorCode"] == code and result["ErrorMessage"]
+    assert "MeteringRecordId" not in result and out["AllSucceeded"] is False
+    assert out["RequestIds"] and ERROR_TABLE[code].retryable is False
+    assert metering_emulator.admin.records()["records"] == []
 
 
 def _settings(url: str, **changes: Any) -> Settings:

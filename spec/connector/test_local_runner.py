@@ -21,8 +21,11 @@ EXAMPLES = ROOT / "examples"
 
 
 def current(value: Any, now: int) -> Any:
+    """The example with its timestamps made current, as scripts/demo.py does (``_hoursAgo`` honoured)."""
     if isinstance(value, dict):
-        return {k: now if k == "Timestamp" else current(v, now) for k, v in value.items()}
+        ago = int(value.get("_hoursAgo", 0) * 3600)
+        return {k: now - ago if k == "Timestamp" else current(v, now) for k, v in value.items()
+                if not k.startswith("_")}
     if isinstance(value, list):
         return [current(v, now) for v in value]
     return value
@@ -53,8 +56,12 @@ def test_given_the_example_message_when_run_by_the_local_runner_then_data_then_e
     assert not list(validator(OPERATIONS[function].out_schema).iter_errors(body))
     assert SECRET_KEY not in output
     if function == "batchMeterUsage":
-        assert body["StatusCounts"] == {"Success": 2, "CustomerNotSubscribed": 1, "DuplicateRecord": 0,
-                                        "TimestampOutOfBounds": 0}
+        assert body["StatusCounts"] == {"Success": 4, "CustomerNotSubscribed": 1, "DuplicateRecord": 0,
+                                        "TimestampOutOfBounds": 0, "Rejected": 0}
+        billed = {(r["customerIdentifier"], r["dimension"]): r["quantityDecimal"]
+                  for r in metering_emulator.admin.records()["records"]}
+        assert billed[("cust-demo-0001", "storage_gb")] == "17.42"  # the fractional record, exactly
+        assert billed[("cust-demo-0002", "users")] == "2.5"  # the record 20 hours old
 
 
 def test_given_an_aws_error_when_run_by_the_local_runner_then_one_error_with_details_is_emitted(

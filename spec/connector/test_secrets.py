@@ -109,3 +109,73 @@ def test_given_a_log_call_that_formats_a_secret_then_the_filter_masks_it(capture
         logger.removeFilter(guard)
     line = captured.lines[-1]
     assert TEMP_SECRET_KEY not in line and "***" in line and "'abc'" in line
+
+
+def test_given_the_role_modes_at_debug_then_no_session_credential_token_or_external_id_leaks(
+        metering_emulator: EmulatorServer, captured: Capture, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Any) -> None:
+    import lib.credentials
+    from spec.support.identity import (
+        CONTAINER_AUTH,
+        EXTERNAL_ID,
+        SELLER_ROLE,
+        SOURCE_KEY,
+        SOURCE_SECRET,
+        WEB_TOKEN,
+        WORKLOAD_ENV_NAMES,
+        identity_fixtures,
+        workload_env,
+    )
+
+    emu = metering_emulator
+    emu.admin.load_fixtures(identity_fixtures())
+    base = {"region": "us-east-1", "endpointUrl": emu.url, "stsEndpointUrl": emu.url}
+    assume = {**base, "authMode": "assumeRole", "accessKeyId": SOURCE_KEY, "secretAccessKey": SOURCE_SECRET,
+              "roleArn": SELLER_ROLE, "externalId": EXTERNAL_ID}
+    wrong_id = "ext-id-Wrong-Secret-42"
+    ctx = StepContext()
+    outputs: list[Any] = []
+    frozen: list[Any] = []
+
+    def in_container(kind: str) -> None:
+        for name in WORKLOAD_ENV_NAMES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in workload_env(kind, emu.url, tmp_path).items():
+            monkeypatch.setenv(name, value)
+        lib.credentials.clear_cache()
+
+    scenarios: list[tuple[str, Callable[[], Any]]] = [
+        ("none", lambda: run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, assume, ctx=ctx)),
+        ("none", lambda: run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN},
+                                    dict(assume, externalId=wrong_id), ctx=ctx)),
+        ("none", lambda: verifyCredentials.verify(ctx, dict(assume, externalId=wrong_id))),
+        ("irsa", lambda: run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [a_record()]},
+                                    dict(base, authMode="workloadIdentity"), ctx=ctx)),
+        ("irsa", lambda: verifyCredentials.verify(ctx, dict(base, authMode="workloadIdentity"))),
+        ("ecs", lambda: run_action("registerUsage", {"ProductCode": PRODUCT, "PublicKeyVersion": 1},
+                                   dict(base, authMode="workloadIdentity"), ctx=ctx)),
+        ("ec2", lambda: run_action("meterUsage", {"ProductCode": PRODUCT, "Timestamp": hour_start(),
+                                                  "UsageDimension": "users"}, dict(base, authMode="workloadIdentity"),
+                                   ctx=ctx)),
+        ("none", lambda: verifyCredentials.verify(ctx, dict(base, authMode="workloadIdentity"))),
+    ]
+    for kind, scenario in scenarios:
+        in_container(kind)
+        try:
+            outputs.append(scenario())
+        except Exception as err:  # noqa: BLE001 - every error is part of the scan
+            outputs += [str(err), repr(err), format_error(err), getattr(err, "error_details", None)]
+        for source in lib.credentials._SOURCES.values():
+            current = source._current
+            if current is not None:
+                frozen.append(current.get_frozen_credentials())
+    lib.credentials.clear_cache()
+    outputs += [payload for _, payload in ctx.events]
+    text = "\n".join(captured.lines) + "\n" + json.dumps(outputs, default=repr)
+    assert "AccessDenied" in text and "No workload identity" in text  # the scan saw the failures
+    assert len(frozen) >= 4 and all(f.token for f in frozen)
+    secrets = [EXTERNAL_ID, wrong_id, WEB_TOKEN, CONTAINER_AUTH, SOURCE_SECRET]
+    secrets += [f.secret_key for f in frozen] + [f.token for f in frozen]
+    for secret in secrets:
+        leaked = [w for w in windows(secret) if w in text]
+        assert not leaked, f"secret fragment leaked: {leaked[:1]}"

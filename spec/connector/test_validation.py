@@ -121,7 +121,7 @@ def test_given_allocations_that_break_the_documented_rules_then_each_is_reported
     with pytest.raises(MeteringError) as raised:
         validate_body(OPERATIONS["meterUsage"], body)
     assert [(p.path, p.problem) for p in raised.value.problems] == [
-        ("/UsageAllocations", "AllocatedUsageQuantity values must add up to UsageQuantity"),
+        ("/UsageAllocations", "allocated quantities add up to 4, not to the record's quantity 5"),
         ("/UsageAllocations/1", "only one allocation may have no tags"),
         ("/UsageAllocations/3", "repeats the tag set of an earlier allocation")]
 

@@ -18,20 +18,25 @@ from spec.connector.scripted import Canned, ScriptedServer
 MODEL = botocore.session.get_session().get_service_model("meteringmarketplace")
 INPUTS: dict[str, dict[str, Any]] = {
     "meterUsage": {"ProductCode": PRODUCT, "Timestamp": "2024-05-01T12:30:15.123456Z", "UsageDimension": "Hosts",
-                   "UsageQuantity": 5, "ClientToken": "t-1",
-                   "UsageAllocations": [{"AllocatedUsageQuantity": 3, "Tags": [{"Key": "env", "Value": "prod"}]},
-                                        {"AllocatedUsageQuantity": 2}]},
+                   "UsageQuantityAsDecimal": "5.25", "ClientToken": "t-1",
+                   "UsageAllocations": [{"AllocatedUsageQuantityAsDecimal": "3.25",
+                                         "Tags": [{"Key": "env", "Value": "prod"}]},
+                                        {"AllocatedUsageQuantityAsDecimal": "2"}]},
     "batchMeterUsage": {"ProductCode": PRODUCT, "UsageRecords": [
-        {"Timestamp": 1714566615123, "CustomerIdentifier": "cust-EXAMPLE", "Dimension": "Users", "Quantity": 10},
+        {"Timestamp": 1714566615123, "CustomerIdentifier": "cust-EXAMPLE", "Dimension": "Users", "QuantityAsDecimal": "10.000001"},
         {"Timestamp": "2024-05-01T14:00:00+02:00", "CustomerAWSAccountId": "111122223333", "LicenseArn": LICENSE,
-         "Dimension": "Users", "Quantity": 0}]},
+         "Dimension": "Users", "QuantityAsDecimal": "0"}]},
     "registerUsage": {"ProductCode": PRODUCT, "PublicKeyVersion": 1, "Nonce": "nonce-123"},
     "resolveCustomer": {"RegistrationToken": "AbCd+EfGh/IjKl=="},
 }
 
 
 def botocore_body(op_name: str, params: dict[str, Any]) -> Any:
-    """The JSON body botocore serialises for the same parameters (timestamps as it parses them)."""
+    """The JSON body botocore serialises for the same parameters (timestamps as it parses them).
+
+    One deliberate difference: botocore 1.44 sends epoch seconds with milliseconds, the connector whole
+    seconds (docs/metering-api.md: AWS floors usage timestamps to the hour), so fractions are dropped here.
+    """
     from botocore.utils import parse_to_aware_datetime
 
     def convert(value: Any, shape: Any) -> Any:
@@ -45,7 +50,18 @@ def botocore_body(op_name: str, params: dict[str, Any]) -> Any:
 
     op_model = MODEL.operation_model(op_name)
     request = create_serializer("json").serialize_to_request(convert(params, op_model.input_shape), op_model)
-    return json.loads(request["body"])
+    return whole_seconds(json.loads(request["body"]), op_model.input_shape)
+
+
+def whole_seconds(value: Any, shape: Any) -> Any:
+    """``value`` with every timestamp truncated to whole epoch seconds."""
+    if shape.type_name == "timestamp":
+        return int(value)
+    if shape.type_name == "structure":
+        return {k: whole_seconds(v, shape.members[k]) for k, v in value.items()}
+    if shape.type_name == "list":
+        return [whole_seconds(v, shape.member) for v in value]
+    return value
 
 
 @pytest.mark.parametrize("action", sorted(INPUTS))

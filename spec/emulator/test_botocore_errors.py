@@ -27,7 +27,7 @@ Call = Callable[[EmulatorServer], Any]
 
 def _meter(emu: EmulatorServer, **kw: Any) -> Any:
     args = {"ProductCode": PRODUCT, "Timestamp": now(), "UsageDimension": "users", "UsageQuantity": 1, **kw}
-    return client(emu).meter_usage(**args)
+    return client(emu).meter_usage(**{k: v for k, v in args.items() if v is not None})
 
 
 def _batch(emu: EmulatorServer, *records: dict[str, Any], product: str | None = PRODUCT) -> Any:
@@ -114,7 +114,7 @@ TABLE: list[tuple[str, Call, str, bool, int]] = [
      "InvalidTagException", True, 400),
     ("allocation sum", lambda e: _meter(e, UsageQuantity=2, UsageAllocations=[{"AllocatedUsageQuantity": 1}]),
      "InvalidUsageAllocationsException", True, 400),
-    ("old timestamp in a batch", lambda e: _batch(e, _rec(), _rec(Timestamp=now() - 8 * 3600)),
+    ("old timestamp in a batch", lambda e: _batch(e, _rec(), _rec(Timestamp=now() - 26 * 3600)),
      "TimestampOutOfBoundsException", True, 400),
     ("unknown customer, strict", _configured({"strict_customers": True},
                                              lambda e: _batch(e, _rec(CustomerIdentifier="who"))),
@@ -141,6 +141,13 @@ TABLE: list[tuple[str, Call, str, bool, int]] = [
      "ExpiredTokenException", True, 400),
     ("injected throttling", _faulted("throttle", _meter), "ThrottlingException", True, 400),
     ("injected 500", _faulted("error500", _meter), "InternalServiceErrorException", True, 500),
+    ("injected request timeout", _faulted("requestTimeout", _meter), "RequestTimeoutException", False, 408),
+    ("both quantity members", lambda e: _batch(e, _rec(QuantityAsDecimal="1")), "ValidationException", False, 400),
+    ("allocations of another kind", lambda e: _meter(e, UsageQuantity=None, UsageQuantityAsDecimal="1",
+                                                     UsageAllocations=[{"AllocatedUsageQuantity": 1}]),
+     "InvalidUsageAllocationsException", True, 400),
+    ("customer identifier on a new integration",
+     lambda e: _batch(e, _rec(), product="emu-demo-newsaas-0001"), "InvalidCustomerIdentifierException", True, 400),
     ("disabled API", _configured({"disabled_operations": ["ResolveCustomer"]},
                                  lambda e: client(e).resolve_customer(RegistrationToken="x")),
      "DisabledApiException", True, 400),

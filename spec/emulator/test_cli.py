@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,10 +26,18 @@ class _Running:
         self.admin = AdminClient(url)
 
 
+def console_script(name: str) -> Path:
+    """The console script installed next to this interpreter (``.venv/bin``), not looked up on ``PATH``:
+    the README's ``scripts/test.sh`` runs ``.venv/bin/python`` without the venv on ``PATH``."""
+    script = Path(sys.executable).parent / name
+    assert script.is_file(), f"{name} is not installed next to {sys.executable} (pip install -e ./emulator)"
+    return script
+
+
 @contextmanager
 def running(*args: str, module: bool = False) -> Iterator[_Running]:
     """Start the emulator on a free port and stop it with SIGTERM afterwards."""
-    command = [sys.executable, "-m", "metering_emulator"] if module else [shutil.which("metering-emulator") or ""]
+    command = [sys.executable, "-m", "metering_emulator"] if module else [str(console_script("metering-emulator"))]
     proc = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", "0", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -55,14 +62,37 @@ def test_given_the_console_script_when_started_on_port_0_then_it_serves_and_stop
 
 
 def test_given_python_dash_m_with_options_then_they_apply() -> None:
-    with running("--no-quotas", "--timestamp-window-hours", "24", "--token-lifetime-seconds", "60",
+    with running("--no-quotas", "--meter-usage-window-hours", "24", "--batch-meter-usage-window-hours", "30",
+                 "--month-end-grace-hours", "2", "--echo", "normalised", "--token-lifetime-seconds", "60",
                  module=True) as emu:
-        assert emu.admin.config()["quotas"] is False
-        assert emu.admin.config()["timestampWindowHours"] == 24
-        assert emu.admin.config()["tokenLifetimeSeconds"] == 60
+        config = emu.admin.config()
+        assert config["quotas"] is False
+        assert (config["meterUsageWindowHours"], config["batchMeterUsageWindowHours"]) == (24, 30)
+        assert (config["monthEndGraceHours"], config["echo"]) == (2, "normalised")
+        assert config["tokenLifetimeSeconds"] == 60
         c = client(emu)
         c.meter_usage(ProductCode=PRODUCT, Timestamp=now() - 20 * 3600, UsageDimension="users")
         assert len(emu.admin.records()["records"]) == 1
+
+
+def test_given_the_deprecated_single_window_option_then_it_sets_both_windows() -> None:
+    with running("--timestamp-window-hours", "9", module=True) as emu:
+        config = emu.admin.config()
+        assert (config["meterUsageWindowHours"], config["batchMeterUsageWindowHours"]) == (9, 9)
+
+
+def test_given_a_start_up_clock_then_the_month_end_cut_off_applies_at_that_time_over_http() -> None:
+    # 06:01 UTC on 1 December: November's records are out of bounds, SigV4 still uses the real time
+    with running("--no-quotas", "--clock", "2026-12-01T06:01:00Z", module=True) as emu:
+        clock = emu.admin.clock()
+        assert clock["mode"] == "set" and clock["iso"].startswith("2026-12-01T06:0")
+        november = 1796083140  # 2026-11-30T23:59:00Z, 6 h 2 min before the clock
+        with pytest.raises(ClientError) as info:
+            client(emu).batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[
+                {"Timestamp": november, "CustomerIdentifier": "cust-demo-0001", "Dimension": "users",
+                 "QuantityAsDecimal": "1.5"}])
+        assert info.value.response["Error"]["Code"] == "TimestampOutOfBoundsException"
+        assert "previous billing month" in info.value.response["Error"]["Message"]
 
 
 def test_given_a_fixtures_file_and_a_fault_then_both_are_loaded(tmp_path: Path) -> None:
@@ -88,6 +118,7 @@ def test_given_a_fixtures_file_and_a_fault_then_both_are_loaded(tmp_path: Path) 
     (["--fixtures", "/nonexistent/fixtures.json"], "cannot read fixtures"),
     (["--fault", "explode"], "fault type must be one of"),
     (["--timestamp-window-hours", "-1"], "must not be negative"),
+    (["--clock", "yesterday"], "ISO 8601"),
 ])
 def test_given_bad_arguments_then_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "metering_emulator", "--port", "0", *args],

@@ -1,13 +1,17 @@
 """Protocol cases as data: every ``cases/*.json`` entry is a request and the reply it must get.
 
-Case format: ``{"name", "setup"?: {"config"?, "fixtures"?, "requests"?: [request]},
-"request": request, "expect": {"status", "type"?, "message"?, "messageContains"?, "body"?, "records"?}}``.
+Case format: ``{"name", "setup"?: {"clock"?, "config"?, "fixtures"?, "requests"?: [request]},
+"request": request, "expect": {"status", "type"?, "message"?, "messageContains"?, "body"?, "records"?,
+"quantities"?}}``. ``setup.clock`` (ISO 8601 UTC) stands the emulator's usage clock still at that instant
+(``POST /_emulator/clock``) and ``$NOW`` then means that instant; ``expect.quantities`` lists the stored
+records' exact quantities (``quantityDecimal`` of ``GET /_emulator/records``) in order.
 A request is ``{"operation"?, "target"?, "method"? (POST), "path"? ("/"), "body"? | "rawBody"?,
 "auth"?: "sigv4" (default) | "none" | {"accessKey"?, "secretKey"?, "token"?, "region"?, "service"?},
 "headers"? (added after signing, so unsigned), "dropHeaders"? (removed after signing), "contentType"?}``.
 Body and fixture strings ``$NOW`` / ``$NOW-<s>`` / ``$NOW+<s>`` become epoch seconds at run time; ``$NOWF`` a float;
 in ``rawBody`` the text ``$NOW`` is replaced by the epoch seconds.
-In ``expect.body``, ``$ANY`` matches any value and ``$UUID`` any UUID; objects match as subsets.
+In ``expect.body``, ``$ANY`` matches any value and ``$UUID`` any UUID; objects match as subsets
+(``expect.exactBody``: the same, but objects must have exactly the expected keys).
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ def _perform(emu: EmulatorServer, request: dict[str, Any], now: int) -> Reply:
     )
 
 
-def _matches(expected: Any, actual: Any) -> bool:
+def _matches(expected: Any, actual: Any, exact: bool = False) -> bool:
     if expected == "$ANY":
         return True
     if expected == "$UUID":
@@ -81,10 +85,11 @@ def _matches(expected: Any, actual: Any) -> bool:
             return False
         return True
     if isinstance(expected, dict):
-        return isinstance(actual, dict) and all(k in actual and _matches(v, actual[k]) for k, v in expected.items())
+        return (isinstance(actual, dict) and (not exact or set(expected) == set(actual))
+                and all(k in actual and _matches(v, actual[k], exact) for k, v in expected.items()))
     if isinstance(expected, list):
         return (isinstance(actual, list) and len(expected) == len(actual)
-                and all(_matches(e, a) for e, a in zip(expected, actual)))
+                and all(_matches(e, a, exact) for e, a in zip(expected, actual)))
     return bool(expected == actual)
 
 
@@ -103,6 +108,8 @@ def test_the_case_files_hold_enough_cases() -> None:
 def test_protocol_case(emu: EmulatorServer, case: dict[str, Any]) -> None:
     now = int(time.time())
     setup = case.get("setup", {})
+    if "clock" in setup:
+        now = int(emu.admin.set_clock(now=setup["clock"], frozen=True)["now"])
     if "fixtures" in setup:
         emu.admin.load_fixtures(_expand(setup["fixtures"], now))
     if "config" in setup:
@@ -126,5 +133,9 @@ def test_protocol_case(emu: EmulatorServer, case: dict[str, Any]) -> None:
         assert expect["messageContains"] in reply.json()["message"], reply.json()["message"]
     if "body" in expect:
         assert _matches(_expand(expect["body"], now), reply.json()), reply.json()
+    if "exactBody" in expect:
+        assert _matches(_expand(expect["exactBody"], now), reply.json(), exact=True), reply.json()
     if "records" in expect:
         assert len(emu.admin.records()["records"]) == expect["records"]
+    if "quantities" in expect:
+        assert [r["quantityDecimal"] for r in emu.admin.records()["records"]] == expect["quantities"]

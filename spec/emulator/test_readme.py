@@ -36,6 +36,7 @@ def test_every_cli_option_is_documented(option: str) -> None:
 
 @pytest.mark.parametrize("key", ["sessionToken", "accountId", "resourceRegion", "platform", "deniedOperations",
                                  "sellerAccountId", "concurrentAgreements", "subscribed", "registrationTokens", "expired",
-                                 "subscribedAt", "unsubscribedAt"])
+                                 "subscribedAt", "unsubscribedAt", "integration", "agreementId", "licenseStart",
+                                 "licenseEnd"])
 def test_every_fixture_key_is_documented(key: str) -> None:
     assert re.search(rf"\| `[^`|]*\b{key}\b[^`|]*` \|", README), f"no fixtures-table row for {key}"

@@ -40,7 +40,8 @@ def _vector_time(vector: dict[str, Any]) -> float:
 @pytest.fixture(scope="module")
 def vector_emu() -> Any:
     """An emulator holding the vectors' credential; the clock is set per test to the capture time."""
-    with EmulatorServer(fixtures=FIXTURES, quotas=False, timestamp_window_hours=40000) as emu:
+    with EmulatorServer(fixtures=FIXTURES, quotas=False, timestamp_window_hours=40000,
+                        month_end_grace_hours=40000) as emu:
         yield emu
 
 

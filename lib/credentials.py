@@ -1,0 +1,278 @@
+"""Where the signing credentials come from: pasted access keys, an assumed role, or the workload identity.
+
+Access keys are signed as they are (this module then imports nothing beyond the standard library).
+The role modes resolve and refresh temporary credentials with botocore's credential providers, the
+reference implementation of the AWS credential chain (botocore 1.44.8 ``botocore/credentials.py``):
+``AssumeRoleCredentialFetcher`` + ``DeferredRefreshableCredentials`` for Assume role,
+``AssumeRoleWithWebIdentityProvider`` (EKS IRSA: ``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN``),
+``ContainerProvider`` (ECS task role: ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI``/``_FULL_URI``) and
+``InstanceMetadataProvider`` (EC2 instance role over IMDSv2, ``AWS_EC2_METADATA_SERVICE_ENDPOINT``) for
+the workload identity. botocore is imported only when a role mode is used. The metering calls
+themselves stay on the connector's client: requests-aws4auth signs with the refreshable credentials
+(``AWS4Auth(refreshable_credentials=...)`` calls ``get_frozen_credentials()`` for every request).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from .errors import CREDENTIALS, TRANSIENT, ErrorClass, MeteringError
+from .redact import register_secrets, scrub_known
+
+if TYPE_CHECKING:
+    from .client import Settings
+
+ACCESS_KEYS, ASSUME_ROLE, WORKLOAD = "accessKeys", "assumeRole", "workloadIdentity"
+MODES = (ACCESS_KEYS, ASSUME_ROLE, WORKLOAD)
+DEFAULT_SESSION_NAME = "elasticio-metering"
+WORKLOAD_PROVIDERS = ("assume-role-with-web-identity", "container-role", "iam-role")  # botocore METHOD names
+# Answers of the metering endpoint that mean the session itself was refused (expired or revoked).
+SESSION_REJECTED = ("ExpiredTokenException", "UnrecognizedClientException", "InvalidClientTokenId")
+NO_WORKLOAD_IDENTITY = "NoWorkloadIdentity"
+_STS_TRANSIENT = ("Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable",
+                  "InternalFailure", "IDPCommunicationError")
+_MAX_SOURCES = 16
+
+log = logging.getLogger(__name__)
+
+
+def session_rejected(err: MeteringError) -> bool:
+    """Whether the metering endpoint refused the credentials themselves (not the request)."""
+    if err.code == "ExpiredTokenException":  # also the code of an expired registration token
+        return "security token" in err.aws_message.lower() or err.kind == CREDENTIALS
+    return err.code in SESSION_REJECTED
+
+
+def _quiet_botocore() -> None:
+    """botocore logs request and response bodies at DEBUG (``botocore.parsers``, ``botocore.endpoint``):
+    STS answers carry the session credentials, AssumeRoleWithWebIdentity requests the token. Those
+    loggers are capped at INFO so no DEBUG configuration of the platform can print them."""
+    for name in ("botocore", "botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.auth",
+                 "botocore.credentials", "botocore.utils"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO or logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+class _NeverStore(dict):  # type: ignore[type-arg]
+    """A fetcher cache that keeps nothing: refresh timing is left to RefreshableCredentials alone."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+def _register_workload_secrets() -> None:
+    """The web-identity token and the container authorization token are secrets too."""
+    values = [os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN", "")]
+    for name in ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"):
+        path = os.environ.get(name)
+        if path:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    values.append(handle.read().strip())
+            except OSError:
+                pass
+    register_secrets(v for v in values if v)
+
+
+def translate(exc: BaseException, settings: Settings) -> MeteringError:
+    """A botocore failure while resolving credentials as a MeteringError a user can act on."""
+    from botocore import exceptions as bexc
+
+    if isinstance(exc, MeteringError):
+        return exc
+    if isinstance(exc, bexc.ClientError):
+        error = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(error.get("Code") or "Unknown")
+        message = scrub_known(str(error.get("Message") or ""))
+        operation = exc.operation_name or "AssumeRole"
+        if code in _STS_TRANSIENT or int(meta.get("HTTPStatusCode") or 0) >= 500:
+            kind = ErrorClass(True, TRANSIENT, "STS is unavailable; retried")
+        elif operation == "AssumeRoleWithWebIdentity":
+            kind = ErrorClass(False, CREDENTIALS, "the role's trust policy does not allow this web identity "
+                              "(OIDC issuer and service account), or the token is invalid or expired")
+        else:
+            kind = ErrorClass(False, CREDENTIALS, "the role cannot be assumed: its trust policy must allow "
+                              "this identity and the External ID must match")
+        return MeteringError(code, message[:500], operation=operation, status=meta.get("HTTPStatusCode"),
+                             request_id=meta.get("RequestId"), classification=kind)
+    if isinstance(exc, (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ReadTimeoutError)):
+        return MeteringError("ConnectionError", f"could not reach STS ({type(exc).__name__})",
+                             operation="credentials")
+    if isinstance(exc, bexc.ParamValidationError):
+        return MeteringError("ValidationFailed", scrub_known(str(exc))[:500], operation="configuration")
+    text = scrub_known(str(exc))[:500]
+    return MeteringError(type(exc).__name__, text, operation="credentials",
+                         classification=ErrorClass(False, CREDENTIALS, "the workload identity could not be "
+                                                   "read (check the container's credentials endpoint)"))
+
+
+class RoleCredentials:
+    """Temporary credentials of one credential configuration, resolved by botocore and refreshed before
+    they expire; ``reset()`` drops them so the next request resolves them again.
+
+    The object requests-aws4auth reads: ``get_frozen_credentials()`` returns botocore's
+    ``ReadOnlyCredentials`` (access key, secret key, token) valid for the next request.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._current: Any = None  # a botocore RefreshableCredentials / Credentials
+        self._seen_key: str | None = None
+        self.resolutions = 0  # how often the credentials were resolved from scratch (tests, logs)
+        self.refreshes = 0  # how many distinct temporary keys were used
+
+    def reset(self) -> None:
+        """Forget the credentials (an expired or revoked session): the next use resolves them anew."""
+        with self._lock:
+            self._current = None
+            self._seen_key = None
+
+    def method(self) -> str | None:
+        """botocore's name of the provider that produced the credentials (e.g. ``container-role``)."""
+        current = self._current
+        return getattr(current, "method", None) if current is not None else None
+
+    def get_frozen_credentials(self) -> Any:
+        """Credentials for one request (resolved on first use, refreshed when near expiry)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        with self._lock:
+            try:
+                if self._current is None:
+                    self._current = self._resolve()
+                    self.resolutions += 1
+                frozen = self._current.get_frozen_credentials()
+            except MeteringError:
+                raise
+            except (BotoCoreError, ClientError, OSError, ValueError, RuntimeError) as exc:  # botocore's failures
+                self._current = None
+                raise translate(exc, self.settings) from None
+            if frozen.access_key != self._seen_key:
+                self._seen_key = frozen.access_key
+                self.refreshes += 1
+                register_secrets([frozen.secret_key, frozen.token or ""])
+                self._tune(self._current)
+                log.info("using temporary credentials %s from %s", frozen.access_key,
+                         getattr(self._current, "method", "botocore"))
+            return frozen
+
+    @staticmethod
+    def _tune(creds: Any) -> None:
+        """Refresh windows scaled to the session's lifetime.
+
+        botocore refreshes 15 min (advisory) / 10 min (mandatory) before expiry: a 15-minute session
+        would then be re-fetched for every request. Half / a quarter of the lifetime, capped at botocore's
+        values, keeps 1-hour sessions at botocore's behaviour and short ones usable.
+        """
+        expiry = getattr(creds, "_expiry_time", None)
+        if expiry is None:
+            return
+        remaining = expiry.timestamp() - time.time()
+        if remaining > 0:
+            creds._advisory_refresh_timeout = min(15 * 60, remaining / 2)
+            creds._mandatory_refresh_timeout = min(10 * 60, remaining / 4)
+
+    def _client_creator(self) -> Any:
+        import botocore.session
+        from botocore.config import Config
+
+        session = botocore.session.Session()
+        settings = self.settings
+        base = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=15)
+
+        def create(service: str, **kwargs: Any) -> Any:
+            config = base.merge(kwargs.pop("config")) if kwargs.get("config") is not None else base
+            kwargs.pop("config", None)
+            return session.create_client(service, region_name=settings.region,
+                                         endpoint_url=settings.sts_endpoint_url, config=config, **kwargs)
+
+        return session, create
+
+    def _workload(self, session: Any, create: Any) -> Any:
+        from botocore.credentials import (
+            AssumeRoleWithWebIdentityProvider,
+            CredentialResolver,
+            create_credential_resolver,
+        )
+
+        _register_workload_secrets()
+        chain = create_credential_resolver(session, region_name=self.settings.region)
+        web_identity = AssumeRoleWithWebIdentityProvider(load_config=lambda: session.full_config,
+                                                         client_creator=create, profile_name="default",
+                                                         cache=_NeverStore())
+        resolver = CredentialResolver([web_identity, chain.get_provider("container-role"),
+                                       chain.get_provider("iam-role")])
+        found = resolver.load_credentials()
+        if found is None:
+            raise MeteringError(
+                NO_WORKLOAD_IDENTITY,
+                "no workload identity in this container: neither AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN "
+                "(EKS IRSA), nor AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI (ECS task role), nor an EC2 "
+                "instance role (IMDS) was found", operation="credentials",
+                classification=ErrorClass(False, CREDENTIALS, "run the step where the workload has an IAM role, "
+                                          "or choose Access keys / Assume role from access keys"))
+        return found
+
+    def _resolve(self) -> Any:
+        from botocore.credentials import (
+            AssumeRoleCredentialFetcher,
+            Credentials,
+            DeferredRefreshableCredentials,
+        )
+
+        _quiet_botocore()
+        settings = self.settings
+        session, create = self._client_creator()
+        if settings.auth_mode == WORKLOAD:
+            return self._workload(session, create)
+        if settings.role_source == WORKLOAD:
+            source: Any = self._workload(session, create)
+        else:
+            source = Credentials(settings.access_key_id, settings.secret_access_key, settings.session_token)
+        extra: dict[str, Any] = {"RoleSessionName": settings.role_session_name or DEFAULT_SESSION_NAME}
+        if settings.external_id:
+            extra["ExternalId"] = settings.external_id
+        if settings.session_duration:
+            extra["DurationSeconds"] = settings.session_duration
+        fetcher = AssumeRoleCredentialFetcher(create, source, settings.role_arn or "", extra_args=extra,
+                                              cache=_NeverStore())
+        return DeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials, method="assume-role")
+
+
+_SOURCES: OrderedDict[str, RoleCredentials] = OrderedDict()
+_SOURCES_LOCK = threading.Lock()
+
+
+def role_credentials(settings: Settings) -> RoleCredentials | None:
+    """The cached temporary credentials of ``settings`` (None for the access-key mode)."""
+    if settings.auth_mode == ACCESS_KEYS:
+        return None
+    key = settings.credential_key
+    with _SOURCES_LOCK:
+        found = _SOURCES.get(key)
+        if found is None:
+            found = _SOURCES[key] = RoleCredentials(settings)
+            while len(_SOURCES) > _MAX_SOURCES:
+                _SOURCES.popitem(last=False)
+        _SOURCES.move_to_end(key)
+        return found
+
+
+def clear_cache() -> None:
+    """Forget every cached credential and the clients holding them (tests that change the container's
+    environment between cases; a real container's identity does not change while it runs)."""
+    from . import client
+
+    with _SOURCES_LOCK:
+        _SOURCES.clear()
+    with client._CLIENTS_LOCK:
+        while client._CLIENTS:
+            client._CLIENTS.popitem()[1].close()

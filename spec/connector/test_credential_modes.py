@@ -1,0 +1,263 @@
+"""Credential modes end to end against the emulator over HTTP: access keys, Assume role (from access keys
+and from the workload identity) and Workload identity (EKS IRSA, ECS task role, EC2 instance role), each for
+all four actions; External ID right and wrong; sessions expiring in the middle of a 10,000-record batch;
+MeterUsage under AWS's no-long-term-keys rule; a revoked session re-resolved once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from metering_emulator.testing import EmulatorServer
+
+import lib.credentials
+import verifyCredentials
+from lib.errors import MeteringError
+from spec.connector.builders import PRODUCT, REG_TOKEN, StepContext, a_record, hour_start, run_action
+from spec.support.identity import (
+    EXTERNAL_ID,
+    SELLER_ROLE,
+    SOURCE_KEY,
+    SOURCE_SECRET,
+    WORKLOAD_ENV_NAMES,
+    WORKLOAD_ROLE,
+    identity_fixtures,
+    workload_env,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# mode name -> (credential fields, workload kind of the container)
+MODES: dict[str, tuple[dict[str, Any], str]] = {
+    "access-keys": ({"accessKeyId": SOURCE_KEY, "secretAccessKey": SOURCE_SECRET}, "none"),
+    "assume-role-from-keys": ({"authMode": "assumeRole", "accessKeyId": SOURCE_KEY, "secretAccessKey": SOURCE_SECRET,
+                               "roleArn": SELLER_ROLE, "externalId": EXTERNAL_ID, "roleSessionName": "seller-test",
+                               "sessionDurationSeconds": "900"}, "none"),
+    "assume-role-from-irsa": ({"authMode": "assumeRole", "roleSource": "workloadIdentity", "roleArn": SELLER_ROLE,
+                               "externalId": EXTERNAL_ID}, "irsa"),
+    "workload-irsa": ({"authMode": "workloadIdentity"}, "irsa"),
+    "workload-ecs": ({"authMode": "workloadIdentity"}, "ecs"),
+    "workload-ec2": ({"authMode": "workloadIdentity"}, "ec2"),
+}
+
+
+@pytest.fixture
+def emu(metering_emulator: EmulatorServer) -> EmulatorServer:
+    metering_emulator.admin.load_fixtures(identity_fixtures())
+    metering_emulator.admin.set_config(quotas=False)
+    return metering_emulator
+
+
+@pytest.fixture
+def container(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emu: EmulatorServer) -> Iterator[Any]:
+    """Set the container's environment to one workload kind (the credential cache is cleared around it)."""
+
+    def use(kind: str) -> dict[str, str]:
+        for name in WORKLOAD_ENV_NAMES:
+            monkeypatch.delenv(name, raising=False)
+        env = workload_env(kind, emu.url, tmp_path)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        lib.credentials.clear_cache()
+        return env
+
+    yield use
+    lib.credentials.clear_cache()
+
+
+def cfg_for(mode: str, emu: EmulatorServer, **extra: Any) -> dict[str, Any]:
+    fields, _ = MODES[mode]
+    return {"region": "us-east-1", "endpointUrl": emu.url, "stsEndpointUrl": emu.url, **fields, **extra}
+
+
+BODIES: dict[str, Any] = {
+    "batchMeterUsage": lambda: {"ProductCode": PRODUCT, "UsageRecords": [a_record(dimension="storage_gb")]},
+    "meterUsage": lambda: {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users",
+                           "UsageQuantity": 2},
+    "registerUsage": lambda: {"ProductCode": PRODUCT, "PublicKeyVersion": 1},
+    "resolveCustomer": lambda: {"RegistrationToken": REG_TOKEN},
+}
+
+
+@pytest.mark.parametrize("action", sorted(BODIES))
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_given_a_credential_mode_when_running_an_action_then_it_succeeds_signed_by_that_identity(
+        emu: EmulatorServer, container: Any, mode: str, action: str) -> None:
+    container(MODES[mode][1])
+    out = run_action(action, BODIES[action](), cfg_for(mode, emu))
+    body = out["body"]
+    assert body.get("RequestId") or body.get("RequestIds")
+    sessions = emu.admin.call("GET", "sts/sessions")["sessions"]
+    expected_roles = {"access-keys": set(), "assume-role-from-keys": {SELLER_ROLE},
+                      "assume-role-from-irsa": {WORKLOAD_ROLE, SELLER_ROLE}}.get(mode, {WORKLOAD_ROLE})
+    assert {s["roleArn"] for s in sessions} == expected_roles
+    expected_sources = {"access-keys": set(), "assume-role-from-keys": {"AssumeRole"},
+                        "assume-role-from-irsa": {"AssumeRole", "AssumeRoleWithWebIdentity"},
+                        "workload-irsa": {"AssumeRoleWithWebIdentity"}, "workload-ecs": {"ContainerCredentials"},
+                        "workload-ec2": {"InstanceMetadata"}}[mode]
+    assert {s["source"] for s in sessions} == expected_sources
+    if action in ("batchMeterUsage", "meterUsage"):
+        records = emu.admin.records()["records"]
+        assert len(records) == 1
+        signer = records[0].get("accessKeyId")
+        if signer is not None:  # MeterUsage keeps the caller's key: a session of the signing role
+            signing = SELLER_ROLE if mode.startswith("assume") else WORKLOAD_ROLE
+            assert signer in ({s["accessKeyId"] for s in sessions if s["roleArn"] == signing} or {SOURCE_KEY})
+    if action == "resolveCustomer":
+        assert body["CustomerIdentifier"] == "cust-demo-0001"
+
+
+def test_given_the_right_external_id_then_one_session_serves_many_calls_and_the_wrong_one_is_refused(
+        emu: EmulatorServer, container: Any) -> None:
+    container("none")
+    for _ in range(3):
+        run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg_for("assume-role-from-keys", emu))
+    assert emu.admin.call("GET", "sts/sessions")["issued"] == {"AssumeRole": 1}  # cached per credential
+    wrong = cfg_for("assume-role-from-keys", emu, externalId="ext-id-Wrong-0000")
+    with pytest.raises(MeteringError) as info:
+        run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [a_record()]}, wrong)
+    err = info.value
+    assert (err.code, err.operation, err.kind, err.retryable) == ("AccessDenied", "AssumeRole", "credentials", False)
+    assert err.request_id and "External ID" in str(err)
+    assert "ext-id-Wrong-0000" not in str(err) and EXTERNAL_ID not in str(err)
+    assert "BatchMeterUsage" not in emu.admin.stats()["operations"]  # nothing was sent, nothing metered
+    assert emu.admin.records()["records"] == []
+
+
+def test_given_two_second_sessions_when_a_10000_record_batch_runs_then_sessions_rotate_and_nothing_is_billed_twice(
+        emu: EmulatorServer, container: Any) -> None:
+    container("none")
+    doc = identity_fixtures(max_duration=2)
+    customers = [f"cust-long-{i:04d}" for i in range(1000)]
+    doc["products"][0]["customers"] += [{"customerIdentifier": c} for c in customers]
+    emu.admin.load_fixtures(doc)
+    emu.admin.set_config(quotas=False)
+    records = [a_record(customer=c, dimension=d, timestamp=hour_start(-h) + 60)
+               for c in customers for d in ("users", "api_calls") for h in range(5)]
+    assert len(records) == 10_000
+    cfg = cfg_for("assume-role-from-keys", emu, callsPerSecond="100")  # 400 calls: at least 4 s
+    del cfg["sessionDurationSeconds"]  # the role's maximum (2 s) applies
+    started = time.monotonic()
+    out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": records}, cfg)
+    elapsed = time.monotonic() - started
+    body = out["body"]
+    assert body["StatusCounts"]["Success"] == 10_000 and body["AllSucceeded"] is True
+    billed = emu.admin.records()["records"]
+    assert len(billed) == 10_000 and all(r["submissions"] == 1 for r in billed)
+    issued = emu.admin.call("GET", "sts/sessions")["issued"]["AssumeRole"]
+    assert issued >= 3, f"{issued} session(s) for the whole {elapsed:.1f}s batch"
+    stats = emu.admin.stats()["operations"]["BatchMeterUsage"]
+    assert stats["calls"] == stats["succeeded"]  # the sessions were refreshed before they expired
+
+
+def test_given_a_revoked_session_then_it_is_resolved_once_again_and_then_reported_as_bad_credentials(
+        emu: EmulatorServer, container: Any) -> None:
+    container("irsa")
+    cfg = cfg_for("workload-irsa", emu)
+    run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg)
+    emu.admin.call("POST", "sts/revoke", {})
+    run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg)  # re-resolved: a new session
+    assert emu.admin.call("GET", "sts/sessions")["issued"] == {"AssumeRoleWithWebIdentity": 2}
+    emu.admin.call("POST", "sts/expire", {})
+    run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg)
+    assert emu.admin.call("GET", "sts/sessions")["issued"] == {"AssumeRoleWithWebIdentity": 3}
+    # Sessions from an STS the metering endpoint does not know (another partition's, here a second
+    # emulator) are refused every time: re-resolved once, then reported as bad credentials.
+    with EmulatorServer(identity_fixtures()) as other_sts:
+        lib.credentials.clear_cache()
+        with pytest.raises(MeteringError) as info:
+            run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, dict(cfg, stsEndpointUrl=other_sts.url))
+        assert other_sts.admin.call("GET", "sts/sessions")["issued"] == {"AssumeRoleWithWebIdentity": 2}
+    assert info.value.code == "UnrecognizedClientException" and info.value.kind == "credentials"
+    assert not info.value.retryable and "resolving it anew" in str(info.value)
+    errors = emu.admin.stats()["operations"]["ResolveCustomer"]["errors"]
+    assert errors == {"UnrecognizedClientException": 3, "ExpiredTokenException": 1}  # revoked, expired, 2 foreign
+
+
+def test_given_aws_rule_on_long_term_keys_then_meter_usage_is_refused_with_keys_and_accepted_with_the_workload(
+        emu: EmulatorServer, container: Any) -> None:
+    emu.admin.set_config(refuse_long_term_keys=True)
+    container("none")
+    body = BODIES["meterUsage"]()
+    with pytest.raises(MeteringError) as info:
+        run_action("meterUsage", body, cfg_for("access-keys", emu))
+    assert info.value.code == "AccessDeniedException" and "long-term" in str(info.value)
+    with pytest.raises(MeteringError) as info:
+        run_action("registerUsage", BODIES["registerUsage"](), cfg_for("access-keys", emu))
+    assert info.value.code == "PlatformNotSupportedException"
+    for kind in ("irsa", "ecs", "ec2"):
+        container(kind)
+        out = run_action("meterUsage", body, cfg_for(f"workload-{kind}", emu))
+        assert out["body"]["MeteringRecordId"]
+        assert run_action("registerUsage", BODIES["registerUsage"](), cfg_for(f"workload-{kind}", emu))["body"][
+            "Signature"]
+
+
+def test_given_verify_per_mode_then_the_reason_tells_the_causes_apart_and_nothing_is_metered(
+        emu: EmulatorServer, container: Any) -> None:
+    ctx = StepContext()
+    container("none")
+    assert verifyCredentials.verify(ctx, cfg_for("assume-role-from-keys", emu)) == {"verified": True}
+    wrong = verifyCredentials.verify(ctx, cfg_for("assume-role-from-keys", emu, externalId="ext-id-Wrong-0000"))
+    assert wrong["verified"] is False and wrong["reason"].startswith("The role cannot be assumed")
+    assert "External ID" in wrong["reason"] and "trust policy" in wrong["reason"]
+    assert "ext-id-Wrong-0000" not in wrong["reason"] and EXTERNAL_ID not in wrong["reason"]
+    none = verifyCredentials.verify(ctx, cfg_for("workload-irsa", emu))
+    assert none["verified"] is False and none["reason"].startswith("No workload identity in this container")
+    container("irsa")
+    assert verifyCredentials.verify(ctx, cfg_for("workload-irsa", emu)) == {"verified": True}
+    untrusted = verifyCredentials.verify(ctx, cfg_for("assume-role-from-irsa", emu, roleArn=WORKLOAD_ROLE))
+    assert untrusted["verified"] is False and untrusted["reason"].startswith("The role cannot be assumed")
+    doc = identity_fixtures()
+    doc["roles"][1]["deniedOperations"] = ["ResolveCustomer", "BatchMeterUsage", "MeterUsage"]
+    emu.admin.load_fixtures(doc)
+    emu.admin.set_config(quotas=False)
+    lib.credentials.clear_cache()
+    denied = verifyCredentials.verify(ctx, cfg_for("workload-irsa", emu))
+    assert denied["verified"] is False and denied["reason"].startswith("Missing permission")
+    assert "workload identity" in denied["reason"] and "aws-marketplace:MeterUsage" in denied["reason"]
+    assert emu.admin.records()["records"] == []
+
+
+@pytest.mark.parametrize(("region", "probed"), [
+    ("us-gov-west-1", ["MeterUsage"]), ("us-gov-east-1", ["MeterUsage"]),
+    ("cn-northwest-1", ["ResolveCustomer"]),
+])
+def test_given_a_region_with_some_operations_then_verify_probes_only_those_and_does_not_call_it_wrong(
+        emu: EmulatorServer, container: Any, region: str, probed: list[str]) -> None:
+    container("ec2")
+    emu.admin.set_config(region=region)
+    result = verifyCredentials.check(cfg_for("workload-ec2", emu, region=region))
+    assert result["verified"] is True, result
+    assert f"Region {region} offers only" in result["reason"]
+    assert sorted(emu.admin.stats()["operations"]) == probed
+    assert emu.admin.records()["records"] == []
+
+
+def test_given_the_access_key_mode_then_botocore_is_not_imported_and_the_role_modes_import_it(
+        emu: EmulatorServer, tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from lib.client import Settings, MeteringClient\n"
+        "from lib.operations import OPERATIONS\n"
+        f"c = MeteringClient(Settings.from_cfg({{'accessKeyId': {SOURCE_KEY!r}, 'secretAccessKey': "
+        f"{SOURCE_SECRET!r}, 'endpointUrl': {emu.url!r}}}))\n"
+        "c.call(OPERATIONS['resolveCustomer'], {'RegistrationToken': 'emu-demo-registration-token-0001'})\n"
+        "print('botocore' in sys.modules)\n"
+        f"c = MeteringClient(Settings.from_cfg({{'authMode': 'assumeRole', 'accessKeyId': {SOURCE_KEY!r}, "
+        f"'secretAccessKey': {SOURCE_SECRET!r}, 'roleArn': {SELLER_ROLE!r}, 'externalId': {EXTERNAL_ID!r}, "
+        f"'endpointUrl': {emu.url!r}, 'stsEndpointUrl': {emu.url!r}}}))\n"
+        "c.call(OPERATIONS['resolveCustomer'], {'RegistrationToken': 'emu-demo-registration-token-0001'})\n"
+        "print('botocore' in sys.modules)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -1,0 +1,325 @@
+"""The late-2026 Metering API (botocore 1.44.8) through botocore's real client over HTTP: the usage clock
+and the month-end cut-off, per-operation windows, decimal quantities billed exactly and deduplicated by
+value, concurrent agreements (two licenses of one account), AgreementId, legacy and new integrations,
+normalised echoes and the RequestTimeoutException fault."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from metering_emulator.testing import AdminError, EmulatorServer
+
+from spec.emulator.support import LICENSE_ARN, PRODUCT, client, now
+
+LICENSE_2 = "arn:aws:license-manager::111122223333:license:l-fedcba9876543210fedcba9876543210"
+NEW_PRODUCT = "emu-demo-newsaas-0001"
+NEW_LICENSE = "arn:aws:license-manager::111122223333:license:l-00000000000000000000000000000new"
+ACCOUNT = "111122223333"
+
+
+def _epoch(text: str) -> int:
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _rec(ts: float, **kw: Any) -> dict[str, Any]:
+    return {"Timestamp": ts, "CustomerIdentifier": "cust-demo-0001", "Dimension": "users", **kw}
+
+
+def _lic(ts: int, arn: str, **kw: Any) -> dict[str, Any]:
+    return {"Timestamp": ts, "CustomerAWSAccountId": ACCOUNT, "LicenseArn": arn, "Dimension": "users", **kw}
+
+
+def _code(info: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(info.value.response["Error"]["Code"])
+
+
+# -- the usage clock and the windows ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("clock", "accepted"), [("2026-12-01T05:59:00Z", True), ("2026-12-01T06:01:00Z", False)])
+def test_given_the_clock_on_the_first_when_batching_the_last_hour_of_the_previous_month_then_the_cut_off_decides(
+    emu: EmulatorServer, clock: str, accepted: bool
+) -> None:
+    emu.admin.set_clock(now=clock)
+    last_hour = _epoch("2026-11-30T23:00:00Z")
+    this_month = _epoch("2026-12-01T00:30:00Z")
+    c = client(emu)
+    if accepted:
+        result = c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(last_hour, QuantityAsDecimal="2.5")])
+        assert result["Results"][0]["Status"] == "Success"
+        assert [r["hour"] for r in emu.admin.records()["records"]] == ["2026-11-30T23:00:00Z"]
+        return
+    with pytest.raises(c.exceptions.TimestampOutOfBoundsException) as info:
+        c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(this_month, Quantity=1),
+                                                               _rec(last_hour, Quantity=1, Dimension="api_calls")])
+    assert "previous billing month" in info.value.response["Error"]["Message"]
+    assert emu.admin.records()["records"] == [], "the whole call is rejected"
+    assert c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(this_month, Quantity=1)])[
+        "Results"][0]["Status"] == "Success"
+
+
+def test_given_a_mid_month_clock_then_batch_takes_20_hours_and_meter_usage_only_6(emu: EmulatorServer) -> None:
+    at = emu.admin.set_clock(now="2026-11-15T12:30:00Z", frozen=True)
+    assert at["mode"] == "set" and at["frozen"] is True and at["now"] == _epoch("2026-11-15T12:30:00Z")
+    c = client(emu)
+    twenty = _epoch("2026-11-14T16:30:00Z")
+    assert c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(twenty, Quantity=3)])[
+        "Results"][0]["Status"] == "Success"
+    with pytest.raises(c.exceptions.TimestampOutOfBoundsException):
+        c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(twenty - 5 * 3600, Quantity=3)])
+    with pytest.raises(c.exceptions.TimestampOutOfBoundsException):
+        c.meter_usage(ProductCode=PRODUCT, Timestamp=_epoch("2026-11-15T05:00:00Z"), UsageDimension="users")
+    c.meter_usage(ProductCode=PRODUCT, Timestamp=_epoch("2026-11-15T07:00:00Z"), UsageDimension="users",
+                  UsageQuantityAsDecimal="1")
+    assert sorted(r["operation"] for r in emu.admin.records()["records"]) == ["BatchMeterUsage", "MeterUsage"]
+
+
+def test_given_the_clock_api_then_set_offset_real_and_reset_behave(emu: EmulatorServer) -> None:
+    assert emu.admin.clock()["mode"] == "real"
+    running = emu.admin.set_clock(now=_epoch("2026-12-01T05:59:00Z"))
+    assert running["iso"] == "2026-12-01T05:59:00Z" and running["frozen"] is False
+    time.sleep(1.1)
+    assert emu.admin.clock()["now"] > running["now"], "a set clock runs on unless frozen"
+    offset = emu.admin.set_clock(offset_seconds=-3600)
+    assert offset["mode"] == "offset" and abs(offset["offsetSeconds"] + 3600) < 1e-6
+    assert abs(emu.admin.health()["now"] - (time.time() - 3600)) < 5
+    assert emu.admin.real_clock()["mode"] == "real"
+    emu.admin.set_clock(now="2027-01-01T00:00:00Z")
+    emu.admin.reset()
+    assert emu.admin.clock()["mode"] == "real"
+
+
+@pytest.mark.parametrize("body", [{"now": "yesterday"}, {"now": "2026-12-01T05:59:00"}, {"now": True},
+                                  {"offsetSeconds": "1"}, {"real": False}, {}, {"now": 1, "real": True},
+                                  {"offsetSeconds": 1, "frozen": True}, {"when": 1}, []])
+def test_given_a_bad_clock_setting_then_400_and_the_clock_is_unchanged(emu: EmulatorServer, body: Any) -> None:
+    with pytest.raises(AdminError) as info:
+        emu.admin.call("POST", "clock", body)
+    assert info.value.status == 400 and info.value.body["__type"] == "ValidationException"
+    assert emu.admin.clock()["mode"] == "real"
+
+
+def test_given_a_set_clock_then_sigv4_still_checks_against_real_time(emu: EmulatorServer) -> None:
+    emu.admin.set_clock(now="2020-02-01T03:00:00Z")
+    # botocore signs with the real time: the request verifies although the usage clock is years away
+    assert client(emu).resolve_customer(RegistrationToken="emu-demo-registration-token-0001")["ProductCode"]
+
+
+def test_given_the_old_single_window_name_then_it_sets_both_windows(emu: EmulatorServer) -> None:
+    config = emu.admin.set_config(timestamp_window_hours=12)
+    assert (config["batchMeterUsageWindowHours"], config["meterUsageWindowHours"]) == (12, 12)
+    assert "timestampWindowHours" not in config
+
+
+# -- decimal quantities -----------------------------------------------------------------------------------
+
+
+def test_given_botocore_decimal_members_then_the_exact_quantities_are_billed(emu: EmulatorServer) -> None:
+    c = client(emu)
+    ts = now()
+    result = c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[
+        _rec(ts, QuantityAsDecimal="17.42", UsageAllocations=[
+            {"AllocatedUsageQuantityAsDecimal": "0.1", "Tags": [{"Key": "team", "Value": "a"}]},
+            {"AllocatedUsageQuantityAsDecimal": "0.2", "Tags": [{"Key": "team", "Value": "b"}]},
+            {"AllocatedUsageQuantityAsDecimal": "17.12"}]),
+        _rec(ts, CustomerIdentifier="cust-demo-0002", QuantityAsDecimal="0.000001"),
+    ])
+    assert [r["Status"] for r in result["Results"]] == ["Success", "Success"]
+    assert result["Results"][0]["UsageRecord"]["QuantityAsDecimal"] == "17.42"
+    meter = c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="api_calls",
+                          UsageQuantityAsDecimal="2.5",
+                          UsageAllocations=[{"AllocatedUsageQuantityAsDecimal": "2.5"}])
+    records = {r["meteringRecordId"]: r for r in emu.admin.records()["records"]}
+    billed = [(records[r["MeteringRecordId"]]["quantityDecimal"], records[r["MeteringRecordId"]]["quantity"])
+              for r in result["Results"]]
+    assert billed == [("17.42", "17.42"), ("0.000001", "0.000001")]
+    assert records[meter["MeteringRecordId"]]["quantityDecimal"] == "2.5"
+    assert records[meter["MeteringRecordId"]]["quantityMember"] == "UsageQuantityAsDecimal"
+    summary = emu.admin.records(customer="cust-demo-0001")["summary"]
+    assert [(s["quantityDecimal"], s["quantity"]) for s in summary] == [("17.42", "17.42")]
+
+
+def test_given_whole_quantities_then_the_records_view_keeps_an_integer_quantity(emu: EmulatorServer) -> None:
+    client(emu).batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(now(), QuantityAsDecimal="17.00")])
+    stored = emu.admin.records()["records"][0]
+    assert (stored["quantity"], stored["quantityDecimal"], stored["quantityMember"]) == (17, "17", "QuantityAsDecimal")
+
+
+@pytest.mark.parametrize(("first", "second", "status"), [
+    ({"Quantity": 17}, {"QuantityAsDecimal": "17.00"}, "Success"),
+    ({"QuantityAsDecimal": "17.0"}, {"Quantity": 17}, "Success"),
+    ({"QuantityAsDecimal": "17.000000"}, {"QuantityAsDecimal": "17"}, "Success"),
+    ({"QuantityAsDecimal": "17.42"}, {"QuantityAsDecimal": "17.420"}, "Success"),
+    ({"Quantity": 17}, {"QuantityAsDecimal": "17.000001"}, "DuplicateRecord"),
+    ({"QuantityAsDecimal": "0"}, {}, "Success"),
+])
+def test_given_a_metered_hour_then_quantities_are_compared_by_value(
+    emu: EmulatorServer, first: dict[str, Any], second: dict[str, Any], status: str
+) -> None:
+    c = client(emu)
+    ts = now()
+    original = c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(ts, **first)])["Results"][0]
+    again = c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(ts, **second)])["Results"][0]
+    assert again["Status"] == status
+    assert again["MeteringRecordId"] == original["MeteringRecordId"]
+    stored = emu.admin.records()["records"]
+    assert len(stored) == 1
+    assert (stored[0]["submissions"], stored[0]["duplicatesRejected"]) == ((2, 0) if status == "Success" else (1, 1))
+
+
+def test_given_meter_usage_then_dedupe_and_client_tokens_compare_by_value(emu: EmulatorServer) -> None:
+    c = client(emu)
+    ts = now()
+    a = c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="users", UsageQuantity=5, ClientToken="v-1")
+    b = c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="users", UsageQuantityAsDecimal="5.00",
+                      ClientToken="v-1")
+    assert a["MeteringRecordId"] == b["MeteringRecordId"]
+    with pytest.raises(c.exceptions.IdempotencyConflictException):
+        c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="users", UsageQuantityAsDecimal="5.01",
+                      ClientToken="v-1")
+    with pytest.raises(c.exceptions.DuplicateRequestException):
+        c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="users", UsageQuantityAsDecimal="5.5")
+    assert [r["quantityDecimal"] for r in emu.admin.records()["records"]] == ["5"]
+
+
+@pytest.mark.parametrize(("call", "code", "text"), [
+    (lambda c: c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(now(), Quantity=1, QuantityAsDecimal="1")]),
+     "ValidationException", "'usageRecords.1.member.quantity' and 'usageRecords.1.member.quantityAsDecimal'"),
+    (lambda c: c.meter_usage(ProductCode=PRODUCT, Timestamp=now(), UsageDimension="users", UsageQuantity=1,
+                             UsageQuantityAsDecimal="1"),
+     "ValidationException", "'usageQuantity' and 'usageQuantityAsDecimal'"),
+    (lambda c: c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(now(), QuantityAsDecimal="1.5e2")]),
+     "ValidationException", "Member must satisfy regular expression pattern: ^(0|[1-9][0-9]{0,9})(\\.[0-9]{1,6})?$"),
+    (lambda c: c.meter_usage(ProductCode=PRODUCT, Timestamp=now(), UsageDimension="users",
+                             UsageQuantityAsDecimal="3", UsageAllocations=[{"AllocatedUsageQuantity": 3}]),
+     "InvalidUsageAllocationsException", "don't use the same type of quantity (whole number or decimal)"),
+    (lambda c: c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(now(), QuantityAsDecimal="0.3",
+                                   UsageAllocations=[{"AllocatedUsageQuantityAsDecimal": "0.1"},
+                                                     {"AllocatedUsageQuantityAsDecimal": "0.1",
+                                                      "Tags": [{"Key": "k", "Value": "v"}]}])]),
+     "InvalidUsageAllocationsException", "(0.2) is not equal to the usage quantity (0.3)"),
+])
+def test_given_what_aws_rejects_then_botocore_sees_the_aws_error(emu: EmulatorServer, call: Any, code: str,
+                                                                 text: str) -> None:
+    with pytest.raises(ClientError) as info:
+        call(client(emu))
+    assert _code(info) == code
+    assert text in info.value.response["Error"]["Message"]
+    assert emu.admin.records()["records"] == []
+
+
+# -- concurrent agreements, AgreementId, integrations --------------------------------------------------------
+
+
+def test_given_two_licenses_of_one_account_then_the_same_hour_and_dimension_bill_independently(
+    emu: EmulatorServer,
+) -> None:
+    c = client(emu)
+    ts = now()
+    result = c.batch_meter_usage(UsageRecords=[_lic(ts, LICENSE_ARN, QuantityAsDecimal="4"),
+                                               _lic(ts, LICENSE_2, QuantityAsDecimal="5.5")])
+    assert [r["Status"] for r in result["Results"]] == ["Success", "Success"]
+    again = c.batch_meter_usage(UsageRecords=[_lic(ts, LICENSE_2, QuantityAsDecimal="6")])["Results"][0]
+    assert again["Status"] == "DuplicateRecord"
+    assert again["MeteringRecordId"] == result["Results"][1]["MeteringRecordId"]
+    summary = sorted((s["licenseArn"], s["quantityDecimal"]) for s in emu.admin.records()["summary"])
+    assert summary == [(LICENSE_ARN, "4"), (LICENSE_2, "5.5")]
+    only = emu.admin.records(license_arn=LICENSE_2)["records"]
+    assert [r["quantityDecimal"] for r in only] == ["5.5"]
+
+
+def test_given_product_code_with_license_records_then_accepted_but_flagged_for_audits(emu: EmulatorServer) -> None:
+    ts = now()
+    c = client(emu)
+    c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_lic(ts, LICENSE_ARN, Quantity=1), _rec(ts, Quantity=1)])
+    flagged = {r["meteringRecordId"]: r.get("productCodeWithLicenseArn", False)
+               for r in emu.admin.records()["records"]}
+    assert sorted(flagged.values()) == [False, True]
+    assert emu.admin.stats()["audit"] == {"productCodeWithLicenseArn": 1}
+
+
+def test_given_the_legacy_demo_token_then_resolve_customer_returns_the_identifier_and_the_agreement(
+    emu: EmulatorServer,
+) -> None:
+    result = client(emu).resolve_customer(RegistrationToken="emu-demo-registration-token-0001")
+    assert result["CustomerIdentifier"] == "cust-demo-0001"
+    assert result["Metadata"] == {"AgreementId": "agmt-demo-cust-0001"}
+
+
+def test_given_a_new_integration_product_then_resolve_customer_has_no_customer_identifier(
+    emu: EmulatorServer,
+) -> None:
+    result = client(emu).resolve_customer(RegistrationToken="emu-demo-registration-token-0002")
+    del result["ResponseMetadata"]
+    assert result == {"CustomerAWSAccountId": ACCOUNT, "LicenseArn": NEW_LICENSE, "ProductCode": NEW_PRODUCT,
+                      "Metadata": {"AgreementId": "agmt-demo-newsaas-0001"}}
+    token = emu.admin.mint_token(NEW_PRODUCT, {"customerIdentifier": "cust-x", "customerAWSAccountId": ACCOUNT,
+                                               "licenseArn": NEW_LICENSE})
+    minted = client(emu).resolve_customer(RegistrationToken=token)
+    assert "CustomerIdentifier" not in minted and minted["Metadata"]["AgreementId"] == "agmt-demo-newsaas-0001"
+
+
+def test_given_a_minted_customer_with_its_own_agreement_then_that_agreement_is_returned(emu: EmulatorServer) -> None:
+    token = emu.admin.mint_token(PRODUCT, {"customerAWSAccountId": ACCOUNT, "licenseArn": LICENSE_2,
+                                           "agreementId": "agmt-minted-0001"})
+    assert client(emu).resolve_customer(RegistrationToken=token)["Metadata"]["AgreementId"] == "agmt-minted-0001"
+    derived = emu.admin.mint_token(PRODUCT, {"customerIdentifier": "cust-unlisted"})
+    agreement = client(emu).resolve_customer(RegistrationToken=derived)["Metadata"]["AgreementId"]
+    assert agreement.startswith("agmt-") and len(agreement) <= 64
+    with pytest.raises(AdminError):
+        emu.admin.mint_token(PRODUCT, {"customerIdentifier": "c", "agreementId": "not valid!"})
+
+
+def test_given_a_new_integration_then_customer_identifier_records_are_refused(emu: EmulatorServer) -> None:
+    c = client(emu)
+    with pytest.raises(c.exceptions.InvalidCustomerIdentifierException):
+        c.batch_meter_usage(ProductCode=NEW_PRODUCT, UsageRecords=[_rec(now(), Quantity=1)])
+    ok = c.batch_meter_usage(UsageRecords=[_lic(now(), NEW_LICENSE, QuantityAsDecimal="1.5")])
+    assert ok["Results"][0]["Status"] == "Success"
+
+
+# -- echoes -----------------------------------------------------------------------------------------------
+
+
+def test_given_normalised_echoes_then_botocore_parses_the_other_forms(emu: EmulatorServer) -> None:
+    emu.admin.set_config(echo="normalised")
+    ts = now()
+    result = client(emu).batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[
+        _rec(ts + 0.5, QuantityAsDecimal="17.42"), _rec(ts, CustomerIdentifier="cust-demo-0002")])
+    first, second = (r["UsageRecord"] for r in result["Results"])
+    assert first["QuantityAsDecimal"] == "17.420000"
+    assert first["Timestamp"] == datetime.fromtimestamp(ts, UTC)
+    assert second["Quantity"] == 0 and "QuantityAsDecimal" not in second
+    assert [r["quantityDecimal"] for r in emu.admin.records()["records"]] == ["17.42", "0"]
+    with pytest.raises(AdminError):
+        emu.admin.set_config(echo="loud")
+
+
+# -- the RequestTimeoutException fault --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["standard", "adaptive"])
+def test_given_request_timeouts_when_botocore_retries_then_its_own_retry_recovers(emu: EmulatorServer,
+                                                                                  mode: str) -> None:
+    emu.admin.add_fault(type="requestTimeout", count=2, operations=["BatchMeterUsage"])
+    c = client(emu, retries={"mode": mode, "total_max_attempts": 3})
+    result = c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(now(), QuantityAsDecimal="1.25")])
+    assert result["Results"][0]["Status"] == "Success"
+    assert result["ResponseMetadata"]["RetryAttempts"] == 2
+    stats = emu.admin.stats()["operations"]["BatchMeterUsage"]
+    assert (stats["calls"], stats["errors"]["RequestTimeoutException"]) == (3, 2)
+    assert [r["quantityDecimal"] for r in emu.admin.records()["records"]] == ["1.25"]
+
+
+def test_given_a_request_timeout_without_retries_then_botocore_reports_code_and_status(emu: EmulatorServer) -> None:
+    emu.admin.add_fault(type="requestTimeout", count=1)
+    with pytest.raises(ClientError) as info:
+        client(emu).resolve_customer(RegistrationToken="emu-demo-registration-token-0001")
+    assert _code(info) == "RequestTimeoutException"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 408
+    assert info.value.response["ResponseMetadata"]["RequestId"]
