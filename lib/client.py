@@ -239,22 +239,21 @@ class MeteringClient:
         attempt = 0
         while True:
             mark = pacer.wait()
+            failure = None
             try:
                 data, request_id = self._send(op, body, headers)
             except MeteringError as err:
                 failure = err
             else:
                 return Reply(data, request_id, attempt + 1)
-            finally:
-                pacer.done(mark)
+            finally:  # a throttling answer lowers the process's adaptive rate for this quota
+                pacer.done(mark, throttled=failure is not None and failure.kind == "throttled")
             attempt += 1
             if not failure.retryable or attempt >= self.backoff.max_attempts:
                 raise failure
             delay = self.backoff.delay(attempt - 1)
             log.info("%s attempt %d failed with %s (request id %s); retrying in %.3fs",
                      op.name, attempt, failure.code, failure.request_id, delay)
-            if failure.kind == "throttled":
-                pacer.penalise(delay)
             self._sleep(delay)
 
     def _send(self, op: Operation, body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -88,13 +89,54 @@ def batch_summary(op: Operation, outcome: BatchOutcome) -> dict[str, Any]:
     return summary
 
 
+# The platform refuses an outgoing message above ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT bytes (10 MiB by
+# default), measured after encryption (base64: 4/3 of the JSON) and with the message envelope; half the
+# limit for the body leaves room for both.
+DEFAULT_OUTGOING_LIMIT = 10 * 1024 * 1024
+
+
+def summary_budget() -> int:
+    """Bytes of JSON one result message may hold, from the platform's outgoing size limit."""
+    raw = os.environ.get("ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT", "")
+    limit = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_OUTGOING_LIMIT
+    return limit // 2
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def summary_parts(summary: dict[str, Any], budget: int) -> list[dict[str, Any]]:
+    """The summary as one message, or split into parts of at most ``budget`` bytes when it is larger.
+
+    Records already billed must never turn into an error because their report is too big: each part
+    carries a slice of ``Results`` (input order kept) with the whole message's counts, and ``Part`` /
+    ``PartCount`` so the next step can tell the parts belong together.
+    """
+    if _json_size(summary) <= budget:
+        return [summary]
+    head = {key: value for key, value in summary.items() if key != "Results"}
+    base = _json_size({**head, "Results": [], "Part": 10**6, "PartCount": 10**6})
+    slices: list[list[dict[str, Any]]] = [[]]
+    size = base
+    for entry in summary["Results"]:
+        entry_size = _json_size(entry) + 1
+        if slices[-1] and size + entry_size > budget:
+            slices.append([])
+            size = base
+        slices[-1].append(entry)
+        size += entry_size
+    return [{**head, "Results": part, "Part": index + 1, "PartCount": len(slices)}
+            for index, part in enumerate(slices)]
+
+
 def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
         client: MeteringClient | None = None, now: Callable[[], float] = time.time) -> dict[str, Any] | None:
     """Execute ``op`` for one message: return the outgoing message, or raise.
 
     Retryable failures that outlive the in-process retries become ``elasticio_sailor.Rebound``.
     """
-    from elasticio_sailor import Rebound, new_message
+    from elasticio_sailor import Rebound
 
     logger = getattr(ctx, "logger", None) or log
     for target in (logger, log, logging.getLogger("lib.client"), logging.getLogger("lib.batch")):
@@ -107,44 +149,67 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
     client = client or client_for(settings)
     try:
         if op.batch_member:
-            outcome = run_batch(op, client, wire, now=now(), window_hours=options.window_hours,
-                                out_of_window=options.out_of_window, same_hour=options.same_hour_records)
-            summary = batch_summary(op, outcome)
-            logger.info("%s: %d record(s) in %d call(s); %s", op.name, summary["RecordCount"], outcome.calls,
-                        ", ".join(f"{k}={v}" for k, v in summary["StatusCounts"].items() if v))
-            if options.emit_per_record:
-                for result, record_body in zip(outcome.results, summary["Results"]):
-                    if result.request_id:
-                        record_body["RequestId"] = result.request_id
-                    ctx.emit("data", new_message(record_body))
-                return None
-            return new_message(summary)
-        if op.quantity is not None:  # send the decimal quantity member (lib/quantity.py says why)
-            wire = quantity.to_wire(wire, op.quantity)
-        token_member = op.idempotency_member
-        if token_member and not wire.get(token_member):
-            wire[token_member] = derive_client_token(msg, getattr(ctx, "message_id", None), wire)
-        dry_run = bool(op.dry_run_member and wire.get(op.dry_run_member))
-        try:
-            reply = client.call(op, wire)
-        except MeteringError as err:
-            if dry_run and (err.kind == DRY_RUN or err.code in DRY_RUN_DENIED):
-                logger.info("%s dry run: %s (request id %s)", op.name, err.code, err.request_id)
-                return new_message(_without_none({"DryRun": True, "DryRunPermitted": err.kind == DRY_RUN,
-                                                  "RequestId": err.request_id}))
-            raise
-        data = dict(reply.data)
-        if token_member:
-            data[token_member] = wire[token_member]
-        if dry_run:
-            data["DryRun"] = True
-        data["RequestId"] = reply.request_id
-        data = _without_none(data)
-        epochs_to_iso(json_schema(op.out_schema), data)
-        logger.info("%s succeeded after %d attempt(s) (request id %s)", op.name, reply.attempts, reply.request_id)
-        return new_message(data)
+            return _run_batch(op, ctx, client, wire, options, now(), logger)
+        return _run_single(op, ctx, client, wire, msg, logger)
     except MeteringError as err:
         logger.warning("%s failed: %s (retryable=%s)", op.name, err, err.retryable)
         if err.retryable:
             raise Rebound(str(err)) from err
         raise
+
+
+def _run_batch(op: Operation, ctx: Any, client: MeteringClient, wire: dict[str, Any], options: StepOptions,
+               now: float, logger: logging.Logger) -> dict[str, Any] | None:
+    """Batch Meter Usage: one summary (or its parts, or one message per record)."""
+    from elasticio_sailor import new_message
+
+    outcome = run_batch(op, client, wire, now=now, window_hours=options.window_hours,
+                        out_of_window=options.out_of_window, same_hour=options.same_hour_records)
+    summary = batch_summary(op, outcome)
+    logger.info("%s: %d record(s) in %d call(s); %s", op.name, summary["RecordCount"], outcome.calls,
+                ", ".join(f"{k}={v}" for k, v in summary["StatusCounts"].items() if v))
+    if options.emit_per_record:
+        for result, record_body in zip(outcome.results, summary["Results"], strict=True):
+            if result.request_id:
+                record_body["RequestId"] = result.request_id
+            ctx.emit("data", new_message(record_body))
+        return None
+    parts = summary_parts(summary, summary_budget())
+    if len(parts) == 1:
+        return new_message(summary)
+    logger.info("%s: the result of %d record(s) is emitted in %d parts (outgoing size limit)", op.name,
+                summary["RecordCount"], len(parts))
+    for part in parts:
+        ctx.emit("data", new_message(part))
+    return None
+
+
+def _run_single(op: Operation, ctx: Any, client: MeteringClient, wire: dict[str, Any], msg: dict[str, Any],
+                logger: logging.Logger) -> dict[str, Any]:
+    """The one-call operations: fill the ClientToken, send the decimal quantity, shape the answer."""
+    from elasticio_sailor import new_message
+
+    if op.quantity is not None:  # send the decimal quantity member (lib/quantity.py says why)
+        wire = quantity.to_wire(wire, op.quantity)
+    token_member = op.idempotency_member
+    if token_member and not wire.get(token_member):
+        wire[token_member] = derive_client_token(msg, getattr(ctx, "message_id", None), wire)
+    dry_run = bool(op.dry_run_member and wire.get(op.dry_run_member))
+    try:
+        reply = client.call(op, wire)
+    except MeteringError as err:
+        if dry_run and (err.kind == DRY_RUN or err.code in DRY_RUN_DENIED):
+            logger.info("%s dry run: %s (request id %s)", op.name, err.code, err.request_id)
+            return (new_message(_without_none({"DryRun": True, "DryRunPermitted": err.kind == DRY_RUN,
+                                                   "RequestId": err.request_id})))
+        raise
+    data = dict(reply.data)
+    if token_member:
+        data[token_member] = wire[token_member]
+    if dry_run:
+        data["DryRun"] = True
+    data["RequestId"] = reply.request_id
+    data = _without_none(data)
+    epochs_to_iso(json_schema(op.out_schema), data)
+    logger.info("%s succeeded after %d attempt(s) (request id %s)", op.name, reply.attempts, reply.request_id)
+    return (new_message(data))

@@ -2,7 +2,9 @@
 # Prepares a machine for the demo, the tests and the benchmarks. Idempotent; safe to run again.
 #   scripts/setup.sh            Python venv (.venv) with the sailor, the emulator and the test tools
 #   scripts/setup.sh --all      also RabbitMQ (Debian package, installed with apt-get when run as root)
-#                               and the Node.js peers (npm ci in nodepeers/)
+#                               and the Node.js peers (npm ci in nodepeers/), and for the image tests
+#                               (spec/image) buildah, podman and debootstrap (Debian packages) and the
+#                               image's Debian base (made once, cached in /var/tmp/metering-connector-image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,4 +46,18 @@ if [ "$want_all" = 1 ]; then
     say "installing the Node.js peers (npm ci)"
     (cd nodepeers && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
+  # The image (spec/image, README "The image"): buildah builds the Dockerfile on a Debian base made
+  # with debootstrap and podman import (scripts/image.py base: cached, so a second run takes a second).
+  if ! command -v buildah >/dev/null || ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing buildah, podman and debootstrap with apt-get"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah podman debootstrap \
+        >/dev/null
+    else
+      say "buildah, podman or debootstrap is missing: install these Debian packages (or run this as root)"
+      exit 1
+    fi
+  fi
+  .venv/bin/python scripts/image.py base >/dev/null
 fi

@@ -38,7 +38,7 @@ def parse_instant(value: Any, what: str = "now") -> float:
         elif text.endswith("+00:00"):
             text = text[:-6]
         else:
-            raise ClockError(f"{what} must be UTC (end with Z), e.g. 2026-12-01T05:59:00Z")
+            raise ClockError(f"{what} must be an ISO 8601 UTC time ending in Z, e.g. 2026-12-01T05:59:00Z")
         if "." in text:
             text, _, frac = text.partition(".")
             if not frac.isdigit():

@@ -225,7 +225,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         if latency is not None:
             time.sleep(latency.latency_ms / 1000.0)
         if state.faults.fire("throttle", operation) is not None or not state.take_quota(
-            caller.access_key_id, operation
+            caller.account_id or caller.access_key_id, operation
         ):
             raise AwsError("ThrottlingException", "Rate exceeded")
         if state.faults.fire("error500", operation) is not None:

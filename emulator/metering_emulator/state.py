@@ -173,13 +173,13 @@ class State:
         self.client_tokens: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.registered: set[tuple[str, str]] = set()
         self.stats: dict[str, OperationStats] = {}
-        self.quota_windows: dict[tuple[str, str], deque[float]] = {}
+        self.quota_windows: dict[tuple[str, str, str], deque[float]] = {}
         self.sts_sessions: Any = None  # sts.Sessions, created on first use
-        self.audit: Counter[str] = Counter()
         now = self.now()
         self.tokens: dict[str, IssuedToken] = {
             t.token: IssuedToken(t.product_code, t.customer, now) for t in self.fixtures.tokens
         }
+        self.audit: Counter[str] = Counter()  # e.g. records sent with ProductCode and LicenseArn
 
     def emulator_now(self) -> float:
         """The emulator clock: wall time plus ``clockOffsetSeconds`` (drives the SigV4 skew check)."""
@@ -222,8 +222,14 @@ class State:
                 bucket = self.stats[operation] = OperationStats()
             return bucket
 
-    def take_quota(self, access_key_id: str, operation: str) -> bool:
-        """Count a call against the per-key per-second quota; False when it is over the limit."""
+    def take_quota(self, account: str, operation: str) -> bool:
+        """Count a call against the per-second quota of ``account`` in this region; False when over it.
+
+        AWS counts a quota per account and region, shared by every access key (and every temporary
+        credential) of the account (https://docs.aws.amazon.com/marketplace/latest/APIReference/
+        metering-service-quotas.html); the caller passes the calling credential's ``accountId`` (its
+        access key id when a fixture gives none).
+        """
         limit = QUOTAS_PER_SECOND.get(operation)
         if limit is None:
             return True
@@ -231,7 +237,7 @@ class State:
             if not self.config.quotas:
                 return True
             now = self.monotonic()
-            window = self.quota_windows.setdefault((access_key_id, operation), deque())
+            window = self.quota_windows.setdefault((account, self.config.region, operation), deque())
             while window and window[0] <= now - 1.0:
                 window.popleft()
             if len(window) >= limit:
@@ -240,7 +246,7 @@ class State:
             return True
 
     def summary(self) -> list[dict[str, Any]]:
-        """Counts and quantity sums per product, customer, dimension and hour."""
+        """Counts and exact (Decimal) quantity sums per product, customer, LicenseArn, dimension and hour."""
         with self.lock:
             groups: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
             for r in self.records:

@@ -11,6 +11,7 @@ import logging
 from types import ModuleType
 from typing import Any, Protocol
 
+from .logs import LOG_CONTEXT
 from .messages import Rebound
 
 EVENTS = frozenset(
@@ -109,7 +110,20 @@ class TaskContext:
 def run_function(
     module: ModuleType, ctx: TaskContext, msg: dict[str, Any], cfg: dict[str, Any], snapshot: dict[str, Any]
 ) -> None:
-    """Call ``module.process`` and emit its outcome, always finishing with exactly one ``end``."""
+    """Call ``module.process`` and emit its outcome, always finishing with exactly one ``end``.
+
+    Meanwhile every log line of this thread (or greenlet), from any logger, carries the message context.
+    """
+    token = LOG_CONTEXT.set(ctx._log_context or None)
+    try:
+        _run_function(module, ctx, msg, cfg, snapshot)
+    finally:
+        LOG_CONTEXT.reset(token)
+
+
+def _run_function(
+    module: ModuleType, ctx: TaskContext, msg: dict[str, Any], cfg: dict[str, Any], snapshot: dict[str, Any]
+) -> None:
     process = getattr(module, "process", None)
     if not callable(process):
         ctx.emit("error", {"name": "Error", "message": "Process function is not found"})

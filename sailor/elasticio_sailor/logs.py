@@ -3,6 +3,11 @@
 Every line goes through one handler whose formatter replaces each registered secret value with
 ``***``; the sailor registers the crypto password, the API key, the AMQP password and the secret-looking
 values of the step configuration. The sailor itself never logs message bodies or cfg.
+
+The handler sits on the root logger too, so everything a component logs — ``self.logger``, its own
+``logging.getLogger(__name__)`` loggers, the root logger, the libraries it uses, ``warnings.warn`` — comes
+out as one redacted JSON line at the configured level, never as plain text on stderr (Node's sailor gives
+components one bunyan logger; Python components use ``logging`` the usual way).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from typing import IO, Any
 
 from .crypto import dumps
@@ -81,6 +87,17 @@ def config_secrets(cfg: Any, key: str = "") -> list[str]:
 
 REDACTOR = Redactor()
 
+# threadId/messageId/parentMessageId of the message being processed in this thread (or greenlet): added
+# to every line logged meanwhile, whichever logger wrote it (set by executor.run_function)
+LOG_CONTEXT: ContextVar[Mapping[str, Any] | None] = ContextVar("elasticio_sailor_log_context", default=None)
+
+# loggers of the sailor itself; every other logger belongs to the component (its modules, its libraries)
+_SAILOR_LOGGERS = ("sailor", "pika", "elasticio_sailor")
+
+
+def _is_sailor_logger(name: str) -> bool:
+    return any(name == n or name.startswith(n + ".") for n in _SAILOR_LOGGERS)
+
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -94,13 +111,20 @@ class BunyanFormatter(logging.Formatter):
         self._redact = redactor
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {"name": "component" if record.name.startswith("component") else "sailor"}
+        name = record.name
+        line: dict[str, Any] = {"name": "sailor" if _is_sailor_logger(name) else "component"}
         line.update(self._base)
         line["level"] = BUNYAN.get(record.levelno, 30)
         line.update(self._context)
+        if line["name"] == "component" and name != "component":
+            line["logger"] = name or "root"  # which of the component's loggers wrote it
         for k, v in record.__dict__.items():
             if k not in _RESERVED and not k.startswith("_"):
                 line[k] = v
+        message_context = LOG_CONTEXT.get()
+        if message_context:
+            for k, v in message_context.items():
+                line.setdefault(k, v)
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             # name and message only: a traceback can quote local variables' values
@@ -131,7 +155,8 @@ def level_from_env(env: Mapping[str, str]) -> int:
 
 
 def setup_logging(env: Mapping[str, str] | None = None, stream: IO[str] | None = None) -> None:
-    """Route the ``sailor`` and ``component`` loggers to one redacting JSON handler on stdout."""
+    """Route every logger — the sailor's, ``component`` and the root logger (so every module logger and
+    ``warnings.warn`` of the component) — to one redacting JSON handler on stdout, at ``LOG_LEVEL``."""
     env = os.environ if env is None else env
     context = {
         k[len("ELASTICIO_"):].lower(): v
@@ -149,6 +174,14 @@ def setup_logging(env: Mapping[str, str] | None = None, stream: IO[str] | None =
         lg.handlers[:] = [handler]
         lg.setLevel(level)
         lg.propagate = False
+    # The component's own loggers (logging.getLogger(__name__), the root logger, its libraries) propagate
+    # to the root logger: without a handler there, INFO would be dropped and WARNING+ printed by logging's
+    # last-resort handler as plain, unredacted text on stderr. Handlers installed before (none in a
+    # sailor process) are replaced: a plain-text handler there would bypass the redaction.
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.captureWarnings(True)  # warnings.warn → logger "py.warnings" → one JSON line
     # pika logs connection details at INFO; only its problems matter here
     pika_logger = logging.getLogger("pika")
     pika_logger.handlers[:] = [handler]

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from types import FrameType, ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import pika
 
@@ -31,6 +31,7 @@ try:  # optional, for SAILOR_CONCURRENCY=greenlet
 except ImportError:  # pragma: no cover
     _greenlet = None
 
+from . import objectstorage as lw
 from .amqp import AmqpError, AmqpTransport, Delivery, PublishFuture
 from .api import ApiClient, ApiError
 from .component import ComponentError, ComponentReader, component_root
@@ -52,6 +53,7 @@ from .settings import Settings
 from .wire import MessageProperties
 
 log = logging.getLogger("sailor")
+T = TypeVar("T")
 
 MAX_WORKERS = 64  # worker threads beyond this only add memory; deliveries queue for a free worker
 # Unconfirmed non-blocking publishes per message; a component emitting in a loop waits for the oldest
@@ -121,6 +123,10 @@ class WorkerPool:
         """Throttle waits block the calling worker."""
         time.sleep(delay_s)
 
+    def run_blocking(self, fn: Callable[[], T]) -> T:
+        """Blocking I/O (object storage) simply runs on the calling worker."""
+        return fn()
+
     def shutdown(self) -> None:
         """Finish queued tasks, then stop every worker."""
         for _ in self._threads:
@@ -161,6 +167,30 @@ class GreenletPool:
             return
         self._transport.call_later(delay_s, current.switch)
         current.parent.switch()
+
+    def run_blocking(self, fn: Callable[[], T]) -> T:
+        """Blocking I/O (object storage): run ``fn`` on a helper thread and suspend the message greenlet
+        meanwhile, so the loop (other messages, heartbeats) goes on."""
+        assert _greenlet is not None
+        current = _greenlet.getcurrent()
+        if current.parent is None:
+            return fn()
+        outcome: list[Any] = []
+
+        def work() -> None:
+            try:
+                outcome.append((True, fn()))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the greenlet
+                outcome.append((False, exc))
+            self._transport.call_soon(current.switch)
+
+        threading.Thread(target=work, name="sailor-blocking", daemon=True).start()
+        while not outcome:
+            current.parent.switch()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
 
     def shutdown(self) -> None:
         """Nothing to join: greenlets end with their message."""
@@ -223,6 +253,9 @@ class FlowStep:
             1 if concurrency == "greenlet" else max(1, min(prefetch, MAX_WORKERS)))
         self.transport: AmqpTransport | None = None
         self._stop = threading.Event()
+        # lightweight messages (sailor-protocol §6.5, see objectstorage.py); the client is made on first use
+        self.auto_resolve = True
+        self._storage: lw.ObjectStorage | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
@@ -282,6 +315,15 @@ class FlowStep:
         self.snapshot = self.step.get("snapshot") or {}
         self.reader = ComponentReader(component_root(v["COMPONENT_PATH"]))
         self.module = self.reader.load(v["FUNCTION"])
+        # Node: `{autoResolveObjectReferences: true, ...definition}`, then a truthiness test
+        # (lib/component_reader.js findTriggerOrActionDefinition, lib/sailor.js processMessage)
+        self.auto_resolve = bool(self.reader.find(v["FUNCTION"]).get("autoResolveObjectReferences", True))
+
+    def storage(self) -> lw.ObjectStorage:
+        """The object-storage client (ELASTICIO_OBJECT_STORAGE_*, REQUEST_MAX_RETRY, REQUEST_TIMEOUT)."""
+        if self._storage is None:
+            self._storage = lw.storage_from_settings(self.s.values, self.cipher, os.environ)
+        return self._storage
 
     def start_hooks(self) -> None:
         """``startup`` (with ELASTICIO_STARTUP_REQUIRED, result stored in the platform), then ``init``."""
@@ -372,6 +414,7 @@ class MessageExecution:
         # order; all confirmed before the ack, a final failure becomes an error and a reject
         self.pending: list[PublishFuture] = []
         self.ended = False
+        self.pt_replaced: dict[str, Any] | None = None  # passthrough entries replaced by lightweight handling
 
     def run(self) -> None:
         s = self.sailor
@@ -382,6 +425,8 @@ class MessageExecution:
             log.warning("Cannot decode incoming message; rejected",
                         extra={"messageId": self.kept.get("messageId"), "reason": str(exc)[:200]})
             s.transport.settle(self.d, False)
+            return
+        if s.auto_resolve and lw.has_references(self.msg) and not self.resolve_references():
             return
         if self.kept.get("messageId") is None:
             log.warning("Message has no messageId; it is acked by delivery tag")
@@ -396,6 +441,27 @@ class MessageExecution:
             },
         )
         run_function(s.module, ctx, self.msg, deep_copy(s.cfg), deep_copy(s.snapshot))
+
+    def resolve_references(self) -> bool:
+        """Fetch the referenced bodies (§6.5); on failure publish the error, reject, return False.
+
+        As Node's ``processMessage``: the component never sees a message whose body is missing.
+        """
+        s = self.sailor
+        assert s.transport is not None
+        storage = s.storage()
+        try:
+            s.pool.run_blocking(lambda: lw.resolve_incoming(storage, self.msg))
+        except lw.FetchError as exc:
+            log.error("Lightweight message body cannot be fetched; the message is rejected",
+                      extra={"messageId": self.kept.get("messageId"), "objectId": exc.object_id,
+                             "reason": str(exc.cause)[:300]})
+            try:
+                self._send_error(format_error(exc), throttled=False)
+            finally:
+                s.transport.settle(self.d, False)
+            return False
+        return True
 
     def decode(self) -> dict[str, Any]:
         s = self.sailor
@@ -477,9 +543,17 @@ class MessageExecution:
         headers = dict(self.headers)
         headers["messageId"] = data.get("id") or headers["messageId"]
         headers["end"] = now_ms()
-        if s.step.get("is_passthrough") is True:
+        is_passthrough = s.step.get("is_passthrough") is True
+        if is_passthrough:
             self._passthrough(data)
         data["headers"] = dict(data.get("headers") or {})
+        passthrough = data.get("passthrough")
+        if s.s.EMIT_LIGHTWEIGHT_MESSAGE or (
+                isinstance(passthrough, dict) and passthrough and lw.has_references({"passthrough": passthrough})):
+            self._lightweight(data, is_passthrough)
+        if is_passthrough and not s.s.NO_SELF_PASSTRHOUGH:
+            own = {k: v for k, v in data.items() if k != "passthrough"}
+            data["passthrough"] = {**data["passthrough"], s.s.STEP_ID: own}
         routing_key = pop_routing_key(data["headers"]) or s.s.DATA_ROUTING_KEY
         pv = s.s.PROTOCOL_VERSION
         headers["protocolVersion"] = pv
@@ -488,19 +562,38 @@ class MessageExecution:
         self._publish(routing_key, body, headers, "data", wait=False)
 
     def _passthrough(self, data: dict[str, Any]) -> None:
+        """The incoming passthrough (+ the incoming step's entry with NO_SELF_PASSTRHOUGH); the step's
+        own entry is added by ``on_data`` after the lightweight handling, as Node's ``onData`` does."""
         s = self.sailor
         incoming = self.msg.get("passthrough") or {}
+        merged = dict(incoming)
         if s.s.NO_SELF_PASSTRHOUGH:
-            merged = dict(incoming)
             step_id = self.kept.get("stepId")
             if step_id:
                 merged[step_id] = {k: v for k, v in self.msg.items() if k != "passthrough"}
-            data["passthrough"] = merged
+        if self.pt_replaced:
+            merged.update(self.pt_replaced)
+        data["passthrough"] = merged
+
+    def _lightweight(self, data: dict[str, Any], is_passthrough: bool) -> None:
+        """§6.5 outgoing: with EMIT_LIGHTWEIGHT_MESSAGE upload above the threshold; without it, download
+        passthrough bodies that are still references. Raises (→ error event) when that fails."""
+        s = self.sailor
+        storage = s.storage()
+        passthrough = data.get("passthrough")
+        if not isinstance(passthrough, dict):
+            passthrough = {}
+        pt: dict[str, Any] = passthrough
+        if s.s.EMIT_LIGHTWEIGHT_MESSAGE:
+            threshold = int(s.s.OBJECT_STORAGE_SIZE_THRESHOLD)
+            replaced = s.pool.run_blocking(lambda: lw.lighten(storage, data, pt, threshold))
         else:
-            data["passthrough"] = dict(incoming)
-            data["headers"] = dict(data.get("headers") or {})
-            own = {k: v for k, v in data.items() if k != "passthrough"}
-            data["passthrough"] = {**incoming, s.s.STEP_ID: own}
+            replaced = s.pool.run_blocking(lambda: lw.resolve_passthrough(storage, pt))
+        if replaced:
+            data["passthrough"] = {**pt, **replaced}
+            if is_passthrough:
+                # Node mutates the shared passthrough entries: later emits of this message reuse them
+                self.pt_replaced = {**(self.pt_replaced or {}), **replaced}
 
     def _check_size(self, body: bytes) -> None:
         limit = self.sailor.s.OUTGOING_MESSAGE_SIZE_LIMIT

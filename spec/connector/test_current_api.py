@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import copy
+import json
 import time
 from decimal import Decimal
 from typing import Any
@@ -31,6 +32,7 @@ from spec.connector.builders import (
     PRODUCT,
     SECRET_KEY,
     SESSION_HOUR,
+    StepContext,
     a_config,
     a_record,
     hour_start,
@@ -424,3 +426,29 @@ def test_given_a_fatal_failure_after_some_records_were_billed_then_the_error_lis
     assert {r["MeteringRecordId"] for r in details["billedRecords"]} == ids
     assert [r["RecordIndex"] for r in details["billedRecords"]] == list(range(25))
     assert "25 record(s) had been metered" in str(failed.value)
+
+
+# --- outgoing size limit -----------------------------------------------------------------------------
+
+
+def test_given_a_result_larger_than_the_outgoing_limit_then_it_is_emitted_in_parts_and_nothing_is_lost(
+        metering_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT", "40000")  # a 20 kB body budget
+    fixtures = copy.deepcopy(DEFAULT_FIXTURES)
+    fixtures["products"][0]["customers"] = [{"customerIdentifier": f"cust-{i:03d}"} for i in range(200)]
+    metering_emulator.admin.load_fixtures(fixtures)
+    records = [a_decimal_record(f"{i}.5", customer=f"cust-{i:03d}") for i in range(200)]
+    ctx = StepContext()
+    returned = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": records},
+                          a_config(metering_emulator.url), ctx=ctx)
+    assert returned is None
+    parts = [payload["body"] for event, payload in ctx.events if event == "data"]
+    assert len(parts) > 1
+    assert [p["Part"] for p in parts] == list(range(1, len(parts) + 1))
+    assert {p["PartCount"] for p in parts} == {len(parts)}
+    assert all(len(json.dumps(p, separators=(",", ":")).encode()) <= 20000 for p in parts)
+    results = [r for p in parts for r in p["Results"]]
+    assert [r["RecordIndex"] for r in results] == list(range(200))
+    assert all(r["Status"] == "Success" and r["MeteringRecordId"] for r in results)
+    assert all(p["StatusCounts"]["Success"] == 200 and p["RecordCount"] == 200 for p in parts)
+    assert len(billed(metering_emulator)) == 200

@@ -9,7 +9,7 @@ from metering_emulator.testing import EmulatorServer
 
 from lib.client import MeteringClient, Settings
 from lib.operations import OPERATIONS
-from lib.resilience import Backoff, Pacer
+from lib.resilience import AdaptivePacer, Backoff, Pacer
 from spec.connector.builders import PRODUCT, a_config, a_record, hour_start, run_action
 
 
@@ -232,3 +232,116 @@ def test_given_rate_calls_in_flight_when_another_call_asks_then_it_waits_for_the
     assert marks[0][0] >= 100.0 + 2.0 + 1.0  # a second after the first call *completed*, not started
     pacer.done(second)
     pacer.done(marks[0])
+
+
+# -- adaptive pacing ---------------------------------------------------------------------------------------
+
+def _calls(pacer: AdaptivePacer, clock: FakeClock, n: int, throttled: bool = False,
+           latency: float = 0.02) -> list[float]:
+    """``n`` calls one after the other through ``pacer``; returns their start times."""
+    starts = []
+    for _ in range(n):
+        mark = pacer.wait()
+        starts.append(clock.now)
+        clock.now += latency
+        pacer.done(mark, throttled=throttled)
+    return starts
+
+
+def test_given_throttling_answers_then_the_adaptive_rate_drops_by_its_factor_once_per_round() -> None:
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, beta=0.5)
+    _calls(pacer, clock, 30)  # climbed to the ceiling, 10 calls got through in the last second
+    assert pacer.rate == 10
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.w_max in (9.0, 10.0)  # the share: the calls that got through in the last second
+    assert pacer.rate == pytest.approx(0.5 * pacer.control.w_max)  # halved (beta 0.5)
+    assert pacer.rate <= 5.0
+    assert pacer.limit == int(pacer.rate) and pacer.interval == pytest.approx(1 / pacer.rate)  # rules at it
+    rate = pacer.rate
+    mark = pacer.wait()  # a call of the same round (within the hold) throttled too: no second decrease
+    clock.now += 0.02
+    pacer.done(mark, throttled=True)
+    assert pacer.rate == rate
+    clock.now += 1.0  # a later round still throttled: down again, from the share that got through
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.rate < rate and pacer.control.decreases == 2
+
+
+def test_given_no_more_throttling_then_the_rate_climbs_back_to_the_ceiling_and_never_above() -> None:
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
+    _calls(pacer, clock, 30)
+    _calls(pacer, clock, 1, throttled=True)
+    low = pacer.rate
+    assert low < 10
+    rates = []
+    for _ in range(40):  # 40 seconds of calls that all get through
+        _calls(pacer, clock, 5)
+        rates.append(pacer.rate)
+        clock.now += 0.5
+    assert rates[0] > low and rates == sorted(rates), "the rate rises monotonically without throttling"
+    assert rates[-1] == 10 and max(rates) <= 10
+    starts = _calls(pacer, clock, 60)
+    for first in starts:  # at the ceiling, never more than 10 starts in any one-second window
+        assert len([s for s in starts if first <= s < first + 1.0]) <= 10
+
+
+def test_given_calls_per_second_as_the_ceiling_then_the_adaptive_rate_never_exceeds_it() -> None:
+    clock = FakeClock()
+    pacer = AdaptivePacer(2.5, clock=clock, sleep=clock.sleep)
+    starts = _calls(pacer, clock, 40)
+    assert pacer.rate == 2.5
+    for first in starts:
+        assert len([s for s in starts if first <= s < first + 1.0]) <= 2
+
+
+def test_given_a_fresh_pacer_then_it_starts_below_the_ceiling_and_reaches_it_within_seconds() -> None:
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
+    assert pacer.rate == pytest.approx(8.0)  # beta * ceiling: new processes do not burst into a busy account
+    _calls(pacer, clock, 20)
+    assert pacer.rate == 10 and clock.now - 100.0 < 3.0
+
+
+def test_given_one_process_then_all_its_threads_share_one_adaptive_pacer_per_quota() -> None:
+    import threading
+
+    from lib import resilience
+
+    a = resilience.shared_pacer("AKIA-SHARED-TEST", "us-east-1", "BatchMeterUsage", 10)
+    seen: list[AdaptivePacer] = []
+    threads = [threading.Thread(target=lambda: seen.append(
+        resilience.shared_pacer("AKIA-SHARED-TEST", "us-east-1", "BatchMeterUsage", 10))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert len(seen) == 8 and all(p is a for p in seen)
+    assert resilience.shared_pacer("AKIA-SHARED-TEST", "us-east-1", "RegisterUsage", 5) is not a
+    assert resilience.shared_pacer("AKIA-SHARED-TEST", "eu-west-1", "BatchMeterUsage", 10) is not a
+    # a throttle seen by one thread slows every thread of the process
+    clock = FakeClock()
+    shared = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
+    _calls(shared, clock, 30)
+    mark = shared.wait()
+    clock.now += 0.02
+    worker = threading.Thread(target=lambda: shared.done(mark, throttled=True))
+    worker.start()
+    worker.join(5)
+    assert shared.rate < 10
+    before = clock.now
+    _calls(shared, clock, 2, latency=0.0)
+    assert clock.now - before >= 1.0 / shared.rate - 1e-9  # the other threads' next call waits longer
+
+
+def test_given_quotas_on_when_the_client_is_throttled_then_it_retries_and_the_shared_pacer_slows_down(
+        metering_emulator: EmulatorServer) -> None:
+    metering_emulator.admin.add_fault(type="throttle", count=1, operations=["BatchMeterUsage"])
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
+    client = MeteringClient(Settings.from_cfg(a_config(metering_emulator.url)), pacer_for=lambda op: pacer,
+                            backoff=Backoff(base=0.01, cap=0.02), sleep=lambda s: None)
+    reply = client.call(OPERATIONS["batchMeterUsage"], {"ProductCode": PRODUCT, "UsageRecords": [a_record()]})
+    assert reply.attempts == 2
+    assert pacer.throttled == 1 and pacer.control.decreases == 1 and pacer.rate < 8.0

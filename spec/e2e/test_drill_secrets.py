@@ -8,6 +8,9 @@ connections (retry logging).
 
 from __future__ import annotations
 
+import json
+import re
+
 from spec.e2e.conftest import MakeFlow
 from spec.support.flow import UsagePlan, scan_files, scan_queues
 
@@ -34,6 +37,24 @@ def test_no_secret_in_any_log_line_or_queued_message(make_flow: MakeFlow) -> Non
     # every data message of steps 1 and 2 (collector copies) and every error message was scanned
     assert scanned >= 2 * plan.messages
     assert in_queues == []
+    # The connector logs with logging.getLogger(__name__) (lib/client.py, lib/batch.py): its retry lines
+    # (throttled → the pacer is penalised) and debug lines reach the step's log as JSON lines, like every
+    # other line of the Python step's log — none is plain text outside the redacting formatter.
+    retries: list[dict[str, object]] = []
+    client_debug = 0
+    for proc in flow.step2_procs():
+        for raw in proc.log_text().splitlines():
+            if not raw.strip():
+                continue
+            line = json.loads(raw)  # raises on a plain-text line
+            assert line["v"] == 0 and "level" in line and "msg" in line, line
+            if line.get("logger") == "lib.client":
+                if re.search(r"attempt \d+ failed with \w+ \(request id .*\); retrying in", str(line["msg"])):
+                    retries.append(line)
+                client_debug += line["level"] == 20
+    assert any("Throttl" in str(r["msg"]) for r in retries), "no throttling retry line in step 2's log"
+    assert all(r["name"] == "component" and r["level"] == 30 for r in retries)
+    assert client_debug > 0
     # the scanner does find a secret where one is: the emulator's fixtures file holds the AWS ones
     _, control = scan_files([flow.emulator.workdir / "fixtures.json"], needles)
     assert {c.split(" ")[0] for c in control} == {"secretAccessKey", "sessionToken"}

@@ -26,7 +26,7 @@ def _epoch(text: str) -> int:
     return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
 
 
-def _rec(ts: int, **kw: Any) -> dict[str, Any]:
+def _rec(ts: float, **kw: Any) -> dict[str, Any]:
     return {"Timestamp": ts, "CustomerIdentifier": "cust-demo-0001", "Dimension": "users", **kw}
 
 

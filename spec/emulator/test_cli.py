@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,10 +26,18 @@ class _Running:
         self.admin = AdminClient(url)
 
 
+def console_script(name: str) -> Path:
+    """The console script installed next to this interpreter (``.venv/bin``), not looked up on ``PATH``:
+    the README's ``scripts/test.sh`` runs ``.venv/bin/python`` without the venv on ``PATH``."""
+    script = Path(sys.executable).parent / name
+    assert script.is_file(), f"{name} is not installed next to {sys.executable} (pip install -e ./emulator)"
+    return script
+
+
 @contextmanager
 def running(*args: str, module: bool = False) -> Iterator[_Running]:
     """Start the emulator on a free port and stop it with SIGTERM afterwards."""
-    command = [sys.executable, "-m", "metering_emulator"] if module else [shutil.which("metering-emulator") or ""]
+    command = [sys.executable, "-m", "metering_emulator"] if module else [str(console_script("metering-emulator"))]
     proc = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", "0", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -180,14 +180,14 @@ def quota_state() -> State:
     return State(load_fixtures(None), Config())
 
 
-def test_given_quotas_when_a_key_exceeds_ten_meter_calls_a_second_then_it_is_refused_until_the_window_moves(
+def test_given_quotas_when_an_account_exceeds_ten_meter_calls_a_second_then_it_is_refused_until_the_window_moves(
     quota_state: State,
 ) -> None:
     quota_state.reset()
     clock = FakeClock()
     quota_state.monotonic = clock
     assert [quota_state.take_quota("K1", "MeterUsage") for _ in range(11)] == [True] * 10 + [False]
-    assert quota_state.take_quota("K2", "MeterUsage"), "quotas are per access key"
+    assert quota_state.take_quota("K2", "MeterUsage"), "quotas are per account"
     assert quota_state.take_quota("K1", "BatchMeterUsage"), "quotas are per operation"
     clock.t += 0.5
     assert not quota_state.take_quota("K1", "MeterUsage")
@@ -231,3 +231,35 @@ def test_given_quotas_on_when_a_burst_hits_the_server_then_throttling_exception_
         assert (stats["throttled"], stats["succeeded"]) == (4, 10)
     finally:
         metering_emulator.state.monotonic = time.monotonic
+
+
+def test_given_two_access_keys_of_one_account_when_both_meter_then_they_share_the_account_quota() -> None:
+    """AWS counts the quota per account and region, not per access key: two users' keys of one account
+    together get 10 Meter Usage calls a second; a key of another account has its own 10."""
+    import copy
+
+    from metering_emulator.fixtures import DEFAULT_FIXTURES
+
+    fixtures = copy.deepcopy(DEFAULT_FIXTURES)
+    fixtures["credentials"] += [
+        {"accessKeyId": "AKIAEMULATOR0000SAME", "secretAccessKey": "emulator/Same+Account/Secret00000000000",
+         "accountId": "111122223333"},
+        {"accessKeyId": "AKIAEMULATOR000OTHER", "secretAccessKey": "emulator/Other+Account/Secret0000000000",
+         "accountId": "999988887777"},
+    ]
+    with EmulatorServer(fixtures=fixtures, quotas=True) as emu:
+        emu.state.monotonic = FakeClock()  # every call lands in the same quota second
+        first, second = client(emu), client(emu, access_key="AKIAEMULATOR0000SAME",
+                                            secret_key="emulator/Same+Account/Secret00000000000")
+        other = client(emu, access_key="AKIAEMULATOR000OTHER", secret_key="emulator/Other+Account/Secret0000000000")
+        codes = []
+        for i in range(12):
+            try:
+                _meter(first if i % 2 == 0 else second)
+                codes.append("ok")
+            except ClientError as exc:
+                codes.append(exc.response["Error"]["Code"])
+        assert codes == ["ok"] * 10 + ["ThrottlingException"] * 2
+        with pytest.raises(ClientError) as info:  # not this product's seller, but not throttled either
+            _meter(other)
+        assert info.value.response["Error"]["Code"] == "CustomerNotEntitledException", "own quota per account"

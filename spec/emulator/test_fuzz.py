@@ -224,3 +224,32 @@ def test_given_random_batches_then_statuses_and_totals_follow_first_quantity_win
     summary = fuzz_emu.admin.records()["summary"]
     assert sum(s["quantity"] for s in summary) == sum(kept.values())
     assert sum(s["count"] for s in summary) == len(kept)
+
+
+decimal_texts = st.builds(
+    lambda whole, frac: f"{whole}.{frac}" if frac else str(whole),
+    st.integers(min_value=0, max_value=99999), st.sampled_from(["", "1", "25", "000001", "999999", "5", "10"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(decimal_texts, min_size=1, max_size=6), off_by=st.sampled_from(["0", "0.000001", "1"]))
+def test_given_random_decimal_allocations_then_only_exact_sums_are_accepted_and_billed_exactly(
+    fuzz_emu: EmulatorServer, parts: list[str], off_by: str
+) -> None:
+    from decimal import Decimal
+
+    fuzz_emu.admin.reset()
+    total = sum((Decimal(p) for p in parts), Decimal(0)) + Decimal(off_by)
+    text = format(total, "f")
+    allocations = [{"AllocatedUsageQuantityAsDecimal": p, "Tags": [{"Key": "part", "Value": str(i)}]}
+                   for i, p in enumerate(parts)]
+    record = {"Timestamp": int(time.time()), "CustomerIdentifier": "cust-demo-0001", "Dimension": "users",
+              "QuantityAsDecimal": text, "UsageAllocations": allocations}
+    reply = signed(fuzz_emu, "BatchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [record]})
+    stored = fuzz_emu.admin.records()["records"]
+    if off_by == "0":
+        assert reply.status == 200, reply.body
+        assert [Decimal(r["quantityDecimal"]) for r in stored] == [total]
+    else:
+        assert reply.error_type == "InvalidUsageAllocationsException", reply.body
+        assert stored == []

@@ -4,14 +4,29 @@ shape kind, constraint, deprecation, idempotency token and modeled error of the 
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 from typing import Any
 
 import botocore
 import botocore.session
 import pytest
+from botocore.model import ServiceModel
 from metering_emulator import model
 
-MODEL = botocore.session.get_session().get_service_model("meteringmarketplace")
+
+def _load_model() -> Any:
+    """botocore's installed model, or the file ``METERING_MODEL`` names (set by scripts/api-drift.sh)."""
+    path = os.environ.get("METERING_MODEL")
+    if not path:
+        return botocore.session.get_session().get_service_model("meteringmarketplace")
+    opener: Any = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return ServiceModel(json.load(handle), service_name="meteringmarketplace")
+
+
+MODEL = _load_model()
 _KINDS = {"structure", "list", "string", "integer", "boolean", "timestamp"}
 
 

@@ -5,8 +5,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
+from collections.abc import Iterator
 
+import pytest
 from elasticio_sailor.logs import REDACTOR, Redactor, config_secrets, setup_logging
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logger() -> Iterator[None]:
+    """setup_logging takes over the root logger and warnings; give them back to pytest afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
 
 
 def test_given_config_when_collecting_secrets_then_secret_keys_and_long_values() -> None:
@@ -48,3 +62,20 @@ def test_given_warn_level_when_logging_info_then_nothing_written() -> None:
     lines = [json.loads(x) for x in out.getvalue().splitlines()]
     assert [x["msg"] for x in lines] == ["loud"]
     assert lines[0]["level"] == 40
+
+
+def test_given_module_and_root_loggers_when_logging_then_json_lines_at_the_level_redacted() -> None:
+    out = io.StringIO()
+    setup_logging({"LOG_LEVEL": "info"}, stream=out)
+    REDACTOR.add(["module-logger-secret-5"])
+    logging.getLogger("some_component.client").info("retrying with module-logger-secret-5")
+    logging.getLogger("some_component.client").debug("too detailed")
+    logging.warning("from the root logger")  # noqa: LOG015 - the root logger on purpose
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("deprecated thing", DeprecationWarning, stacklevel=1)
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert [(x["name"], x["logger"], x["level"]) for x in lines] == [
+        ("component", "some_component.client", 30), ("component", "root", 40), ("component", "py.warnings", 40)]
+    assert lines[0]["msg"] == "retrying with ***"
+    assert "deprecated thing" in lines[2]["msg"]

@@ -485,19 +485,27 @@ class MeteringFlow:
         plan: UsagePlan,
         options: FlowOptions | None = None,
         emulator_args: Iterable[str] = (),
+        shared: tuple[EmulatorProcess, AwsCredentials] | None = None,
     ) -> None:
+        """``shared``: a running emulator and a credential of its fixtures, for several flows of one
+        account (the caller starts and stops that emulator; its fixtures must hold this plan's product)."""
         self.workdir = Path(workdir)
         self.broker = broker
         self.plan = plan
         self.opts = options or FlowOptions()
-        self.creds = AwsCredentials.random(temporary=self.opts.temporary_credentials)
+        self._own_emulator = shared is None
+        if shared is not None:
+            self.emulator, self.creds = shared
+        else:
+            self.creds = AwsCredentials.random(temporary=self.opts.temporary_credentials)
         plan.caller_account = self.creds.account_id
-        self.emulator = EmulatorProcess(
-            self.workdir / "emulator",
-            plan_fixtures(plan, self.creds),
-            quotas=self.opts.quotas,
-            extra_args=emulator_args,
-        )
+        if shared is None:
+            self.emulator = EmulatorProcess(
+                self.workdir / "emulator",
+                plan_fixtures(plan, self.creds),
+                quotas=self.opts.quotas,
+                extra_args=emulator_args,
+            )
         self.platform = Platform(broker.url)
         self.api = FakePlatformApi()
         self.sink_path = self.workdir / "sink.jsonl"
@@ -541,7 +549,8 @@ class MeteringFlow:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.emulator.start()
+        if self._own_emulator:
+            self.emulator.start()
         if self.plan.fmt == "resolve":
             self.plan.tokens = [
                 self.emulator.mint_token(self.plan.product_code, {"customerIdentifier": c})
@@ -661,7 +670,8 @@ class MeteringFlow:
         for step_id in ("step_1", "step_2", "step_3"):
             for proc in self.procs.get(step_id, []):
                 proc.terminate(timeout=15)
-        self.emulator.stop()
+        if self._own_emulator:
+            self.emulator.stop()
         self.platform.close()
         with contextlib.suppress(Exception):  # never started
             self.api.stop()
