@@ -218,13 +218,13 @@ def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[
     fingerprint = json.dumps(_by_value({k: v for k, v in body.items() if k != "ClientToken"}, "UsageQuantity",
                                        "UsageQuantityAsDecimal"), sort_keys=True)
     if token is not None:
-        known = state.client_tokens.get((caller.access_key_id, token))
+        known = state.client_tokens.get((caller.caller_id, token))
         if known is not None:
             if known[0] != fingerprint:
                 raise AwsError("IdempotencyConflictException",
                                "The ClientToken was already used with different request parameters.")
             return dict(known[1])
-    key = ("MeterUsage", product.code, caller.access_key_id, dimension, str(floor_hour(timestamp)))
+    key = ("MeterUsage", product.code, caller.caller_id, dimension, str(floor_hour(timestamp)))
     existing = state.record_index.get(key)
     if existing is not None:
         if existing["quantity"] != quantity:
@@ -246,7 +246,7 @@ def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[
             record["clientToken"] = token
         response = {"MeteringRecordId": _store(state, key, record)["meteringRecordId"]}
     if token is not None:
-        state.client_tokens[(caller.access_key_id, token)] = (fingerprint, dict(response))
+        state.client_tokens[(caller.caller_id, token)] = (fingerprint, dict(response))
     return response
 
 
@@ -385,7 +385,7 @@ def register_usage(state: State, caller: Credential, body: dict[str, Any]) -> di
     current = state.config.public_key_version
     if version > current:
         raise AwsError("InvalidPublicKeyVersionException", f"Public key version {version} is not valid.")
-    first = (caller.access_key_id, product.code) not in state.registered
+    first = (caller.caller_id, product.code) not in state.registered
     if first:
         if caller.platform is not None and caller.platform not in SUPPORTED_REGISTER_PLATFORMS:
             raise AwsError("PlatformNotSupportedException",
@@ -396,7 +396,7 @@ def register_usage(state: State, caller: Credential, body: dict[str, Any]) -> di
         if not _entitled(product, caller, state.now()):
             raise AwsError("CustomerNotEntitledException",
                            f"The customer is not entitled to product {product.code}.")
-    state.registered.add((caller.access_key_id, product.code))
+    state.registered.add((caller.caller_id, product.code))
     now = int(state.now())
     claims: dict[str, Any] = {"productCode": product.code, "publicKeyVersion": version, "iat": now,
                               "ProductCode": product.code, "PublicKeyVersion": version}

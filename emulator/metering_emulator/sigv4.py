@@ -41,6 +41,14 @@ class Credential:
     platform: str | None = None
     denied_operations: tuple[str, ...] = ()
     expired: bool = False
+    # The workload a temporary credential stands for (its role ARN): AWS meters MeterUsage once per
+    # dimension and hour *per instance, task or pod*, so every session of one workload is one caller.
+    workload: str | None = None
+
+    @property
+    def caller_id(self) -> str:
+        """Who a MeterUsage or RegisterUsage call comes from: the workload, or the access key."""
+        return self.workload or self.access_key_id
 
     def __repr__(self) -> str:  # never show the secret or token
         return f"Credential(access_key_id={self.access_key_id!r}, account_id={self.account_id!r})"

@@ -269,7 +269,7 @@ class Sessions:
         secret = secrets.token_urlsafe(30)[:40]
         token = "EMU/" + secrets.token_urlsafe(96)
         credential = Credential(akid, secret, token, role.account_id, role.resource_region, role.platform,
-                                role.denied_operations)
+                                role.denied_operations, workload=role.arn)
         session = Session(credential, role.arn, session_name, source, now, now + duration)
         self.by_key[akid] = session
         self.counts[source] = self.counts.get(source, 0) + 1

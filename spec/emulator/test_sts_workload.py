@@ -215,3 +215,22 @@ def test_given_identity_fixture_errors_when_loading_then_every_problem_is_named(
         idem.admin.load_fixtures(bad)
     text = str(info.value.body)
     assert "roles[2].roleArn" in text and "instanceProfile.roleArn" in text
+
+
+def test_given_two_sessions_of_one_workload_role_then_meter_usage_is_one_caller_and_a_resend_is_not_rebilled(
+    idem: EmulatorServer,
+) -> None:
+    # AWS meters MeterUsage once per dimension and hour per instance, task or pod: a redelivered message
+    # signed with the next session of the same role must not be billed again.
+    answers = [sts(idem).assume_role(RoleArn=SELLER_ROLE, RoleSessionName=f"s-{i}", ExternalId=EXTERNAL_ID)
+               for i in range(2)]
+    ids = []
+    for answer in answers:
+        creds = answer["Credentials"]
+        meter = client(idem, access_key=creds["AccessKeyId"], secret_key=creds["SecretAccessKey"],
+                       token=creds["SessionToken"])
+        ids.append(meter.meter_usage(ProductCode=PRODUCT, Timestamp=now(), UsageDimension="users",
+                                     UsageQuantityAsDecimal="2.5")["MeteringRecordId"])
+    assert answers[0]["Credentials"]["AccessKeyId"] != answers[1]["Credentials"]["AccessKeyId"]
+    assert ids[0] == ids[1]
+    assert len([r for r in idem.admin.records()["records"] if r["operation"] == "MeterUsage"]) == 1
