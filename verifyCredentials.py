@@ -14,7 +14,7 @@ from typing import Any
 
 from lib.client import MeteringClient, Settings
 from lib.credentials import ACCESS_KEYS, ASSUME_ROLE, NO_WORKLOAD_IDENTITY, WORKLOAD
-from lib.errors import CREDENTIALS, DRY_RUN, INPUT, PERMISSION, MeteringError
+from lib.errors import CREDENTIALS, DRY_RUN, INPUT, PERMISSION, REGION, MeteringError
 from lib.operations import OPERATIONS
 from lib.redact import guard, secret_values
 from lib.regions import operations_in
@@ -84,7 +84,7 @@ def _explain(err: MeteringError, settings: Settings) -> str:
         return source
     if err.kind == CREDENTIALS:
         return _region_or_credentials(err, settings)
-    if err.kind in ("region-or-endpoint",) or err.code in ("ConnectionError", "TLSError"):
+    if err.kind == REGION or err.code in ("ConnectionError", "TLSError"):
         return (f"Wrong region or endpoint: {settings.endpoint_url} did not answer as the Metering Service in "
                 f"{settings.region} ({err.code}{': ' + err.aws_message if err.aws_message else ''}).")
     if err.retryable:

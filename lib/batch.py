@@ -149,7 +149,8 @@ def chunk(indexes: list[int], records: list[dict[str, Any]], product_code: str |
         if base + record_size >= max_bytes:
             raise MeteringError("ValidationFailed", "a usage record is too large for one call",
                                 operation="BatchMeterUsage",
-                                problems=[Problem(f"/UsageRecords/{index}", f"serialises to {max_bytes} bytes or more")])
+                                problems=[Problem(f"/UsageRecords/{index}",
+                                                  f"serialises to {max_bytes} bytes or more")])
         if current and (len(current) >= max_items or size + record_size >= max_bytes):
             chunks.append(current)
             current, size = [], base

@@ -19,11 +19,12 @@ from requests.structures import CaseInsensitiveDict
 from requests_aws4auth import AWS4Auth
 
 from .credentials import role_credentials, session_rejected
-from .errors import ErrorClass, MeteringError, Problem, parse_code
+from .errors import ErrorClass, Kind, MeteringError, Problem, parse_code
 from .operations import Operation
 from .resilience import Backoff, Pacer, Sleep, shared_pacer
 
-# Two different strings that are easy to confuse (pitfall P1): the host prefix and the SigV4 service name.
+# Two different strings that are easy to confuse: the host prefix and the SigV4 service name (botocore model
+# metadata `endpointPrefix` and `signingName`; docs/metering-api.md, "Wire protocol").
 ENDPOINT_PREFIX = "metering.marketplace"
 SIGNING_NAME = "aws-marketplace"
 TARGET_PREFIX = "AWSMPMeteringService"
@@ -247,7 +248,7 @@ class MeteringClient:
             else:
                 return Reply(data, request_id, attempt + 1)
             finally:  # a throttling answer lowers the process's adaptive rate for this quota
-                pacer.done(mark, throttled=failure is not None and failure.kind == "throttled")
+                pacer.done(mark, throttled=failure is not None and failure.kind == Kind.THROTTLED)
             attempt += 1
             if not failure.retryable or attempt >= self.backoff.max_attempts:
                 raise failure
@@ -272,7 +273,7 @@ class MeteringClient:
             if session_rejected(err):  # a fresh session refused too: the credentials are bad
                 raise MeteringError(err.code, err.aws_message, operation=err.operation, status=err.status,
                                     request_id=err.request_id,
-                                    classification=ErrorClass(False, "credentials", "bad credentials: the "
+                                    classification=ErrorClass(False, Kind.CREDENTIALS, "bad credentials: the "
                                                               "session was refused again after resolving it "
                                                               "anew")) from None
             raise
@@ -282,14 +283,14 @@ class MeteringClient:
             answer = self._exchange(self._prepare(body, headers))
         except requests.exceptions.SSLError as exc:
             raise MeteringError("TLSError", type(exc).__name__, operation=op.name,
-                                classification=ErrorClass(False, "region-or-endpoint",
+                                classification=ErrorClass(False, Kind.REGION,
                                                           "TLS verification of the endpoint failed")) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
             raise MeteringError("ConnectionError", type(exc).__name__, operation=op.name) from None
         except requests.exceptions.RequestException as exc:  # e.g. a malformed reply: not worth retrying
             raise MeteringError("InvalidResponse", type(exc).__name__, operation=op.name,
-                                classification=ErrorClass(False, "region-or-endpoint",
+                                classification=ErrorClass(False, Kind.REGION,
                                                           "is the endpoint URL right?")) from None
         request_id = answer.headers.get("x-amzn-RequestId")
         if answer.status < 300:
@@ -300,7 +301,7 @@ class MeteringClient:
             if not isinstance(data, dict):
                 raise MeteringError("InvalidResponse", "the endpoint did not answer with a JSON object",
                                     operation=op.name, status=answer.status, request_id=request_id,
-                                    classification=ErrorClass(False, "region-or-endpoint",
+                                    classification=ErrorClass(False, Kind.REGION,
                                                               "is the endpoint URL right?"))
             log.debug("%s %d request id %s", op.name, answer.status, request_id)
             return data, request_id
@@ -348,7 +349,7 @@ class MeteringClient:
         classification = None
         if code == "ExpiredTokenException" and (op.name != "ResolveCustomer" or "security token" in message.lower()):
             # Same code for an expired STS session token (any operation) and an expired registration token.
-            classification = ErrorClass(False, "credentials", "the session token of the credentials has expired")
+            classification = ErrorClass(False, Kind.CREDENTIALS, "the session token of the credentials has expired")
         return MeteringError(code, message[:500], operation=op.name, status=resp.status,
                              request_id=request_id, classification=classification)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 
@@ -16,16 +17,32 @@ class Problem(NamedTuple):
         return f"{self.path}: {self.problem}"
 
 
-# What a failure means for the user; drives verifyCredentials and the error text.
+class Kind(StrEnum):
+    """What a failure means for the user; drives verifyCredentials and the error text.
+
+    The values are the ``kind`` field of emitted errors (README "Errors and retries"): keep them stable.
+    """
+
+    CREDENTIALS = "credentials"
+    PERMISSION = "permission"
+    REGION = "region-or-endpoint"
+    THROTTLED = "throttled"
+    TRANSIENT = "transient"
+    INPUT = "input"
+    CONFLICT = "conflict"
+    DRY_RUN = "dry-run"
+
+
 CREDENTIALS, PERMISSION, REGION, THROTTLED, TRANSIENT, INPUT, CONFLICT, DRY_RUN = (
-    "credentials", "permission", "region-or-endpoint", "throttled", "transient", "input", "conflict", "dry-run")
+    Kind.CREDENTIALS, Kind.PERMISSION, Kind.REGION, Kind.THROTTLED, Kind.TRANSIENT, Kind.INPUT, Kind.CONFLICT,
+    Kind.DRY_RUN)
 
 
 class ErrorClass(NamedTuple):
     """How the connector treats one AWS error code."""
 
     retryable: bool
-    kind: str
+    kind: Kind
     hint: str
 
 
@@ -51,12 +68,16 @@ ERROR_TABLE: dict[str, ErrorClass] = {
     "TimestampOutOfBoundsException": ErrorClass(False, INPUT, "a timestamp is outside the accepted window"),
     "InvalidEndpointRegionException": ErrorClass(False, REGION, "call the endpoint of the region the workload runs in"),
     "InvalidRegionException": ErrorClass(False, REGION, "call the endpoint of the region the task runs in"),
-    "DuplicateRequestException": ErrorClass(False, CONFLICT, "this hour and dimension were already metered with another quantity"),
-    "IdempotencyConflictException": ErrorClass(False, CONFLICT, "the ClientToken was used before with other parameters"),
+    "DuplicateRequestException": ErrorClass(False, CONFLICT,
+                                            "this hour and dimension were already metered with another quantity"),
+    "IdempotencyConflictException": ErrorClass(False, CONFLICT,
+                                               "the ClientToken was used before with other parameters"),
     "CustomerNotEntitledException": ErrorClass(False, PERMISSION, "the customer has no valid subscription"),
     "InvalidPublicKeyVersionException": ErrorClass(False, INPUT, "unknown PublicKeyVersion"),
-    "PlatformNotSupportedException": ErrorClass(False, PERMISSION, "only ECS, EKS and Fargate tasks may register usage"),
-    "InvalidTokenException": ErrorClass(False, INPUT, "the registration token is invalid (form-decode it exactly once)"),
+    "PlatformNotSupportedException": ErrorClass(False, PERMISSION,
+                                                "only ECS, EKS and Fargate tasks may register usage"),
+    "InvalidTokenException": ErrorClass(False, INPUT,
+                                        "the registration token is invalid (form-decode it exactly once)"),
     "ExpiredTokenException": ErrorClass(False, INPUT, "the token has expired"),
     # generic Coral / IAM errors, fatal
     "UnrecognizedClientException": ErrorClass(False, CREDENTIALS, "unknown access key or invalid session token"),
