@@ -32,6 +32,8 @@ import pika.exceptions
 import pika.spec
 from pika.adapters.select_connection import IOLoop
 
+from . import amqp_fields
+
 try:  # optional: only the single-threaded "greenlet" concurrency mode needs it
     import greenlet
 except ImportError:  # pragma: no cover - exercised where greenlet is not installed
@@ -39,8 +41,21 @@ except ImportError:  # pragma: no cover - exercised where greenlet is not instal
 
 log = logging.getLogger("sailor")
 
+# incoming headers pika cannot decode no longer drop the connection (see amqp_fields)
+amqp_fields.install()
+
 _MAX_RECONNECT_DELAY_S = 5.0
 _MAX_FINISHED = 20_000  # outcomes kept for redeliveries (bounded: ids never redelivered must not leak)
+
+
+def unusable_routing_key(key: Any) -> str | None:
+    """Why ``key`` cannot be an AMQP routing key (a short string: at most 255 bytes), or ``None``."""
+    if not isinstance(key, str):
+        return f"routing key is a {type(key).__name__}, not a string"
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > 255:
+        return f"routing key is {size} bytes long (AMQP allows 255)"
+    return None
 
 
 class AmqpError(Exception):
@@ -498,6 +513,16 @@ class AmqpTransport:
 
     def _on_message(self, gen: int, method: Any, props: pika.BasicProperties, body: bytes) -> None:
         ch = self._read_ch
+        undecodable = getattr(props, "undecodable", None)
+        if undecodable:
+            # headers no decoder can read (amqp_fields): processing it is impossible, and requeueing it
+            # would bring it straight back — reject it (dead-lettered where the queue has a DLX)
+            if ch is not None and gen == self._read_gen:
+                ch.basic_reject(method.delivery_tag, requeue=False)
+            log.error("Delivery with undecodable AMQP headers rejected",
+                      extra={"reason": undecodable, "deliveryTag": method.delivery_tag,
+                             "redelivered": bool(method.redelivered)})
+            return
         if props.headers is None:
             # no header table at all: Node rejects at once without output
             if ch is not None and gen == self._read_gen:
@@ -623,10 +648,20 @@ class AmqpTransport:
         if ch is None or not ch.is_open:
             self._waiting.append(req)
             return
+        problem = unusable_routing_key(req.routing_key)
+        if problem is not None:
+            # no retry can help: fail this publish at once (its message is rejected, the step goes on)
+            req.future.set_done(AmqpError(f"cannot publish: {problem}"))
+            return
         try:
             ch.basic_publish(req.exchange, req.routing_key, req.body, req.properties, mandatory=req.mandatory)
-        except Exception as exc:  # noqa: BLE001 - e.g. the channel closed under us: retry
-            self._retry(req, exc)
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            self._retry(req, exc)  # the channel or connection went away under us: publish again
+            return
+        except Exception as exc:  # noqa: BLE001 - the frame cannot be encoded: retrying would loop forever
+            log.error("Publish cannot be encoded; failed without retry",
+                      extra={"reason": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            req.future.set_done(AmqpError(f"cannot publish: {type(exc).__name__}: {str(exc)[:200]}"))
             return
         self._next_tag += 1
         self._unconfirmed[self._next_tag] = req

@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover
     _greenlet = None
 
 from . import objectstorage as lw
-from .amqp import AmqpError, AmqpTransport, Delivery, PublishFuture
+from .amqp import AmqpError, AmqpTransport, Delivery, PublishFuture, unusable_routing_key
 from .api import ApiClient, ApiError
 from .component import ComponentError, ComponentReader, component_root
 from .crypto import DecryptError, MessageCipher, dumps, loads
@@ -617,6 +617,12 @@ class MessageExecution:
         self._publish(s.s.ERROR_ROUTING_KEY, body, headers, "error" if throttled else None)
         reply_to = headers.get("reply_to")
         if reply_to and not s.s.NO_ERROR_REPLIES:
+            problem = unusable_routing_key(reply_to)
+            if problem is not None:
+                # a reply that can never be routed must not hold the input: the error above is enough
+                log.warning("Error reply not sent: reply_to is not a usable routing key",
+                            extra={"messageId": self.kept.get("messageId"), "reason": problem})
+                return
             reply_headers = dict(headers)
             reply_headers[ERROR_RESPONSE_HEADER] = True
             self._publish(reply_to, encrypted.encode("ascii"), reply_headers, None)
@@ -688,6 +694,9 @@ class MessageExecution:
         reply_to = headers.get("reply_to")
         if not reply_to:
             raise ValueError("Component emitted 'httpReply' event but 'reply_to' was not found in AMQP headers")
+        problem = unusable_routing_key(reply_to)
+        if problem is not None:
+            raise ValueError(f"Component emitted 'httpReply' event but 'reply_to' is not usable: {problem}")
         data = dict(payload) if isinstance(payload, dict) else {"body": payload}
         data["headers"] = dict(data.get("headers") or {})
         pop_routing_key(data["headers"])

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pika
-from pika import data as pika_data
+
+from .amqp_fields import encode_value
 
 _U32 = struct.Struct(">I").pack
 _I32 = struct.Struct(">i").pack
@@ -60,8 +61,9 @@ def encode_table(table: Mapping[str, Any]) -> bytes:
         elif kind is bool:
             append(b"t\x01" if value else b"t\x00")
         else:
+            # pika's encoder, plus doubles (pika has none) and raw timestamps kept from the input
             pieces: list[bytes] = []
-            pika_data.encode_value(pieces, value)
+            encode_value(pieces, value)
             parts.extend(pieces)
     body = b"".join(parts)
     return _U32(len(body)) + body

@@ -1,0 +1,48 @@
+"""The tolerant header decoder: what pika truncates or cannot decode (see elasticio_sailor.amqp_fields)."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime
+
+import pika
+from elasticio_sailor.amqp_fields import AmqpTimestamp, TolerantProperties, decode_table, encode_table
+from pika import data as pika_data
+
+
+def table(*fields: bytes) -> bytes:
+    body = b"".join(fields)
+    return struct.pack(">I", len(body)) + body
+
+
+def field(name: str, kind: bytes, payload: bytes) -> bytes:
+    return bytes((len(name),)) + name.encode() + kind + payload
+
+
+def test_given_doubles_and_floats_then_decoded_exactly_where_pika_truncates() -> None:
+    raw = table(field("d", b"d", struct.pack(">d", 1.5)), field("f", b"f", struct.pack(">f", 0.25)))
+    assert pika_data.decode_table(raw, 0)[0] == {"d": 1, "f": 0}  # pika 1.4.4
+    assert decode_table(raw, 0)[0] == {"d": 1.5, "f": 0.25}
+
+
+def test_given_a_timestamp_in_milliseconds_then_kept_raw_and_encoded_back_unchanged() -> None:
+    ms = 1764630000000
+    raw = table(field("ms", b"T", struct.pack(">Q", ms)), field("s", b"T", struct.pack(">Q", 1764630000)))
+    decoded = decode_table(raw, 0)[0]
+    assert decoded["ms"] == ms and isinstance(decoded["ms"], AmqpTimestamp)
+    assert decoded["s"] == datetime.fromtimestamp(1764630000, UTC)
+    assert encode_table(decoded) == raw
+
+
+def test_given_undecodable_headers_then_the_other_properties_survive_and_the_reason_is_named() -> None:
+    props = pika.BasicProperties(content_type="application/json", headers={"a": 1}, delivery_mode=2,
+                                 correlation_id="c-1", timestamp=1764630000000, app_id="app")
+    encoded = b"".join(props.encode())
+    good = TolerantProperties().decode(encoded)
+    assert (good.headers, good.correlation_id, good.timestamp, good.undecodable) == (
+        {"a": 1}, "c-1", 1764630000000, None)
+    poisoned = encoded.replace(b"\x01aI", b"\x01aZ")  # an unknown field type
+    bad = TolerantProperties().decode(poisoned)
+    assert bad.headers is None and bad.undecodable is not None and "unknown AMQP field type" in bad.undecodable
+    assert (bad.content_type, bad.delivery_mode, bad.correlation_id, bad.timestamp, bad.app_id) == (
+        "application/json", 2, "c-1", 1764630000000, "app")
