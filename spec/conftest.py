@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from spec.support.rabbit import RabbitBroker
+from spec.support.rabbit import RabbitBroker  # noqa: E402 - needs the repository root on sys.path first
 
 
 @pytest.fixture(scope="session")

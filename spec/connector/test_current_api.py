@@ -221,7 +221,8 @@ def test_given_both_quantity_members_then_the_error_names_both_paths_and_nothing
     found = problems_of("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [a_record(), record]},
                         metering_emulator.url)
     assert found[0]["path"] == "/UsageRecords/1"
-    assert "/UsageRecords/1/Quantity" in found[0]["problem"] and "/UsageRecords/1/QuantityAsDecimal" in found[0]["problem"]
+    problem = found[0]["problem"]
+    assert "/UsageRecords/1/Quantity" in problem and "/UsageRecords/1/QuantityAsDecimal" in problem
     request = {"ProductCode": PRODUCT, "Timestamp": SESSION_HOUR, "UsageDimension": "users", "UsageQuantity": 1,
                "UsageQuantityAsDecimal": "1"}
     found = problems_of("meterUsage", request, metering_emulator.url)
@@ -280,7 +281,8 @@ def test_property_render_gives_the_api_form_of_the_same_value(value: Decimal) ->
 def test_given_two_licenses_of_one_account_then_the_same_hour_and_dimension_are_metered_independently(
         metering_emulator: EmulatorServer) -> None:
     metering_emulator.admin.load_fixtures(license_fixtures())
-    records = [a_license_record(LICENSE, QuantityAsDecimal="2"), a_license_record(SECOND_LICENSE, QuantityAsDecimal="5")]
+    records = [a_license_record(LICENSE, QuantityAsDecimal="2"),
+               a_license_record(SECOND_LICENSE, QuantityAsDecimal="5")]
     out = run_action("batchMeterUsage", {"UsageRecords": records}, a_config(metering_emulator.url))["body"]
     assert [r["Status"] for r in out["Results"]] == ["Success", "Success"]
     assert out["Results"][0]["MeteringRecordId"] != out["Results"][1]["MeteringRecordId"]
@@ -309,7 +311,8 @@ def test_given_resolve_customer_then_the_agreement_id_is_returned(metering_emula
 def same_hour_records() -> list[dict[str, Any]]:
     tag = [{"Key": "team", "Value": "a"}]
     return [
-        {"Timestamp": SESSION_HOUR + 60, "CustomerIdentifier": CUSTOMER, "Dimension": "users", "QuantityAsDecimal": "1.5",
+        {"Timestamp": SESSION_HOUR + 60, "CustomerIdentifier": CUSTOMER, "Dimension": "users",
+         "QuantityAsDecimal": "1.5",
          "UsageAllocations": [{"AllocatedUsageQuantityAsDecimal": "1.5", "Tags": tag}]},
         {"Timestamp": SESSION_HOUR + 600, "CustomerIdentifier": CUSTOMER, "Dimension": "users", "Quantity": 2},
         {"Timestamp": SESSION_HOUR + 1200, "CustomerIdentifier": CUSTOMER, "Dimension": "users",

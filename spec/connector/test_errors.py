@@ -106,7 +106,8 @@ BATCH_REFUSALS: list[tuple[str, Setup, dict[str, Any]]] = [
     ("InvalidLicenseException", _nothing, {"UsageRecords": [
         {"Timestamp": hour_start(), "CustomerAWSAccountId": "999988887777", "LicenseArn": LICENSE + "0",
          "Dimension": "users"}]}),
-    ("InvalidCustomerIdentifierException", _strict, {"ProductCode": PRODUCT, "UsageRecords": [a_record(customer="nobody")]}),
+    ("InvalidCustomerIdentifierException", _strict,
+     {"ProductCode": PRODUCT, "UsageRecords": [a_record(customer="nobody")]}),
     ("ValidationException", _nothing, {"UsageRecords": [a_record()]}),
 ]
 

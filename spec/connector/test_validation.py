@@ -34,9 +34,10 @@ meter_body = st.fixed_dictionaries(
      "UsageDimension": st.text(min_size=1, max_size=255)},
     optional={"UsageQuantity": st.integers(0, 2**31 - 1), "DryRun": st.booleans(),
               "ClientToken": st.text(min_size=1, max_size=64),
-              "UsageAllocations": st.lists(st.fixed_dictionaries({"AllocatedUsageQuantity": st.integers(0, 2**31 - 1)},
-                                                                 optional={"Tags": st.lists(tag, min_size=1, max_size=5)}),
-                                           min_size=1, max_size=4)})
+              "UsageAllocations": st.lists(
+                  st.fixed_dictionaries({"AllocatedUsageQuantity": st.integers(0, 2**31 - 1)},
+                                        optional={"Tags": st.lists(tag, min_size=1, max_size=5)}),
+                  min_size=1, max_size=4)})
 
 
 @given(meter_body)

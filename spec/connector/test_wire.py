@@ -23,7 +23,8 @@ INPUTS: dict[str, dict[str, Any]] = {
                                          "Tags": [{"Key": "env", "Value": "prod"}]},
                                         {"AllocatedUsageQuantityAsDecimal": "2"}]},
     "batchMeterUsage": {"ProductCode": PRODUCT, "UsageRecords": [
-        {"Timestamp": 1714566615123, "CustomerIdentifier": "cust-EXAMPLE", "Dimension": "Users", "QuantityAsDecimal": "10.000001"},
+        {"Timestamp": 1714566615123, "CustomerIdentifier": "cust-EXAMPLE", "Dimension": "Users",
+         "QuantityAsDecimal": "10.000001"},
         {"Timestamp": "2024-05-01T14:00:00+02:00", "CustomerAWSAccountId": "111122223333", "LicenseArn": LICENSE,
          "Dimension": "Users", "QuantityAsDecimal": "0"}]},
     "registerUsage": {"ProductCode": PRODUCT, "PublicKeyVersion": 1, "Nonce": "nonce-123"},

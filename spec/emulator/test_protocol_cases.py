@@ -89,7 +89,7 @@ def _matches(expected: Any, actual: Any, exact: bool = False) -> bool:
                 and all(k in actual and _matches(v, actual[k], exact) for k, v in expected.items()))
     if isinstance(expected, list):
         return (isinstance(actual, list) and len(expected) == len(actual)
-                and all(_matches(e, a, exact) for e, a in zip(expected, actual)))
+                and all(_matches(e, a, exact) for e, a in zip(expected, actual, strict=True)))
     return bool(expected == actual)
 
 

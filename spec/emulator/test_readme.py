@@ -35,7 +35,8 @@ def test_every_cli_option_is_documented(option: str) -> None:
 
 
 @pytest.mark.parametrize("key", ["sessionToken", "accountId", "resourceRegion", "platform", "deniedOperations",
-                                 "sellerAccountId", "concurrentAgreements", "subscribed", "registrationTokens", "expired",
+                                 "sellerAccountId", "concurrentAgreements", "subscribed", "registrationTokens",
+                                 "expired",
                                  "subscribedAt", "unsubscribedAt", "integration", "agreementId", "licenseStart",
                                  "licenseEnd"])
 def test_every_fixture_key_is_documented(key: str) -> None:

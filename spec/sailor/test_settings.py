@@ -95,7 +95,8 @@ def test_given_upper_snake_name_when_camel_casing_then_lodash_result(name: str, 
 
 def test_given_additional_vars_when_loading_then_camel_cased_headers_without_unset_ones() -> None:
     env = {
-        "ELASTICIO_ADDITIONAL_VARS_FOR_HEADERS": "ELASTICIO_FIRST, ELASTICIO_SECOND_ELASTICIO_ENV ,ELASTICIO_NOT_PRESENT",
+        "ELASTICIO_ADDITIONAL_VARS_FOR_HEADERS":
+            "ELASTICIO_FIRST, ELASTICIO_SECOND_ELASTICIO_ENV ,ELASTICIO_NOT_PRESENT",
         "ELASTICIO_FIRST": "first",
         "ELASTICIO_SECOND_ELASTICIO_ENV": "second",
     }

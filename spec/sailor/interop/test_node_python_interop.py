@@ -390,8 +390,9 @@ def test_given_reply_snapshot_and_routing_events_when_node_and_python_emit_them_
         assert routed.message == {"body": {"i": 2, "snapshot": {"a": 1, "b": 1}}, "headers": {}}
         assert routed.headers["parentMessageId"] == ids[2]
 
-    pairs = [*zip(py.replies, node.replies), *zip(py.snapshots, node.snapshots), *zip(py.data, node.data)]
-    pairs += list(zip(py.routed, node.routed))
+    pairs = [*zip(py.replies, node.replies, strict=True), *zip(py.snapshots, node.snapshots, strict=True),
+             *zip(py.data, node.data, strict=True)]
+    pairs += list(zip(py.routed, node.routed, strict=True))
     assert len(pairs) == 7
     for p, n in pairs:
         assert p.body == n.body or p.message == n.message
