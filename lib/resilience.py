@@ -90,19 +90,6 @@ class Pacer:
             mark[1] = 1.0
             self._lock.notify_all()
 
-    def set_rate(self, rate: float) -> None:
-        """Change the rate; marks of calls in flight are kept (the newest ``limit`` of them)."""
-        with self._lock:
-            self._set_rate(rate)
-
-    def _set_rate(self, rate: float) -> None:  # with the lock held
-        self.interval = 1.0 / rate
-        limit = max(1, int(rate))
-        if limit != self.limit:
-            self.limit = limit
-            self._marks = deque(self._marks, maxlen=limit)
-            self._lock.notify_all()
-
     def penalise(self, seconds: float) -> None:
         """Push the next slot back (after a throttling reply) so the whole process slows down."""
         with self._lock:
@@ -130,7 +117,7 @@ class AdaptiveRate:
     Not thread-safe by itself: :class:`AdaptivePacer` holds its lock around every call.
     """
 
-    def __init__(self, ceiling: float, *, beta: float = 0.8, scale: float = 0.0002, recovery: float = 1.0,
+    def __init__(self, ceiling: float, *, beta: float = 0.8, scale: float = 0.001, recovery: float = 1.0,
                  hold: float = 1.0, floor: float = 0.5, clock: Clock = time.monotonic) -> None:
         if not 0.0 < beta < 1.0:
             raise ValueError("beta must be between 0 and 1")
@@ -178,14 +165,13 @@ class AdaptiveRate:
 
 
 class AdaptivePacer(Pacer):
-    """A :class:`Pacer` whose rate adapts to throttling (:class:`AdaptiveRate`), for one quota.
+    """A :class:`Pacer` at the ceiling, with an adaptive rate (:class:`AdaptiveRate`) below it, for one quota.
 
-    Both timing rules of the :class:`Pacer` apply at the adaptive rate, which never exceeds the ceiling:
-    so one process alone never exceeds the ceiling in any rolling second, and at rate ``r`` it never puts
-    more than ``int(r)`` calls into any one second of the server's clock, whatever the jitter. That
-    matters when several processes share a quota: their sum in the server's window is bounded by the sum
-    of their own bounds, so once the rates found their shares, nothing is throttled. One instance is shared
-    by every thread of the process that calls the same quota (:func:`shared_pacer`).
+    Call starts are first spaced ``1 / rate`` apart at the adaptive rate (a token bucket that holds one
+    token: no bursts), then wait for the inherited :class:`Pacer` rules at the ceiling, so one process
+    alone never exceeds the ceiling in any rolling second, whatever the adaptive rate does. When the rate
+    drops, threads already sleeping until a slot given at the old rate queue again at the new one. One
+    instance is shared by every thread of the process that calls the same quota (:func:`shared_pacer`).
     """
 
     def __init__(self, ceiling: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
@@ -193,7 +179,7 @@ class AdaptivePacer(Pacer):
         super().__init__(ceiling, clock=clock, sleep=sleep, slack=slack)
         self.ceiling = float(ceiling)
         self.control = AdaptiveRate(ceiling, clock=clock, **control)
-        self.set_rate(self.control.rate)
+        self._next_slot = float("-inf")
         self.throttled = 0  # throttling answers seen (for logs and benchmarks)
 
     @property
@@ -202,8 +188,18 @@ class AdaptivePacer(Pacer):
         return self.control.rate
 
     def wait(self, stuck_after: float = 60.0) -> list[float]:
-        """Block until the next call may start (see :meth:`Pacer.wait`); returns its mark for :meth:`done`."""
-        mark = super().wait(stuck_after)
+        """Block until the next call may start; returns its mark, to be passed to :meth:`done`."""
+        for _ in range(8):  # bounded: each round means the rate dropped again while this call slept
+            with self._lock:
+                decreases = self.control.decreases
+                now = self._clock()
+                start = max(now, self._next_slot)
+                self._next_slot = start + 1.0 / self.control.rate
+            if start > now:
+                self._sleep(start - now)
+            if self.control.decreases == decreases:
+                break
+        mark = super().wait(stuck_after)  # the ceiling's two rules
         mark.append(mark[0])  # the start, kept: done() overwrites mark[0] with the completion time
         return mark
 
@@ -213,16 +209,13 @@ class AdaptivePacer(Pacer):
         with self._lock:
             mark[0] = max(mark[0], self._clock())
             mark[1] = 1.0
-            before = self.control.rate
             if throttled:
                 self.throttled += 1
                 if self.control.on_throttle(started):
-                    # the next slot was computed at the old rate: respace it from now
-                    self._next = max(self._next, self._clock() + 1.0 / self.control.rate)
+                    # slots handed out at the old rate are given up (see wait): respace from now
+                    self._next_slot = self._clock() + 1.0 / self.control.rate
             else:
                 self.control.on_success()
-            if self.control.rate != before:
-                self._set_rate(self.control.rate)
             self._lock.notify_all()
 
 

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback)")
     p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free port (default)")
     p.add_argument("--fixtures", help="fixtures JSON file (default: the built-in demo fixtures)")
-    p.add_argument("--no-quotas", action="store_true", help="switch off the per-key request-rate quotas")
+    p.add_argument("--no-quotas", action="store_true", help="switch off the per-account request-rate quotas")
     p.add_argument("--batch-meter-usage-window-hours", type=float, default=24.0,
                    help="how far back BatchMeterUsage timestamps are accepted, from the start of the current "
                         "hour (default 24)")
