@@ -315,18 +315,3 @@ def test_given_nothing_listening_then_it_is_a_retryable_connection_error_and_the
     working.close()  # a closed client opens a new pool on its next call, as requests' adapter does
     assert working.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "emu-demo-registration-token-0001"}
                         ).data["CustomerIdentifier"] == "cust-demo-0001"
-
-
-def test_given_the_proxy_path_then_replies_and_errors_are_read_as_on_the_direct_path(
-        metering_emulator: EmulatorServer) -> None:
-    """An https endpoint behind a proxy goes through requests' adapter; loopback endpoints never use a proxy,
-    so the branch is selected here by hand to check it signs, sends and parses the same."""
-    metering_emulator.admin.add_fault(type="html503", count=1)
-    client = MeteringClient(_settings(metering_emulator.url), backoff=Backoff(max_attempts=1))
-    client._direct = False
-    with pytest.raises(MeteringError) as raised:
-        client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "emu-demo-registration-token-0001"})
-    assert (raised.value.code, raised.value.status, raised.value.retryable) == ("503", 503, True)
-    assert raised.value.aws_message == "Service Unavailable" and raised.value.request_id
-    reply = client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "emu-demo-registration-token-0001"})
-    assert reply.data["CustomerIdentifier"] == "cust-demo-0001" and reply.request_id

@@ -61,7 +61,7 @@ def test_given_jittery_latency_then_each_call_starts_a_second_after_the_one_ten_
         clock.now += latency
         pacer.done(mark)
         spans.append((start, clock.now))
-    for (_, end), (start, _) in zip(spans, spans[10:], strict=False)  # pairs call i with call i+10:
+    for (_, end), (start, _) in zip(spans, spans[10:], strict=False):  # call i with call i+10
         assert start >= end + 1.0
     for (a, _), (b, _) in pairwise(spans):
         assert b - a >= 0.1 - 1e-9
