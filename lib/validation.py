@@ -48,13 +48,15 @@ def _describe(error: SchemaError) -> tuple[str, str]:
         name = named.group(1) if named else "?"
         return _path([*error.absolute_path, name]), "is required"
     if kind == "additionalProperties":
-        allowed = set(error.schema.get("properties", {}))
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = set(schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed) if isinstance(error.instance, dict) else []
         # Field names are schema vocabulary chosen by the mapping, not values; still cap their length.
         names = ", ".join(name[:64] for name in extra)
         return path, f"unknown member(s) {names}; member names are case-sensitive"
     if kind == "oneOf":
-        options = [" + ".join(branch.get("required", [])) for branch in limit]
+        branches = limit if isinstance(limit, list) else []
+        options = [" + ".join(branch.get("required", [])) for branch in branches if isinstance(branch, dict)]
         return path, "needs exactly one of " + ", ".join(options)
     if kind == "type":
         words = limit if isinstance(limit, list) else [limit]

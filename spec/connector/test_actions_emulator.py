@@ -68,7 +68,7 @@ def test_given_dry_run_when_meter_usage_then_permitted_is_reported_and_nothing_i
 
 def test_given_usage_allocations_with_tags_when_metering_then_they_reach_the_service(
         metering_emulator: EmulatorServer) -> None:
-    allocations = [{"AllocatedUsageQuantity": 3, "Tags": [{"Key": "env", "Value": "prod"}]},
+    allocations: list[dict[str, Any]] = [{"AllocatedUsageQuantity": 3, "Tags": [{"Key": "env", "Value": "prod"}]},
                    {"AllocatedUsageQuantity": 2}]
     out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [
         dict(a_record(quantity=5), UsageAllocations=allocations)]}, a_config(metering_emulator.url))

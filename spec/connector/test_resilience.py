@@ -222,7 +222,11 @@ def test_given_rate_calls_in_flight_when_another_call_asks_then_it_waits_for_the
     first, second = pacer.wait(), pacer.wait()  # two concurrent calls, neither answered yet
     started = threading.Event()
     marks: list[list[float]] = []
-    third = threading.Thread(target=lambda: (marks.append(pacer.wait()), started.set()), daemon=True)
+    def take_third() -> None:
+        marks.append(pacer.wait())
+        started.set()
+
+    third = threading.Thread(target=take_third, daemon=True)
     third.start()
     assert not started.wait(0.3), "a third call started while both earlier calls were still in flight"
     clock.now += 2.0  # the first call's reply arrives two seconds after it started
