@@ -86,7 +86,8 @@ def _mint(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
 
 
 def _records(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
-    filters = {k: v for k, v in query.items() if k in ("productCode", "dimension", "operation", "customer", "licenseArn")}
+    keys = ("productCode", "dimension", "operation", "customer", "licenseArn")
+    filters = {k: v for k, v in query.items() if k in keys}
     with state.lock:
         records = [_quantities(dict(r)) for r in state.records]
         summary = [_quantities(s) for s in state.summary()]

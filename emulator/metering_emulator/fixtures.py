@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,78 @@ def parse_customer(obj: Any, where: str, errors: list[str]) -> Customer | None:
                     times["licenseStart"], times["licenseEnd"])
 
 
+def _objects(doc: dict[str, Any], key: str, errors: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The objects of the array ``doc[key]`` with their path; what is not an object is reported and skipped."""
+    items = doc.get(key, [])
+    if not isinstance(items, list):
+        errors.append(f"{key}: must be an array")
+        return
+    for i, item in enumerate(items):
+        where = f"{key}[{i}]"
+        if isinstance(item, dict):
+            yield where, item
+        else:
+            errors.append(f"{where}: must be an object")
+
+
+def _parse_credential(c: dict[str, Any], where: str, errors: list[str]) -> Credential | None:
+    akid = _str(c, "accessKeyId", where, errors)
+    secret = _str(c, "secretAccessKey", where, errors)
+    token = _str(c, "sessionToken", where, errors, required=False)
+    account = _str(c, "accountId", where, errors, required=False)
+    resource_region = _str(c, "resourceRegion", where, errors, required=False)
+    platform = _str(c, "platform", where, errors, required=False)
+    if platform is not None and platform not in PLATFORMS:
+        errors.append(f"{where}.platform: must be one of {list(PLATFORMS)}")
+    expired = c.get("expired", False)
+    if not isinstance(expired, bool):
+        errors.append(f"{where}.expired: must be a boolean")
+        expired = False
+    denied = c.get("deniedOperations", [])
+    if not isinstance(denied, list) or any(d not in OPERATION_NAMES for d in denied):
+        errors.append(f"{where}.deniedOperations: must be a list drawn from {list(OPERATION_NAMES)}")
+        denied = []
+    if akid is None or secret is None:
+        return None
+    return Credential(akid, secret, token, account, resource_region, platform, tuple(denied), expired)
+
+
+def _parse_product(p: dict[str, Any], where: str, errors: list[str]) -> Product | None:
+    code = _str(p, "productCode", where, errors)
+    dims = p.get("dimensions", [])
+    if not isinstance(dims, list) or not all(isinstance(d, str) and d for d in dims):
+        errors.append(f"{where}.dimensions: must be an array of non-empty strings")
+        dims = []
+    custs = p.get("customers", [])
+    if not isinstance(custs, list):
+        errors.append(f"{where}.customers: must be an array")
+        custs = []
+    parsed = [parse_customer(c, f"{where}.customers[{j}]", errors) for j, c in enumerate(custs)]
+    seller = _str(p, "sellerAccountId", where, errors, required=False)
+    concurrent = p.get("concurrentAgreements", False)
+    if not isinstance(concurrent, bool):
+        errors.append(f"{where}.concurrentAgreements: must be a boolean")
+        concurrent = False
+    integration = p.get("integration", "legacy")
+    if integration not in INTEGRATIONS:
+        errors.append(f"{where}.integration: must be one of {list(INTEGRATIONS)}")
+        integration = "legacy"
+    if code is None:
+        return None
+    return Product(code, list(dims), [c for c in parsed if c is not None], seller, concurrent, integration)
+
+
+def _parse_token(t: dict[str, Any], where: str, products: dict[str, Product], errors: list[str]) -> TokenSpec | None:
+    token = _str(t, "token", where, errors)
+    code = _str(t, "productCode", where, errors)
+    customer = parse_customer(t.get("customer"), f"{where}.customer", errors)
+    if code is not None and code not in products:
+        errors.append(f"{where}.productCode: no product '{code}' in the fixtures")
+    if token is None or code is None or customer is None:
+        return None
+    return TokenSpec(token, code, customer)
+
+
 def parse_fixtures(doc: Any) -> Fixtures:
     """Parse and check a fixtures document; raise FixtureError listing every problem."""
     errors: list[str] = []
@@ -291,83 +364,20 @@ def parse_fixtures(doc: Any) -> Fixtures:
     if unknown:
         errors.append(f"fixtures: unknown keys {sorted(unknown)}")
     credentials: dict[str, Credential] = {}
-    creds = doc.get("credentials", [])
-    if not isinstance(creds, list):
-        errors.append("credentials: must be an array")
-        creds = []
-    for i, c in enumerate(creds):
-        where = f"credentials[{i}]"
-        if not isinstance(c, dict):
-            errors.append(f"{where}: must be an object")
-            continue
-        akid = _str(c, "accessKeyId", where, errors)
-        secret = _str(c, "secretAccessKey", where, errors)
-        token = _str(c, "sessionToken", where, errors, required=False)
-        account = _str(c, "accountId", where, errors, required=False)
-        resource_region = _str(c, "resourceRegion", where, errors, required=False)
-        platform = _str(c, "platform", where, errors, required=False)
-        if platform is not None and platform not in PLATFORMS:
-            errors.append(f"{where}.platform: must be one of {list(PLATFORMS)}")
-        expired = c.get("expired", False)
-        if not isinstance(expired, bool):
-            errors.append(f"{where}.expired: must be a boolean")
-            expired = False
-        denied = c.get("deniedOperations", [])
-        if not isinstance(denied, list) or any(d not in OPERATION_NAMES for d in denied):
-            errors.append(f"{where}.deniedOperations: must be a list drawn from {list(OPERATION_NAMES)}")
-            denied = []
-        if akid is not None and secret is not None:
-            credentials[akid] = Credential(akid, secret, token, account, resource_region, platform, tuple(denied),
-                                           expired)
+    for where, c in _objects(doc, "credentials", errors):
+        cred = _parse_credential(c, where, errors)
+        if cred is not None:
+            credentials[cred.access_key_id] = cred
     products: dict[str, Product] = {}
-    prods = doc.get("products", [])
-    if not isinstance(prods, list):
-        errors.append("products: must be an array")
-        prods = []
-    for i, p in enumerate(prods):
-        where = f"products[{i}]"
-        if not isinstance(p, dict):
-            errors.append(f"{where}: must be an object")
-            continue
-        code = _str(p, "productCode", where, errors)
-        dims = p.get("dimensions", [])
-        if not isinstance(dims, list) or not all(isinstance(d, str) and d for d in dims):
-            errors.append(f"{where}.dimensions: must be an array of non-empty strings")
-            dims = []
-        custs = p.get("customers", [])
-        if not isinstance(custs, list):
-            errors.append(f"{where}.customers: must be an array")
-            custs = []
-        parsed = [parse_customer(c, f"{where}.customers[{j}]", errors) for j, c in enumerate(custs)]
-        seller = _str(p, "sellerAccountId", where, errors, required=False)
-        concurrent = p.get("concurrentAgreements", False)
-        if not isinstance(concurrent, bool):
-            errors.append(f"{where}.concurrentAgreements: must be a boolean")
-            concurrent = False
-        integration = p.get("integration", "legacy")
-        if integration not in INTEGRATIONS:
-            errors.append(f"{where}.integration: must be one of {list(INTEGRATIONS)}")
-            integration = "legacy"
-        if code is not None:
-            products[code] = Product(code, list(dims), [c for c in parsed if c is not None], seller, concurrent,
-                                     integration)
+    for where, p in _objects(doc, "products", errors):
+        product = _parse_product(p, where, errors)
+        if product is not None:
+            products[product.code] = product
     tokens: list[TokenSpec] = []
-    toks = doc.get("registrationTokens", [])
-    if not isinstance(toks, list):
-        errors.append("registrationTokens: must be an array")
-        toks = []
-    for i, t in enumerate(toks):
-        where = f"registrationTokens[{i}]"
-        if not isinstance(t, dict):
-            errors.append(f"{where}: must be an object")
-            continue
-        token = _str(t, "token", where, errors)
-        code = _str(t, "productCode", where, errors)
-        customer = parse_customer(t.get("customer"), f"{where}.customer", errors)
-        if code is not None and code not in products:
-            errors.append(f"{where}.productCode: no product '{code}' in the fixtures")
-        if token is not None and code is not None and customer is not None:
-            tokens.append(TokenSpec(token, code, customer))
+    for where, t in _objects(doc, "registrationTokens", errors):
+        spec = _parse_token(t, where, products, errors)
+        if spec is not None:
+            tokens.append(spec)
     identity = parse_identity(doc, errors)
     if errors:
         raise FixtureError("invalid fixtures: " + "; ".join(errors))

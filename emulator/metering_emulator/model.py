@@ -206,18 +206,9 @@ class _Walker:
             for i, item in enumerate(value, start=1):
                 self.walk(shape["member"], item, f"{path}.{i}.member")
         elif kind == "string":
-            if not isinstance(value, str):
-                raise _type_error(path, "a string", value)
-            self._length(shape, value, path)
-            if "pattern" in shape and re.fullmatch(shape["pattern"], value) is None:
-                self.fail(path, value, f"Member must satisfy regular expression pattern: {shape['pattern']}")
+            self._string(shape, value, path)
         elif kind == "integer":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise _type_error(path, "an integer", value)
-            if "min" in shape and value < shape["min"]:
-                self.fail(path, value, f"Member must have value greater than or equal to {shape['min']}")
-            if "max" in shape and value > shape["max"]:
-                self.fail(path, value, f"Member must have value less than or equal to {shape['max']}")
+            self._integer(shape, value, path)
         elif kind == "boolean":
             if not isinstance(value, bool):
                 raise _type_error(path, "a boolean", value)
@@ -226,6 +217,21 @@ class _Walker:
                 raise _type_error(path, "an epoch-seconds number", value)
             if isinstance(value, float) and not math.isfinite(value):
                 raise serialization_error(f"Timestamp at '{path}' is not a finite number.")
+
+    def _string(self, shape: Shape, value: Any, path: str) -> None:
+        if not isinstance(value, str):
+            raise _type_error(path, "a string", value)
+        self._length(shape, value, path)
+        if "pattern" in shape and re.fullmatch(shape["pattern"], value) is None:
+            self.fail(path, value, f"Member must satisfy regular expression pattern: {shape['pattern']}")
+
+    def _integer(self, shape: Shape, value: Any, path: str) -> None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _type_error(path, "an integer", value)
+        if "min" in shape and value < shape["min"]:
+            self.fail(path, value, f"Member must have value greater than or equal to {shape['min']}")
+        if "max" in shape and value > shape["max"]:
+            self.fail(path, value, f"Member must have value less than or equal to {shape['max']}")
 
     def _structure(self, shape: Shape, value: Any, path: str) -> None:
         if not isinstance(value, dict):

@@ -289,12 +289,8 @@ def _check_license(product: Product, r: dict[str, Any], i: int) -> None:
                        f"{arn}.")
 
 
-def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[str, Any]:
-    """BatchMeterUsage: whole-request checks first, then per-record status with hourly dedupe per
-    (product, customer and license, dimension, hour) and quantities compared by value."""
-    del caller  # any valid credential may meter (the seller); entitlement is per customer here
-    records: list[dict[str, Any]] = body["UsageRecords"]
-    code = body.get("ProductCode")
+def _batch_products(state: State, records: list[dict[str, Any]], code: str | None) -> list[Product]:
+    """The product of every record: the request's ProductCode, or each record's LicenseArn."""
     top_product = _product(state, code) if code is not None else None
     products: list[Product] = []
     for i, r in enumerate(records, start=1):
@@ -319,8 +315,15 @@ def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) ->
                                f"Product {top_product.code} uses concurrent agreements: send LicenseArn on every "
                                "record and no ProductCode.")
             products.append(top_product)
+    return products
+
+
+def _batch_quantities(state: State, records: list[dict[str, Any]],
+                      products: list[Product]) -> list[tuple[Decimal, str | None]]:
+    """Check every record against its product (dimension, quantity, allocations, customer, license) and give
+    each record's quantity with the member it came from; the first failure refuses the whole request."""
     quantities: list[tuple[Decimal, str | None]] = []
-    for i, (r, product) in enumerate(zip(records, products), start=1):
+    for i, (r, product) in enumerate(zip(records, products, strict=True), start=1):
         _check_dimension(product, r["Dimension"])
         quantity, member = quantity_of(r, "Quantity", "QuantityAsDecimal")
         quantities.append((quantity, member))
@@ -335,46 +338,59 @@ def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) ->
                            f"The customer of usage record {i} does not exist for product {product.code}.")
     for r in records:  # "if any of the records are outside of the allowed range, the entire batch is not processed"
         _check_window(state, r["Timestamp"], state.config.batch_meter_usage_window_hours, month_end=True)
+    return quantities
+
+
+def _batch_record(state: State, r: dict[str, Any], product: Product, quantity: Decimal, member: str | None,
+                  both: bool) -> dict[str, Any]:
+    """One processed record's result: hourly dedupe per fixture customer (one agreement), however the record
+    names it; the same quantity again is Success with the first MeteringRecordId, another is DuplicateRecord."""
+    customer = _find_customer(product, r)
+    if customer is None or not customer.active(state.now()):
+        return {"UsageRecord": echo(state, r), "Status": "CustomerNotSubscribed"}
+    key = ("BatchMeterUsage", product.code, customer.key(), r["Dimension"], str(floor_hour(r["Timestamp"])))
+    existing = state.record_index.get(key)
+    if existing is not None:
+        if existing["quantity"] == quantity:
+            existing["submissions"] += 1
+            status = "Success"
+        else:
+            existing["duplicatesRejected"] += 1
+            status = "DuplicateRecord"
+        return {"UsageRecord": echo(state, r), "MeteringRecordId": existing["meteringRecordId"], "Status": status}
+    stored: dict[str, Any] = {"operation": "BatchMeterUsage", "productCode": product.code}
+    for src, dst in (("CustomerIdentifier", "customerIdentifier"),
+                     ("CustomerAWSAccountId", "customerAWSAccountId"), ("LicenseArn", "licenseArn")):
+        if r.get(src):
+            stored[dst] = r[src]
+    stored.update({"dimension": r["Dimension"], "quantity": quantity, "quantityMember": member,
+                   "timestamp": r["Timestamp"], "hour": iso(floor_hour(r["Timestamp"]))})
+    if r.get("UsageAllocations") is not None:
+        stored["usageAllocations"] = r["UsageAllocations"]
+    if both:  # AWS documents duplicate billing for this mix; it does not refuse it
+        stored["productCodeWithLicenseArn"] = True
+    rec = _store(state, key, stored)
+    return {"UsageRecord": echo(state, r), "MeteringRecordId": rec["meteringRecordId"], "Status": "Success"}
+
+
+def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[str, Any]:
+    """BatchMeterUsage: whole-request checks first, then per-record status with hourly dedupe per
+    (product, customer and license, dimension, hour) and quantities compared by value."""
+    del caller  # any valid credential may meter (the seller); entitlement is per customer here
+    records: list[dict[str, Any]] = body["UsageRecords"]
+    code = body.get("ProductCode")
+    products = _batch_products(state, records, code)
+    quantities = _batch_quantities(state, records, products)
     results: list[dict[str, Any]] = []
     unprocessed: list[dict[str, Any]] = []
-    for r, product, (quantity, member) in zip(records, products, quantities):
+    for r, product, (quantity, member) in zip(records, products, quantities, strict=True):
         both = code is not None and r.get("LicenseArn") is not None
         if both:
             state.audit["productCodeWithLicenseArn"] += 1
         if state.faults.fire("unprocessed", "BatchMeterUsage") is not None:
             unprocessed.append(echo(state, r))
             continue
-        customer = _find_customer(product, r)
-        if customer is None or not customer.active(state.now()):
-            results.append({"UsageRecord": echo(state, r), "Status": "CustomerNotSubscribed"})
-            continue
-        # dedupe per fixture customer (one agreement), however the record names it
-        key = ("BatchMeterUsage", product.code, customer.key(), r["Dimension"], str(floor_hour(r["Timestamp"])))
-        existing = state.record_index.get(key)
-        if existing is not None:
-            if existing["quantity"] == quantity:
-                existing["submissions"] += 1
-                results.append({"UsageRecord": echo(state, r), "MeteringRecordId": existing["meteringRecordId"],
-                                "Status": "Success"})
-            else:
-                existing["duplicatesRejected"] += 1
-                results.append({"UsageRecord": echo(state, r), "MeteringRecordId": existing["meteringRecordId"],
-                                "Status": "DuplicateRecord"})
-            continue
-        stored: dict[str, Any] = {"operation": "BatchMeterUsage", "productCode": product.code}
-        for src, dst in (("CustomerIdentifier", "customerIdentifier"),
-                         ("CustomerAWSAccountId", "customerAWSAccountId"), ("LicenseArn", "licenseArn")):
-            if r.get(src):
-                stored[dst] = r[src]
-        stored.update({"dimension": r["Dimension"], "quantity": quantity, "quantityMember": member,
-                       "timestamp": r["Timestamp"], "hour": iso(floor_hour(r["Timestamp"]))})
-        if r.get("UsageAllocations") is not None:
-            stored["usageAllocations"] = r["UsageAllocations"]
-        if both:  # AWS documents duplicate billing for this mix; it does not refuse it
-            stored["productCodeWithLicenseArn"] = True
-        rec = _store(state, key, stored)
-        results.append({"UsageRecord": echo(state, r), "MeteringRecordId": rec["meteringRecordId"],
-                        "Status": "Success"})
+        results.append(_batch_record(state, r, product, quantity, member, both))
     return {"Results": results, "UnprocessedRecords": unprocessed}
 
 

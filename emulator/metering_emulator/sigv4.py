@@ -79,21 +79,8 @@ def _parse_amz(value: str) -> float:
                        f"Date must be in ISO-8601 'basic format'. Got '{value}'.") from exc
 
 
-def verify(
-    method: str,
-    path: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    lookup: Callable[[str], Credential | None],
-    region: str,
-    now: float,
-    service: str = SIGNING_NAME,
-) -> Credential:
-    """Verify a signed request and return its credential, or raise the AwsError AWS would send.
-
-    ``headers`` maps lower-case names to values (repeated headers already joined with ``,``).
-    ``now`` is the emulator clock in epoch seconds.
-    """
+def _authorization(headers: Mapping[str, str], region: str, service: str) -> tuple[str, str, str, str, str]:
+    """The Authorization header's key id, date, region, signed headers and signature, scope checked."""
     auth = headers.get("authorization")
     if not auth:
         raise AwsError("MissingAuthenticationTokenException", "Missing Authentication Token")
@@ -105,18 +92,17 @@ def verify(
             f"in the form '{ALGORITHM} Credential=<key>/<date>/<region>/<service>/aws4_request, "
             "SignedHeaders=<names>, Signature=<64 hex digits>'.",
         )
-    akid, date, scope_region, scope_service = m["akid"], m["date"], m["region"], m["service"]
-    signed, signature = m["signed"], m["signature"]
-    if scope_service != service:
+    if m["service"] != service:
         raise AwsError("InvalidSignatureException",
                        f"Credential should be scoped to correct service: '{service}'.")
-    if scope_region != region:
+    if m["region"] != region:
         raise AwsError("InvalidSignatureException",
                        "Credential should be scoped to a valid region.")
-    credential = lookup(akid)
-    if credential is None:
-        raise AwsError("UnrecognizedClientException", "The security token included in the request is invalid.")
-    names = signed.split(";")
+    return m["akid"], m["date"], m["region"], m["signed"], m["signature"]
+
+
+def _signed_headers(names: list[str], headers: Mapping[str, str], date: str) -> str:
+    """Check the signed-header list against the request as AWS does; return the X-Amz-Date value."""
     if "host" not in names:
         raise AwsError("InvalidSignatureException",
                        "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
@@ -136,6 +122,31 @@ def verify(
     if not _AMZ_DATE_RE.match(amz_date.strip()) or amz_date.strip()[:8] != date:
         raise AwsError("InvalidSignatureException",
                        "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP.")
+    return amz_date
+
+
+def verify(
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    lookup: Callable[[str], Credential | None],
+    region: str,
+    now: float,
+    service: str = SIGNING_NAME,
+) -> Credential:
+    """Verify a signed request and return its credential, or raise the AwsError AWS would send.
+
+    ``headers`` maps lower-case names to values (repeated headers already joined with ``,``).
+    ``now`` is the emulator clock in epoch seconds.
+    """
+    akid, date, scope_region, signed, signature = _authorization(headers, region, service)
+    credential = lookup(akid)
+    if credential is None:
+        raise AwsError("UnrecognizedClientException", "The security token included in the request is invalid.")
+    names = signed.split(";")
+    amz_date = _signed_headers(names, headers, date)
+    scope_service = service
     canonical_headers = "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names)
     canonical_request = "\n".join(
         [method, path, "", canonical_headers, signed, hashlib.sha256(body).hexdigest()]

@@ -79,6 +79,34 @@ class Config:
         """The admin API form (camelCase)."""
         return {camel: copy.copy(getattr(self, attr)) for camel, attr in self.NAMES.items()}
 
+    def _checked(self, key: str, attr: str, kind: Any, value: Any) -> Any:
+        """``value`` for field ``attr`` (of type ``kind``) if it is valid, as stored; else a ConfigError."""
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be a boolean")
+        elif kind == "str":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{key} must be a non-empty string")
+            if attr == "echo" and value not in self.ECHO_MODES:
+                raise ConfigError(f"{key} must be one of {list(self.ECHO_MODES)}")
+        elif kind == "list[str]":
+            if not isinstance(value, list) or any(v not in QUOTA_FREE_OPERATIONS + tuple(QUOTAS_PER_SECOND)
+                                                  for v in value):
+                raise ConfigError(f"{key} must be a list of operation names")
+            value = list(value)
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer")
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ConfigError(f"{key} must be a number")
+            if attr != "clock_offset_seconds" and value < 0:
+                raise ConfigError(f"{key} must not be negative")
+            if abs(value) > 1e11:
+                raise ConfigError(f"{key} is out of range")
+            value = float(value)
+        return value
+
     def update(self, changes: Any) -> None:
         """Apply camelCase or snake_case changes after checking all of them (nothing applied on error)."""
         if not isinstance(changes, dict):
@@ -90,33 +118,9 @@ class Config:
             attr = targets[0] if targets else self.NAMES.get(key, key if key in self.NAMES.values() else None)
             if attr is None:
                 raise ConfigError(f"unknown config key {key!r}; known: {sorted(self.NAMES)}")
-            kind = types[attr]
-            if kind == "bool":
-                if not isinstance(value, bool):
-                    raise ConfigError(f"{key} must be a boolean")
-            elif kind == "str":
-                if not isinstance(value, str) or not value:
-                    raise ConfigError(f"{key} must be a non-empty string")
-                if attr == "echo" and value not in self.ECHO_MODES:
-                    raise ConfigError(f"{key} must be one of {list(self.ECHO_MODES)}")
-            elif kind == "list[str]":
-                if not isinstance(value, list) or any(v not in QUOTA_FREE_OPERATIONS + tuple(QUOTAS_PER_SECOND)
-                                                      for v in value):
-                    raise ConfigError(f"{key} must be a list of operation names")
-                value = list(value)
-            elif kind == "int":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ConfigError(f"{key} must be a positive integer")
-            else:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-                    raise ConfigError(f"{key} must be a number")
-                if attr != "clock_offset_seconds" and value < 0:
-                    raise ConfigError(f"{key} must not be negative")
-                if abs(value) > 1e11:
-                    raise ConfigError(f"{key} is out of range")
-                value = float(value)
+            checked = self._checked(key, attr, types[attr], value)
             for target in targets or (attr,):
-                staged[target] = value
+                staged[target] = checked
         for attr, value in staged.items():
             setattr(self, attr, value)
 

@@ -81,7 +81,8 @@ def _imds(state: State, method: str, path: str, headers: dict[str, str]) -> tupl
         return _text(200, role.name)
     if name != role.name:
         return _text(404, "Not Found")
-    session = store.issue(role, "i-0emulator000000000", "InstanceMetadata", now, _duration(state, role.max_session_duration))
+    duration = _duration(state, role.max_session_duration)
+    session = store.issue(role, "i-0emulator000000000", "InstanceMetadata", now, duration)
     cred = session.credential
     return _json(200, {"Code": "Success", "LastUpdated": _iso(now), "Type": "AWS-HMAC",
                        "AccessKeyId": cred.access_key_id, "SecretAccessKey": cred.secret_access_key,
