@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from elasticio_sailor.sailor import Throttle
+from elasticio_sailor.pools import Throttle
 
 
 class FakeClock:

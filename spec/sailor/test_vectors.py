@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from elasticio_sailor.crypto import DecryptError, MessageCipher, dumps
+from elasticio_sailor.execution import error_envelope
 from elasticio_sailor.messages import format_error
-from elasticio_sailor.sailor import error_envelope
 from elasticio_sailor.settings import SettingsError, load_settings
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
