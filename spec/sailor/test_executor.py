@@ -1,4 +1,7 @@
-"""Outcome → events (§6.10): returned value, None, raise, Rebound, explicit emits, end once."""
+"""Outcome → events: returned value, None, raise, Rebound, explicit emits, end once.
+
+Node lib/executor.js; docs/platform-contract.md §6.10.
+"""
 
 from __future__ import annotations
 
