@@ -1,4 +1,4 @@
-"""Outcome → events (§6.10): returned value, None, raise, Rebound, explicit emits, end once."""
+"""Outcome → events (docs/platform-contract.md §6.10): returned value, None, raise, Rebound, emits, end once."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Known-answer vectors recorded from the Node sailor 2.7.8 (copied into spec/sailor/vectors/), byte for byte.
 
-Covers sailor-protocol §13 checks 1–6: v1/v2 encryption and decryption, the padding edge, the
+Covers docs/platform-contract.md §13 checks 1–6: v1/v2 encryption and decryption, the padding edge, the
 cross-language sailor-jvm string, the error envelope, and IV validation.
 """
 
