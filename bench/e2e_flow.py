@@ -29,7 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spec.support.flow import FlowOptions, MeteringFlow, UsagePlan, op_stats
+from spec.support.emulator import op_stats
+from spec.support.flow import FlowOptions, MeteringFlow, UsagePlan
 from spec.support.rabbit import RabbitBroker
 
 CEILING = 250.0

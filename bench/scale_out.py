@@ -39,14 +39,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from spec.support.emulator import EmulatorProcess, op_stats
 from spec.support.flow import (
     AwsCredentials,
-    EmulatorProcess,
     FlowOptions,
     MeteringFlow,
     UsagePlan,
     billed_key,
-    op_stats,
     plan_fixtures,
 )
 from spec.support.rabbit import RabbitBroker

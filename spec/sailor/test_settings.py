@@ -1,4 +1,4 @@
-"""Settings read from one table with Node's parsing rules (sailor-protocol §2.1, §11 quirks 1–2)."""
+"""Settings read from one table with Node's parsing rules (docs/platform-contract.md §2.1, §11 quirks 1–2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The fast property encoder is byte-identical to pika's and keeps AMQP integer types (§4.5)."""
+"""The fast property encoder is byte-identical to pika's and keeps AMQP integer types
+(docs/platform-contract.md §4.5)."""
 
 from __future__ import annotations
 
