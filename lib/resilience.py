@@ -128,16 +128,16 @@ class AdaptiveWindow:
       rate), with the factor given by the answer itself: a process that got half the quota through is
       halved, one that got all of it loses one unit. A round of calls already on their way says nothing
       new, so only a call *started* ``hold`` seconds after the last decrease lowers the window again.
-    * **Increase** (probing for capacity the others left): after ``probe * limit / ceiling`` seconds
-      (at least ``min_probe``) with no throttling, the window grows by one ``unit`` (a probe). A probe
-      that is throttled within ``probe_grace`` seconds is undone (back to the window before it) and
-      doubles the wait before the next one (once), so processes that already fill the quota rarely
-      throttle it. After two probes in a row that held, the window grows every further quiet second, by
-      twice the last step (1, 2, 4, ... units: a process left alone is back at the ceiling within
-      seconds, where botocore's CUBIC curve climbs back in a few seconds too). A small window probes
-      sooner than a large one, so the windows drift towards equal shares. Only a window in use grows (its
-      share is at least ``limit - unit``, as TCP validates its window, RFC 7661): an idle process does not
-      build up a burst.
+    * **Increase** (probing for capacity the others left): after ``probe * limit / ceiling`` seconds (at least
+      ``min_probe``; times a random jitter in [0.5, 1.5), so that processes which started together do not all probe
+      at once and all fail) with no throttling, the window grows by one ``unit`` (a probe). A probe that is
+      throttled within ``probe_grace`` seconds is undone (back to the window before it) and doubles the wait before
+      the next one (once), so processes that already fill the quota rarely throttle it. After two probes in a row
+      that held, the window grows every further quiet second, by twice the last step (1, 2, 4, ... units: a process
+      left alone is back at the ceiling within seconds, where botocore's CUBIC curve climbs back in a few seconds
+      too). A small window probes sooner than a large one, so the windows drift towards equal shares. Only a window
+      in use grows (its share is at least ``limit - unit``, as TCP validates its window, RFC 7661): an idle process
+      does not build up a burst.
 
     A fresh window starts at the ceiling: a process alone never waits for a ramp (its :class:`Pacer`
     rules at the ceiling already keep it from throttling itself), and processes that start together find
@@ -146,7 +146,8 @@ class AdaptiveWindow:
     """
 
     def __init__(self, ceiling: float, *, probe: float = 20.0, min_probe: float = 1.0, hold: float = 1.0,
-                 probe_grace: float = 1.5, share_span: float = 1.25, clock: Clock = time.monotonic) -> None:
+                 probe_grace: float = 1.5, share_span: float = 1.25, clock: Clock = time.monotonic,
+                 rand: Callable[[], float] = random.random) -> None:
         if ceiling <= 0:
             raise ValueError("ceiling must be positive")
         self.ceiling = float(ceiling)
@@ -155,6 +156,8 @@ class AdaptiveWindow:
         self.probe, self.min_probe, self.hold, self.probe_grace = probe, min_probe, hold, probe_grace
         self.share_span = share_span
         self._clock = clock
+        self._rand = rand
+        self._jitter = 1.0  # this wait's share of probe_after (drawn at each change)
         self.limit = self.cap
         self.decreases = 0
         self.changed_at = clock()  # last change of the window (decrease or probe)
@@ -181,9 +184,15 @@ class AdaptiveWindow:
         return sum(1 for t in self._successes if t > now - self.share_span)
 
     def probe_after(self) -> float:
-        """Quiet seconds after the last change before the window grows by one unit."""
+        """Quiet seconds after the last change before the window grows by one unit (without jitter)."""
         wait = max(self.min_probe, self.probe * self.limit / self.cap)
         return wait * (2 if self._failed_probes else 1)
+
+    def _changed(self, now: float) -> None:
+        """The window changed at ``now``: the next probe waits ``probe_after`` times a jitter in
+        [0.5, 1.5), drawn now, so processes that started together do not all probe at the same moment."""
+        self.changed_at = now
+        self._jitter = 0.5 + self._rand()
 
     def on_throttle(self, started: float) -> bool:
         """A call that started at ``started`` was throttled; True when that lowered the window."""
@@ -195,7 +204,7 @@ class AdaptiveWindow:
             self.limit = max(1, self._before_probe)
         else:
             self.limit = max(1, min(self.limit - self.unit, self.share()))
-        self.changed_at = now
+        self._changed(now)
         self._quiet_until = now + self.hold
         self._held = 0
         self.decreases += 1
@@ -207,7 +216,7 @@ class AdaptiveWindow:
         self._successes.append(now)
         if self.limit >= self.cap:
             return
-        wait = 1.0 if self._held else self.probe_after()
+        wait = 1.0 if self._held else self.probe_after() * self._jitter
         if now - self.changed_at < wait or self.share() < self.limit - self.unit:
             return  # not quiet long enough, or the window is not in use (nothing to learn by growing it)
         if now - self._probed_at >= min(wait, self.probe_grace) and self._probed_at > float("-inf"):
@@ -216,7 +225,8 @@ class AdaptiveWindow:
         self._before_probe = self.limit
         step = self.unit * 2 ** max(0, self._held - 1)
         self.limit = min(self.cap, self.limit + step)
-        self.changed_at = self._probed_at = now
+        self._changed(now)
+        self._probed_at = now
 
 
 class AdaptivePacer(Pacer):
@@ -232,10 +242,10 @@ class AdaptivePacer(Pacer):
     """
 
     def __init__(self, ceiling: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
-                 slack: float = 0.002, **control: float) -> None:
+                 slack: float = 0.002, rand: Callable[[], float] = random.random, **control: float) -> None:
         super().__init__(ceiling, clock=clock, sleep=sleep, slack=slack)
         self.ceiling = float(ceiling)
-        self.control = AdaptiveWindow(ceiling, clock=clock, **control)
+        self.control = AdaptiveWindow(ceiling, clock=clock, rand=rand, **control)
         self.throttled = 0  # throttling answers seen (for logs and benchmarks)
 
     @property

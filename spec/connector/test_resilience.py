@@ -306,7 +306,7 @@ def test_given_a_window_then_no_rolling_second_holds_more_calls_of_the_process_t
 
 def test_given_no_more_throttling_then_the_window_grows_back_to_the_ceiling_and_never_above() -> None:
     clock = FakeClock()
-    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)  # jitter x1.0
     _calls(pacer, clock, 30)
     clock.now += 1.3
     _calls(pacer, clock, 3)
@@ -341,7 +341,7 @@ def test_given_a_small_window_then_it_probes_sooner_than_a_large_one() -> None:
 
 def test_given_a_probe_that_is_throttled_then_the_next_probe_waits_twice_as_long() -> None:
     clock = FakeClock()
-    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
     _calls(pacer, clock, 30)
     clock.now += 1.3
     _calls(pacer, clock, 4)
@@ -355,6 +355,28 @@ def test_given_a_probe_that_is_throttled_then_the_next_probe_waits_twice_as_long
     _calls(pacer, clock, 1, throttled=True)  # ... throttled at once: the account is full
     assert pacer.control.limit == 4  # undone: back to the window that held
     assert pacer.control.probe_after() == pytest.approx(16.0)  # and the next probe waits twice as long
+
+
+def test_given_processes_that_started_together_then_their_probes_are_spread_by_a_jitter() -> None:
+    clock = FakeClock()
+    early = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.0)
+    late = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.99)
+    grown: dict[str, float] = {}
+    for name, pacer in (("early", early), ("late", late)):
+        start = clock.now
+        _calls(pacer, clock, 30)
+        clock.now += 1.3
+        _calls(pacer, clock, 4)
+        _calls(pacer, clock, 1, throttled=True)  # window 4: probe_after 8 s, times the jitter drawn now
+        decreased = pacer.control.changed_at
+        for _ in range(300):
+            _calls(pacer, clock, 1)
+            if pacer.control.limit == 5:
+                grown[name] = clock.now - decreased
+                break
+        clock.now = start + 100.0
+    assert 4.0 - 1e-9 <= grown["early"] < 4.5  # 8 s x 0.5
+    assert 11.9 <= grown["late"] < 12.5  # 8 s x 1.49
 
 
 def test_given_an_idle_process_then_its_window_does_not_grow() -> None:
