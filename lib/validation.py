@@ -42,18 +42,23 @@ class Failure(NamedTuple):
 
 
 Path = tuple[str | int, ...]
-Check = Callable[[Any, Path, list[Failure]], None]
+# A check returns None when the instance passes, else its failures with paths relative to the instance
+# (a parent puts its member name or item index in front): a valid instance allocates nothing.
+Check = Callable[[Any], list[Failure] | None]
 
 # Keywords that only annotate (the platform's UI reads some of them): no check.
 _ANNOTATIONS = frozenset({"title", "description", "default", "deprecated", "examples", "$comment", "$schema",
                           "then", "else"})  # then/else are read by `if`
+# Patterns every string matches (the botocore model writes "any string" so): no check needed.
+_ANY_STRING = frozenset({"[\\s\\S]*", "^[\\s\\S]*$"})
 
 _TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a string",
                "boolean": "true or false", "array": "a list", "object": "an object"}
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Number) and not isinstance(value, bool)
+    kind = type(value)
+    return kind is int or kind is float or (isinstance(value, numbers.Number) and not isinstance(value, bool))
 
 
 def _is_integer(value: Any) -> bool:  # draft 6 and later: 1.0 is an integer
@@ -71,6 +76,7 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "number": _is_number,
     "integer": _is_integer,
 }
+_PLAIN_TYPES: dict[str, type] = {"string": str, "object": dict, "array": list, "null": type(None)}
 
 
 def _equal(one: Any, two: Any) -> bool:
@@ -88,50 +94,62 @@ def _equal(one: Any, two: Any) -> bool:
     return bool(one == two)
 
 
-def _valid(check: Check, instance: Any) -> bool:
-    found: list[Failure] = []
-    check(instance, (), found)
-    return not found
+def _under(key: str | int, found: list[Failure]) -> list[Failure]:
+    return [failure._replace(path=(key, *failure.path)) for failure in found]
 
 
-# One builder per keyword: (keyword value, the schema holding it) -> a check.
+# One builder per keyword: (keyword value, the schema holding it) -> a check, or None when it cannot fail.
 
 def _type(value: Any, schema: Mapping[str, Any]) -> Check:
     names = value if isinstance(value, list) else [value]
+    if all(name in _PLAIN_TYPES for name in names):
+        kinds = tuple(_PLAIN_TYPES[name] for name in names)
+
+        def check_plain(instance: Any) -> list[Failure] | None:
+            return None if isinstance(instance, kinds) else [Failure((), "type", value, schema)]
+        return check_plain
     tests = [_TYPES[name] for name in names]
-    if len(tests) == 1 and names[0] in ("string", "object", "array"):
-        kind = {"string": str, "object": dict, "array": list}[names[0]]
+    test = tests[0] if len(tests) == 1 else lambda instance: any(test(instance) for test in tests)
+    if len(tests) == 2:
+        first, second = tests
+        test = lambda instance: first(instance) or second(instance)  # noqa: E731
 
-        def check_one(instance: Any, path: Path, out: list[Failure]) -> None:
-            if not isinstance(instance, kind):
-                out.append(Failure(path, "type", value, schema))
-        return check_one
-
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        if not any(test(instance) for test in tests):
-            out.append(Failure(path, "type", value, schema))
+    def check(instance: Any) -> list[Failure] | None:
+        return None if test(instance) else [Failure((), "type", value, schema)]
     return check
 
 
 def _properties(value: Any, schema: Mapping[str, Any]) -> Check:
     members = [(name, _compile(sub)) for name, sub in value.items()]
+    members = [(name, sub) for name, sub in members if sub is not _nothing]
+    missing = object()
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        if isinstance(instance, dict):
-            for name, sub in members:
-                if name in instance:
-                    sub(instance[name], (*path, name), out)
+    def check(instance: Any) -> list[Failure] | None:
+        if not isinstance(instance, dict):
+            return None
+        found = None
+        for name, sub in members:
+            member = instance.get(name, missing)
+            if member is not missing:
+                failed = sub(member)
+                if failed:
+                    found = _under(name, failed) + (found or [])
+        return found
     return check
 
 
-def _required(value: Any, schema: Mapping[str, Any]) -> Check:
+def _required(value: Any, schema: Mapping[str, Any]) -> Check | None:
     names = list(value)
+    if not names:
+        return None
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        if isinstance(instance, dict):
-            for name in names:
-                if name not in instance:
-                    out.append(Failure((*path, name), "required", value, schema, name))
+    def check(instance: Any) -> list[Failure] | None:
+        if not isinstance(instance, dict):
+            return None
+        for name in names:
+            if name not in instance:
+                return [Failure((name,), "required", value, schema, name) for name in names if name not in instance]
+        return None
     return check
 
 
@@ -140,57 +158,72 @@ def _additional_properties(value: Any, schema: Mapping[str, Any]) -> Check:
         raise ValueError("only additionalProperties: false (without patternProperties) is supported")
     allowed = frozenset(schema.get("properties", {}))
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
+    def check(instance: Any) -> list[Failure] | None:
         if isinstance(instance, dict) and not allowed.issuperset(instance):
             extra = sorted((key for key in instance if key not in allowed), key=str)
-            out.append(Failure(path, "additionalProperties", value, schema, extra))
+            return [Failure((), "additionalProperties", value, schema, extra)]
+        return None
     return check
 
 
-def _items(value: Any, schema: Mapping[str, Any]) -> Check:
+def _items(value: Any, schema: Mapping[str, Any]) -> Check | None:
     if not isinstance(value, dict) or "prefixItems" in schema:
         raise ValueError("only items with one schema (no prefixItems) is supported")
     sub = _compile(value)
+    if sub is _nothing:
+        return None
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        if isinstance(instance, list):
-            for index, item in enumerate(instance):
-                sub(item, (*path, index), out)
+    def check(instance: Any) -> list[Failure] | None:
+        if not isinstance(instance, list):
+            return None
+        found = None
+        for index, item in enumerate(instance):
+            failed = sub(item)
+            if failed:
+                found = (found or []) + _under(index, failed)
+        return found
     return check
 
 
-def _bound(keyword: str, applies: Callable[[Any], bool], fails: Callable[[Any, Any], bool]) -> \
-        Callable[[Any, Mapping[str, Any]], Check]:
-    def build(value: Any, schema: Mapping[str, Any]) -> Check:
-        def check(instance: Any, path: Path, out: list[Failure]) -> None:
+def _bound(keyword: str, applies: Callable[[Any], bool], fails: Callable[[Any, Any], bool],
+           never: Any = None) -> Callable[[Any, Mapping[str, Any]], Check | None]:
+    def build(value: Any, schema: Mapping[str, Any]) -> Check | None:
+        if never is not None and value == never:
+            return None  # minLength 0, minItems 0
+
+        def check(instance: Any) -> list[Failure] | None:
             if applies(instance) and fails(instance, value):
-                out.append(Failure(path, keyword, value, schema))
+                return [Failure((), keyword, value, schema)]
+            return None
         return check
     return build
 
 
-def _pattern(value: Any, schema: Mapping[str, Any]) -> Check:
+def _pattern(value: Any, schema: Mapping[str, Any]) -> Check | None:
+    if value in _ANY_STRING:
+        return None
     search = re.compile(value).search
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
+    def check(instance: Any) -> list[Failure] | None:
         if isinstance(instance, str) and not search(instance):
-            out.append(Failure(path, "pattern", value, schema))
+            return [Failure((), "pattern", value, schema)]
+        return None
     return check
 
 
 def _enum(value: Any, schema: Mapping[str, Any]) -> Check:
     options = list(value)
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
+    def check(instance: Any) -> list[Failure] | None:
         if not any(_equal(option, instance) for option in options):
-            out.append(Failure(path, "enum", value, schema))
+            return [Failure((), "enum", value, schema)]
+        return None
     return check
 
 
 def _const(value: Any, schema: Mapping[str, Any]) -> Check:
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        if not _equal(instance, value):
-            out.append(Failure(path, "const", value, schema))
+    def check(instance: Any) -> list[Failure] | None:
+        return None if _equal(instance, value) else [Failure((), "const", value, schema)]
     return check
 
 
@@ -198,57 +231,51 @@ def _format(value: Any, schema: Mapping[str, Any]) -> Check | None:
     if value != TIMESTAMP_FORMAT:
         return None  # other formats (date-time in the output schemas) annotate only
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        if not is_timestamp(instance):
-            out.append(Failure(path, "format", value, schema))
+    def check(instance: Any) -> list[Failure] | None:
+        return None if is_timestamp(instance) else [Failure((), "format", value, schema)]
     return check
 
 
 def _one_of(value: Any, schema: Mapping[str, Any]) -> Check:
     branches = [_compile(sub) for sub in value]
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        if sum(1 for branch in branches if _valid(branch, instance)) != 1:
-            out.append(Failure(path, "oneOf", value, schema))
+    def check(instance: Any) -> list[Failure] | None:
+        passed = 0
+        for branch in branches:
+            if not branch(instance):
+                passed += 1
+        return None if passed == 1 else [Failure((), "oneOf", value, schema)]
     return check
 
 
 def _all_of(value: Any, schema: Mapping[str, Any]) -> Check:
-    branches = [_compile(sub) for sub in value]
-
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        for branch in branches:
-            branch(instance, path, out)
-    return check
+    return _together([_compile(sub) for sub in value])
 
 
 def _not(value: Any, schema: Mapping[str, Any]) -> Check:
     negated = _compile(value)
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        if _valid(negated, instance):
-            out.append(Failure(path, "not", value, schema))
+    def check(instance: Any) -> list[Failure] | None:
+        return None if negated(instance) else [Failure((), "not", value, schema)]
     return check
 
 
 def _if(value: Any, schema: Mapping[str, Any]) -> Check:
     condition = _compile(value)
-    then = _compile(schema["then"]) if "then" in schema else None
-    otherwise = _compile(schema["else"]) if "else" in schema else None
+    then = _compile(schema["then"]) if "then" in schema else _nothing
+    otherwise = _compile(schema["else"]) if "else" in schema else _nothing
 
-    def check(instance: Any, path: Path, out: list[Failure]) -> None:
-        branch = then if _valid(condition, instance) else otherwise
-        if branch is not None:
-            branch(instance, path, out)
+    def check(instance: Any) -> list[Failure] | None:
+        return otherwise(instance) if condition(instance) else then(instance)
     return check
 
 
 _KEYWORDS: dict[str, Callable[[Any, Mapping[str, Any]], Check | None]] = {
     "type": _type, "properties": _properties, "required": _required,
     "additionalProperties": _additional_properties, "items": _items,
-    "minItems": _bound("minItems", lambda v: isinstance(v, list), lambda v, n: len(v) < n),
+    "minItems": _bound("minItems", lambda v: isinstance(v, list), lambda v, n: len(v) < n, never=0),
     "maxItems": _bound("maxItems", lambda v: isinstance(v, list), lambda v, n: len(v) > n),
-    "minLength": _bound("minLength", lambda v: isinstance(v, str), lambda v, n: len(v) < n),
+    "minLength": _bound("minLength", lambda v: isinstance(v, str), lambda v, n: len(v) < n, never=0),
     "maxLength": _bound("maxLength", lambda v: isinstance(v, str), lambda v, n: len(v) > n),
     "minimum": _bound("minimum", _is_number, lambda v, n: v < n),
     "maximum": _bound("maximum", _is_number, lambda v, n: v > n),
@@ -257,8 +284,59 @@ _KEYWORDS: dict[str, Callable[[Any, Mapping[str, Any]], Check | None]] = {
 }
 
 
-def _nothing(instance: Any, path: Path, out: list[Failure]) -> None:
+def _nothing(instance: Any) -> list[Failure] | None:
     return None
+
+
+def _together(checks: list[Check]) -> Check:
+    """One check running ``checks`` on the same instance and joining their failures."""
+    checks = [check for check in checks if check is not _nothing]
+    if not checks:
+        return _nothing
+    if len(checks) == 1:
+        return checks[0]
+
+    def node(instance: Any) -> list[Failure] | None:
+        found = None
+        for check in checks:
+            failed = check(instance)
+            if failed:
+                found = failed if found is None else found + failed
+        return found
+    return node
+
+
+_LEAF = frozenset({"type", "minLength", "maxLength", "pattern", "minimum", "maximum", "format"})
+
+
+def _leaf(schema: Mapping[str, Any]) -> Check:
+    """A scalar's checks fused into one function (the same rules as the keywords' own checks)."""
+    kind = _type(schema["type"], schema) if "type" in schema else _nothing
+    min_length, max_length = schema.get("minLength", 0), schema.get("maxLength")
+    pattern = schema.get("pattern")
+    search = re.compile(pattern).search if pattern is not None and pattern not in _ANY_STRING else None
+    minimum, maximum = schema.get("minimum"), schema.get("maximum")
+    bounded = minimum is not None or maximum is not None
+    timestamp = schema.get("format") == TIMESTAMP_FORMAT
+
+    def check(instance: Any) -> list[Failure] | None:
+        found = kind(instance)
+        if timestamp and not is_timestamp(instance):
+            found = [*(found or []), Failure((), "format", TIMESTAMP_FORMAT, schema)]
+        if isinstance(instance, str):
+            if len(instance) < min_length:
+                found = [*(found or []), Failure((), "minLength", min_length, schema)]
+            if max_length is not None and len(instance) > max_length:
+                found = [*(found or []), Failure((), "maxLength", max_length, schema)]
+            if search is not None and not search(instance):
+                found = [*(found or []), Failure((), "pattern", pattern, schema)]
+        elif bounded and _is_number(instance):
+            if minimum is not None and instance < minimum:
+                found = [*(found or []), Failure((), "minimum", minimum, schema)]
+            if maximum is not None and instance > maximum:
+                found = [*(found or []), Failure((), "maximum", maximum, schema)]
+        return found
+    return check
 
 
 def _compile(schema: Any) -> Check:
@@ -270,17 +348,11 @@ def _compile(schema: Any) -> Check:
     unknown = sorted(set(schema) - set(_KEYWORDS) - _ANNOTATIONS)
     if unknown:
         raise ValueError(f"unsupported JSON Schema keyword(s) {', '.join(unknown)}")
-    checks = [check for key, value in schema.items() if key in _KEYWORDS
-              for check in [_KEYWORDS[key](value, schema)] if check is not None]
-    if not checks:
-        return _nothing
-    if len(checks) == 1:
-        return checks[0]
-
-    def node(instance: Any, path: Path, out: list[Failure]) -> None:
-        for check in checks:
-            check(instance, path, out)
-    return node
+    rules = set(schema) - _ANNOTATIONS
+    if rules and rules <= _LEAF:
+        return _leaf(schema)
+    return _together([check for key, value in schema.items() if key in _KEYWORDS
+                      for check in [_KEYWORDS[key](value, schema)] if check is not None])
 
 
 @cache
@@ -291,9 +363,7 @@ def compiled(schema_name: str) -> Check:
 
 def failures(schema_name: str, instance: Any) -> list[Failure]:
     """Every failed keyword of ``instance`` (empty when valid), in no particular order."""
-    found: list[Failure] = []
-    compiled(schema_name)(instance, (), found)
-    return found
+    return compiled(schema_name)(instance) or []
 
 
 def _path(parts: Sequence[str | int]) -> str:
