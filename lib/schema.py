@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -71,6 +71,7 @@ def is_timestamp(value: Any) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)  # a batch repeats a few hours many times
 def iso_utc(epoch: float) -> str:
     """Render epoch seconds as ISO-8601 UTC with a Z."""
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
