@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
+import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from spec.support.emulator import EmulatorProcess as _Process
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCESS_KEY = "AKIAEMULATOR0000TEST"
@@ -17,28 +17,24 @@ TOKEN = "emu-demo-registration-token-0001"
 
 
 class EmulatorProcess:
-    """``python -m metering_emulator`` on a free loopback port."""
+    """The emulator in its own process, through the suite's one launcher (spec/support/emulator.py), in a
+    temporary directory; ``args`` are extra command-line arguments (``--no-quotas``, ``--fixtures F``)."""
 
     def __init__(self, *args: str) -> None:
         self.args = list(args)
         self.url = ""
-        self.proc: subprocess.Popen[str] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: _Process | None = None
 
     def __enter__(self) -> Self:
-        self.proc = subprocess.Popen([sys.executable, "-m", "metering_emulator", "--host", "127.0.0.1",
-                                      "--port", "0", *self.args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        if not match:
-            self.proc.terminate()
-            raise SystemExit(f"emulator did not start: {line!r}")
-        self.url = match.group(0)
+        self._tmp = tempfile.TemporaryDirectory(prefix="bench-emulator-")
+        self._proc = _Process(Path(self._tmp.name), extra_args=self.args).start()
+        self.url = self._proc.url
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        if self._proc is not None:
+            self._proc.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
