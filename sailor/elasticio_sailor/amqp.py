@@ -33,6 +33,7 @@ import pika.spec
 from pika.adapters.select_connection import IOLoop
 
 from . import amqp_fields
+from .wire import ack_frame, publish_frames, reject_frame
 
 try:  # optional: only the single-threaded "greenlet" concurrency mode needs it
     import greenlet
@@ -56,6 +57,30 @@ def unusable_routing_key(key: Any) -> str | None:
     if size > 255:
         return f"routing key is {size} bytes long (AMQP allows 255)"
     return None
+
+
+def _send_raw(ch: Any, data: bytes, frames: int) -> bool:
+    """Write already marshalled frames on ``ch``'s connection as pika's ``Connection._output_marshaled_frames``
+    does (its byte/frame counters feed the heartbeat checker). ``False`` when the channel or connection is
+    not open: the caller then takes pika's own path, which raises pika's error for that state."""
+    conn = ch.connection
+    if not ch.is_open or conn.is_closed or getattr(conn, "_transport", None) is None:
+        return False
+    conn.bytes_sent += len(data)
+    conn.frames_sent += frames
+    conn._adapter_emit_data(data)
+    return True
+
+
+def _publish_raw(ch: Any, req: _Publish) -> bool:
+    """``basic_publish`` of ``req`` with the frames built by ``wire.publish_frames`` in one socket-buffer
+    write; ``False`` (nothing written) where pika's ``basic_publish`` must do it."""
+    body_max = getattr(ch.connection, "_body_max_length", None)
+    if not body_max or not ch.is_open or type(req.body) is not bytes:
+        return False
+    built = publish_frames(ch.channel_number, body_max, req.exchange, req.routing_key, req.body,
+                           req.properties, req.mandatory)
+    return built is not None and _send_raw(ch, *built)
 
 
 class AmqpError(Exception):
@@ -585,10 +610,12 @@ class AmqpTransport:
         ch = self._read_ch
         if ch is None or not ch.is_open or d.generation != self._read_gen:
             return False
-        if ack:
-            ch.basic_ack(d.delivery_tag)
-        else:
-            ch.basic_reject(d.delivery_tag, requeue=False)
+        frame = (ack_frame if ack else reject_frame)(ch.channel_number, d.delivery_tag)
+        if not _send_raw(ch, frame, 1):
+            if ack:
+                ch.basic_ack(d.delivery_tag)
+            else:
+                ch.basic_reject(d.delivery_tag, requeue=False)
         return True
 
     def _settle(self, d: Delivery, ack: bool) -> None:
@@ -654,7 +681,9 @@ class AmqpTransport:
             req.future.set_done(AmqpError(f"cannot publish: {problem}"))
             return
         try:
-            ch.basic_publish(req.exchange, req.routing_key, req.body, req.properties, mandatory=req.mandatory)
+            if not _publish_raw(ch, req):
+                ch.basic_publish(req.exchange, req.routing_key, req.body, req.properties,
+                                 mandatory=req.mandatory)
         except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
             self._retry(req, exc)  # the channel or connection went away under us: publish again
             return

@@ -145,6 +145,7 @@ class TolerantProperties(pika.BasicProperties):
     headers: an undecodable table gives ``headers = None`` and ``undecodable = <reason>``."""
 
     undecodable: str | None = None
+    headers: dict[str, Any] | None
 
     def decode(self, encoded: bytes, offset: int = 0) -> TolerantProperties:
         flags_at = offset
@@ -154,17 +155,28 @@ class TolerantProperties(pika.BasicProperties):
             super().decode(encoded, offset)
             return self
         offset += 2
+        content_type = content_encoding = None
         if flags & pika.BasicProperties.FLAG_CONTENT_TYPE:
-            _, offset = pika_data.decode_short_string(encoded, offset)
+            content_type, offset = pika_data.decode_short_string(encoded, offset)
         if flags & pika.BasicProperties.FLAG_CONTENT_ENCODING:
-            _, offset = pika_data.decode_short_string(encoded, offset)
+            content_encoding, offset = pika_data.decode_short_string(encoded, offset)
         table_at = offset
         table_size = struct.unpack_from(">I", encoded, table_at)[0]
         try:
-            headers, _ = decode_table(encoded, table_at)
+            headers, after = decode_table(encoded, table_at)
             reason = None
         except (HeaderDecodeError, ValueError, struct.error, IndexError, RecursionError) as exc:
-            headers, reason = None, f"{type(exc).__name__}: {str(exc)[:200]}"
+            headers, after, reason = None, 0, f"{type(exc).__name__}: {str(exc)[:200]}"
+        if headers is not None and not flags & ~_COMMON_FLAGS:
+            # only what every sailor and platform message carries (content type and encoding, headers,
+            # delivery mode): set as pika's BasicProperties.decode would, without a second decoding pass
+            # (every other property is None already, as pika's decoder leaves absent ones)
+            self.content_type = content_type
+            self.content_encoding = content_encoding
+            self.headers = headers
+            self.delivery_mode = (encoded[after] if flags & pika.BasicProperties.FLAG_DELIVERY_MODE
+                                  else None)
+            return self
         # the other properties: pika's decoder on the same bytes without the header table
         rest = (struct.pack(">H", flags & ~pika.BasicProperties.FLAG_HEADERS) + encoded[flags_at + 2:table_at]
                 + encoded[table_at + 4 + table_size:])
@@ -172,6 +184,10 @@ class TolerantProperties(pika.BasicProperties):
         self.headers = headers
         self.undecodable = reason
         return self
+
+
+_COMMON_FLAGS = (pika.BasicProperties.FLAG_CONTENT_TYPE | pika.BasicProperties.FLAG_CONTENT_ENCODING
+                 | pika.BasicProperties.FLAG_HEADERS | pika.BasicProperties.FLAG_DELIVERY_MODE)
 
 
 def install() -> None:
