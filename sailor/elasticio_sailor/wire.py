@@ -115,17 +115,18 @@ _FRAME_END = b"\xce"
 
 def publish_frames(
     channel_number: int, body_max: int, exchange: str, routing_key: str, body: bytes,
-    properties: pika.BasicProperties, mandatory: bool,
+    properties: bytes, mandatory: bool,
 ) -> tuple[bytes, int] | None:
-    """The frames of one ``basic.publish`` as bytes and their count; ``None`` where pika's own path must
-    be used (exchange or routing key longer than a short string: pika raises its own error for those)."""
+    """The frames of one ``basic.publish`` as bytes and their count, ``properties`` being the encoded
+    property flags and values (``b"".join(props.encode())``); ``None`` where pika's own path must be used
+    (exchange or routing key longer than a short string: pika raises its own error for those)."""
     ex = exchange.encode("utf-8")
     rk = routing_key.encode("utf-8")
     if len(ex) > 255 or len(rk) > 255:
         return None
     method = b"".join((_PUBLISH_METHOD, bytes((len(ex),)), ex, bytes((len(rk),)), rk,
                        b"\x01" if mandatory else b"\x00"))
-    header = b"".join((_CONTENT_HEAD(pika.BasicProperties.INDEX, len(body)), *properties.encode()))
+    header = _CONTENT_HEAD(pika.BasicProperties.INDEX, len(body)) + properties
     parts = [_FRAME_HEAD(1, channel_number, len(method)), method, _FRAME_END,
              _FRAME_HEAD(2, channel_number, len(header)), header, _FRAME_END]
     count = 2

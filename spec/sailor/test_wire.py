@@ -65,12 +65,13 @@ def test_given_a_publish_when_building_its_frames_then_same_bytes_and_frame_coun
     props = MessageProperties(content_type="application/json", content_encoding="utf8", delivery_mode=2,
                               headers={"messageId": "m-1", "start": 1795765021517, "retry": 2})
     body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
-    args = (7, 131_064, "exchange-ü", "flow.step.message", body, props, mandatory)
-    assert publish_frames(*args) == pika_publish_frames(*args)
+    expected = pika_publish_frames(7, 131_064, "exchange-ü", "flow.step.message", body, props, mandatory)
+    encoded = b"".join(props.encode())
+    assert publish_frames(7, 131_064, "exchange-ü", "flow.step.message", body, encoded, mandatory) == expected
 
 
 def test_given_a_short_string_overflow_when_building_frames_then_pika_path_is_asked_for() -> None:
-    props = MessageProperties(headers={})
+    props = b"".join(MessageProperties(headers={}).encode())
     assert publish_frames(1, 131_064, "e" * 256, "rk", b"{}", props, True) is None
     assert publish_frames(1, 131_064, "e", "ü" * 128, b"{}", props, True) is None
 
@@ -79,3 +80,16 @@ def test_given_a_short_string_overflow_when_building_frames_then_pika_path_is_as
 def test_given_a_delivery_tag_when_building_ack_or_reject_then_same_bytes_as_pika(tag: int) -> None:
     assert ack_frame(3, tag) == pika.frame.Method(3, pika.spec.Basic.Ack(tag)).marshal()
     assert reject_frame(3, tag) == pika.frame.Method(3, pika.spec.Basic.Reject(tag, requeue=False)).marshal()
+
+
+def test_given_a_publish_encoded_by_its_thread_when_retried_then_it_is_sent_with_the_retry_header() -> None:
+    from elasticio_sailor.amqp import _Publish
+
+    req = _Publish("exchange", "rk", b"{}", MessageProperties(headers={"messageId": "m-1"}), True)
+    req.encoded = b"".join(req.properties.encode())  # what AmqpTransport.publish does on the worker
+    first = req.encoded
+    req.iteration = 1
+    req.set_retry_header()  # what a nack or a lost write connection does before publishing again
+    assert req.encoded is None  # the I/O thread encodes again, now with the header
+    again = b"".join(req.properties.encode())
+    assert again != first and req.properties.headers == {"messageId": "m-1", "retry": 1}
