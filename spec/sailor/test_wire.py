@@ -9,6 +9,7 @@ import pika
 import pika.frame
 import pika.spec
 import pytest
+from elasticio_sailor.amqp import _Publish
 from elasticio_sailor.wire import MessageProperties, ack_frame, encode_table, publish_frames, reject_frame
 from pika import data as pika_data
 
@@ -83,8 +84,6 @@ def test_given_a_delivery_tag_when_building_ack_or_reject_then_same_bytes_as_pik
 
 
 def test_given_a_publish_encoded_by_its_thread_when_retried_then_it_is_sent_with_the_retry_header() -> None:
-    from elasticio_sailor.amqp import _Publish
-
     req = _Publish("exchange", "rk", b"{}", MessageProperties(headers={"messageId": "m-1"}), True)
     req.encoded = b"".join(req.properties.encode())  # what AmqpTransport.publish does on the worker
     first = req.encoded
