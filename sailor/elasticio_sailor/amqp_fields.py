@@ -58,9 +58,29 @@ def decode_table(encoded: bytes, offset: int, depth: int = 0) -> tuple[dict[str,
         raise HeaderDecodeError("header table longer than the frame")
     out: dict[str, Any] = {}
     while offset < limit:
-        key, offset = pika_data.decode_short_string(encoded, offset)
+        # the key (a short string) and the most common value type, ``S`` (long string), decoded inline as
+        # pika_data.decode_short_string and decode_value do (text, or the raw bytes if not UTF-8)
+        size = encoded[offset]
+        raw_key = encoded[offset + 1:offset + 1 + size]
+        offset += 1 + size
+        try:
+            key: Any = raw_key.decode("utf-8")
+        except UnicodeDecodeError:
+            key = raw_key
+        if encoded[offset:offset + 1] == b"S":
+            start = offset + 5
+            offset = start + _U32_FROM(encoded, offset + 1)[0]
+            raw = encoded[start:offset]
+            try:
+                out[key] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                out[key] = raw
+            continue
         out[key], offset = decode_value(encoded, offset, depth)
     return out, offset
+
+
+_U32_FROM = struct.Struct(">I").unpack_from
 
 
 def decode_value(encoded: bytes, offset: int, depth: int = 0) -> tuple[Any, int]:
@@ -167,15 +187,15 @@ class TolerantProperties(pika.BasicProperties):
             reason = None
         except (HeaderDecodeError, ValueError, struct.error, IndexError, RecursionError) as exc:
             headers, after, reason = None, 0, f"{type(exc).__name__}: {str(exc)[:200]}"
-        if headers is not None and not flags & ~_COMMON_FLAGS:
+        has_mode = bool(flags & pika.BasicProperties.FLAG_DELIVERY_MODE)
+        if headers is not None and not flags & ~_COMMON_FLAGS and (after < len(encoded) or not has_mode):
             # only what every sailor and platform message carries (content type and encoding, headers,
             # delivery mode): set as pika's BasicProperties.decode would, without a second decoding pass
             # (every other property is None already, as pika's decoder leaves absent ones)
             self.content_type = content_type
             self.content_encoding = content_encoding
             self.headers = headers
-            self.delivery_mode = (encoded[after] if flags & pika.BasicProperties.FLAG_DELIVERY_MODE
-                                  else None)
+            self.delivery_mode = encoded[after] if has_mode else None
             return self
         # the other properties: pika's decoder on the same bytes without the header table
         rest = (struct.pack(">H", flags & ~pika.BasicProperties.FLAG_HEADERS) + encoded[flags_at + 2:table_at]

@@ -70,3 +70,18 @@ def test_given_headers_and_any_other_properties_then_every_property_decodes_as_p
     for name in PROPERTY_VALUES:
         assert getattr(got, name) == getattr(expected, name), name
     assert got.headers == headers == expected.headers and got.undecodable is None
+
+
+def test_given_a_truncated_property_set_then_it_fails_or_decodes_as_before_the_one_pass_decoding() -> None:
+    # a frame cut short inside the properties: pika's decoder raises struct.error for the fields after the
+    # header table, and the one-pass path must not turn that into a different error or a silent value
+    encoded = b"".join(pika.BasicProperties(headers={"a": "bcd", "n": 7}, delivery_mode=2,
+                                            content_type="x").encode())
+    for cut in range(len(encoded)):
+        try:
+            got = TolerantProperties().decode(encoded[:cut])
+        except struct.error:
+            continue
+        assert got.delivery_mode is None or got.undecodable is not None, cut
+    full = TolerantProperties().decode(encoded)
+    assert (full.headers, full.delivery_mode, full.content_type) == ({"a": "bcd", "n": 7}, 2, "x")
