@@ -179,7 +179,7 @@ def run_harness(args: argparse.Namespace, sailor: str, setting: str, n: int) -> 
 
 def warm_bytecode_cache(python: str, prefix: Path, env: dict[str, str]) -> None:
     """Import what the Python sailor loads at start, writing the bytecode under ``prefix``."""
-    code = "import elasticio_sailor.cli, elasticio_sailor.sailor, elasticio_sailor.amqp, elasticio_sailor.executor"
+    code = "import elasticio_sailor.cli, elasticio_sailor.step, elasticio_sailor.amqp, elasticio_sailor.executor"
     subprocess.run([python, "-c", code], env={**env, "PYTHONPYCACHEPREFIX": str(prefix)},
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
 

@@ -4,7 +4,9 @@ The emulator's quotas are on and counted per account and region, as AWS counts t
 Usage calls/s x 25 records = a ceiling of 250 records/s for the whole account. Runs:
 
 * ``ours x3``: three Python sailor replicas of step 2 (our connector), default credentials (no
-  ``callsPerSecond``): each process adapts its pace to the throttling answers (lib/resilience.py);
+  ``callsPerSecond``): each process adapts its pace to the throttling answers (lib/resilience.py); step 2
+  consumes with the platform's default prefetch of 1 (``--prefetch``: with 10, each replica still holds up
+  to 10 messages when the queue drains, and the replica whose window is smallest finishes them alone);
 * ``boto3 x3``: the peer, in the same run: the same load (same plan, same emulator set-up) from three
   processes calling BatchMeterUsage through boto3 with ``Config(retries={"mode": "adaptive"})`` (10 threads
   each, like a replica's 10 workers); a call that fails after botocore's retries is put back in the queue
@@ -20,7 +22,7 @@ queueing included. throttled % = the emulator's throttled / all calls. Every run
 (every record billed exactly once, nothing else). The pair "ours x3" / "boto3 x3" runs ``--pairs`` times
 back to back; medians are printed. Prints figures and goals; asserts nothing.
 
-    python bench/scale_out.py [--messages 250] [--pairs 3] [--flow-replicas 1]
+    python bench/scale_out.py [--messages 250] [--pairs 3] [--flow-replicas 1] [--prefetch 1]
 """
 
 from __future__ import annotations
@@ -39,14 +41,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from spec.support.emulator import EmulatorProcess, op_stats
 from spec.support.flow import (
     AwsCredentials,
-    EmulatorProcess,
     FlowOptions,
     MeteringFlow,
     UsagePlan,
     billed_key,
-    op_stats,
     plan_fixtures,
 )
 from spec.support.rabbit import RabbitBroker
@@ -108,9 +109,10 @@ def _flow_figures(label: str, flows: list[MeteringFlow]) -> dict[str, Any]:
     }
 
 
-def run_ours(broker: RabbitBroker, workdir: Path, messages: int, replicas: int) -> dict[str, Any]:
+def run_ours(broker: RabbitBroker, workdir: Path, messages: int, replicas: int, prefetch: int) -> dict[str, Any]:
     plan = UsagePlan.make(messages=messages, records_per_message=25)
-    opts = FlowOptions(quotas=True, replicas=replicas, step2_env={"ELASTICIO_REBOUND_INITIAL_EXPIRATION": "3000"})
+    opts = FlowOptions(quotas=True, replicas=replicas, prefetch=prefetch,
+                       step2_env={"ELASTICIO_REBOUND_INITIAL_EXPIRATION": "3000"})
     label = f"ours x{replicas}"
     with MeteringFlow(workdir, broker, plan, opts) as flow:
         flow.publish()
@@ -119,7 +121,8 @@ def run_ours(broker: RabbitBroker, workdir: Path, messages: int, replicas: int) 
         return _flow_figures(label, [flow])
 
 
-def run_two_flows(broker: RabbitBroker, workdir: Path, messages: int, replicas: int) -> dict[str, Any]:
+def run_two_flows(broker: RabbitBroker, workdir: Path, messages: int, replicas: int,
+                  prefetch: int) -> dict[str, Any]:
     plans = [UsagePlan.make(messages=messages // 2, records_per_message=25) for _ in range(2)]
     creds = AwsCredentials.random()
     fixtures = plan_fixtures(plans[0], creds)
@@ -128,7 +131,7 @@ def run_two_flows(broker: RabbitBroker, workdir: Path, messages: int, replicas: 
     label = f"two flows x{replicas}"
     flows: list[MeteringFlow] = []
     try:
-        opts = FlowOptions(quotas=True, replicas=replicas,
+        opts = FlowOptions(quotas=True, replicas=replicas, prefetch=prefetch,
                            step2_env={"ELASTICIO_REBOUND_INITIAL_EXPIRATION": "3000"})
         for n, plan in enumerate(plans):
             flows.append(MeteringFlow(workdir / f"flow{n}", broker, plan, opts, shared=(emulator, creds)))
@@ -256,6 +259,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=250, help="messages of 25 records per run (~25 s)")
     parser.add_argument("--pairs", type=int, default=3, help="back-to-back pairs ours x3 / boto3 x3")
     parser.add_argument("--flow-replicas", type=int, default=1, help="replicas of each of the two flows")
+    parser.add_argument("--prefetch", type=int, default=1,
+                        help="step 2's ELASTICIO_RABBITMQ_PREFETCH_SAILOR (1, the platform's default; 10 shows the "
+                             "tail of replicas that each hold prefetched messages when the queue drains)")
     parser.add_argument("--only", choices=["pairs", "flows", "single"], help="run one part only")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
@@ -269,16 +275,17 @@ def main() -> None:
         if args.only in (None, "pairs"):
             for _ in range(args.pairs):
                 n += 1
-                ours3.append(run_ours(broker, Path(tmp) / f"run{n}", args.messages, 3))
+                ours3.append(run_ours(broker, Path(tmp) / f"run{n}", args.messages, 3, args.prefetch))
                 n += 1
                 peer3.append(run_boto3(Path(tmp) / f"run{n}", args.messages, 3))
                 rows += [ours3[-1], peer3[-1]]
         if args.only in (None, "flows"):
             n += 1
-            rows.append(run_two_flows(broker, Path(tmp) / f"run{n}", args.messages, args.flow_replicas))
+            rows.append(run_two_flows(broker, Path(tmp) / f"run{n}", args.messages, args.flow_replicas,
+                                      args.prefetch))
         if args.only in (None, "single"):
             n += 1
-            rows.append(run_ours(broker, Path(tmp) / f"run{n}", args.messages, 1))
+            rows.append(run_ours(broker, Path(tmp) / f"run{n}", args.messages, 1, args.prefetch))
     print()
     print(f"{'run':22} {'records':>7} {'rec/s':>8} {'ceil':>7} {'p50 ms':>8} {'p99 ms':>8} {'calls':>6} "
           f"{'thrott':>6} {'thr %':>7} {'rebounds':>8} {'errors':>6} {'ramp':>5}  audit")

@@ -141,6 +141,12 @@ def chunk(indexes: list[int], records: list[dict[str, Any]], product_code: str |
           max_items: int, max_bytes: int) -> list[list[int]]:
     """Greedy split into calls of at most ``max_items`` records whose body stays under ``max_bytes``."""
     base = _ENVELOPE + len((product_code or "").encode("utf-8"))
+    if len(indexes) <= max_items and indexes:
+        # One call if the whole list fits: its JSON is the records', a comma each and the brackets, so
+        # base + that - 1 is the size the loop below would reach (one serialisation instead of one a record).
+        whole = json.dumps([records[i] for i in indexes], separators=(",", ":"), ensure_ascii=False)
+        if base + len(whole.encode("utf-8")) - 1 < max_bytes:
+            return [list(indexes)]
     chunks: list[list[int]] = []
     current: list[int] = []
     size = base

@@ -1,19 +1,21 @@
 """Capped exponential backoff with full jitter, and client-side pacing that adapts to the account's quota.
 
 AWS counts a quota per account and region, shared by every container and flow of the account, and none of
-them knows how many others there are. So each process paces itself like TCP congestion control: a sending
-rate that drops when the service answers ``ThrottlingException`` and climbs back while it does not, never
-above the documented quota (or the configured ``callsPerSecond``), so any number of processes converge to
-the account's quota together. The reference is botocore's ``adaptive`` retry mode
-(botocore/retries/adaptive.py, throttling.py: a client-side token bucket whose rate follows CUBIC,
-https://www.rfc-editor.org/rfc/rfc8312); this is our own implementation with its own rules (a decrease at
-most once per round of calls, an absolute ceiling with the :class:`Pacer`'s two timing rules).
+them knows how many others there are. So each process paces itself like TCP congestion control: a window
+of calls per rolling second that shrinks when the service answers ``ThrottlingException`` and grows back
+while it does not, never above the documented quota (or the configured ``callsPerSecond``), so any number
+of processes converge to the account's quota together. The reference is botocore's ``adaptive`` retry
+mode (botocore/retries/adaptive.py and throttling.py: a client-side token bucket whose *rate* drops by a
+factor on throttling and climbs back along CUBIC, https://www.rfc-editor.org/rfc/rfc8312); this is our
+own implementation, with a *window* (like TCP's congestion window) instead of a rate, because a quota of
+``Q`` calls per second is a window of ``Q`` calls in any rolling second: see :class:`AdaptiveWindow`.
 
 Everything takes its clock, sleep and random source as parameters so tests are deterministic.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -22,6 +24,8 @@ from collections.abc import Callable
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
+
+log = logging.getLogger(__name__)
 
 
 class Backoff:
@@ -41,9 +45,10 @@ class Pacer:
     """Client-side pacing to a per-second quota (shared by every client of one quota).
 
     Two rules: call starts are at least ``1/rate`` apart, and a call starts at least one second (plus
-    ``slack``) after the *completion* of the call ``rate`` calls before it.  A server counts a call
-    somewhere between its start and its completion, so the second rule keeps any rolling one-second
-    window of the server's clock at ``rate`` calls or fewer, whatever the network and scheduling jitter.
+    ``slack``) after the *completion* of the call ``limit`` calls before it (``limit`` = ``int(rate)``).
+    A server counts a call somewhere between its start and its completion, so the second rule keeps any
+    rolling one-second window of the server's clock at ``limit`` calls or fewer, whatever the network and
+    scheduling jitter.
     """
 
     def __init__(self, rate: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
@@ -54,31 +59,41 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._next = float("-inf")
-        # One mark per recent call: [start, or completion once done; 1.0 when done else 0.0].
-        self._marks: deque[list[float]] = deque(maxlen=self.limit)
+        # One mark per recent call (the last ``limit``): [start, or completion once done; 1.0 when done else
+        # 0.0; start]
+        self._marks: deque[list[float]] = deque()
         self._lock = threading.Condition()
 
     def wait(self, stuck_after: float = 60.0) -> list[float]:
         """Block until the next call may start; returns its mark, to be passed to :meth:`done`.
 
-        When ``rate`` calls are already in flight (several threads share the pacer), the next one waits
+        When ``limit`` calls are already in flight (several threads share the pacer), the next one waits
         for the oldest to complete: its completion time is what the one-second rule is measured from.
         ``stuck_after`` bounds that wait (real seconds), in case a caller never reports completion.
         """
         with self._lock:
-            if len(self._marks) == self.limit and not self._marks[0][1]:
-                self._lock.wait_for(lambda: len(self._marks) < self.limit or bool(self._marks[0][1]),
-                                    timeout=stuck_after)
-            now = self._clock()
-            start = max(now, self._next)
-            if len(self._marks) == self.limit:
-                start = max(start, self._marks[0][0] + 1.0 + self.slack)
-            mark = [start, 0.0]
-            self._marks.append(mark)
-            self._next = start + self.interval
-        if start > now:
-            self._sleep(start - now)
+            mark, now = self._reserve(stuck_after)
+        if mark[0] > now:
+            self._sleep(mark[0] - now)
         return mark
+
+    def _reserve(self, stuck_after: float) -> tuple[list[float], float]:
+        """The next slot under both rules, recorded as a mark (the caller holds the lock); and the time."""
+        while len(self._marks) > self.limit:  # the limit shrank (AdaptivePacer): the newest ``limit`` count
+            self._marks.popleft()
+        if len(self._marks) == self.limit and not self._marks[0][1]:
+            self._lock.wait_for(lambda: len(self._marks) < self.limit or bool(self._marks[0][1]),
+                                timeout=stuck_after)
+        now = self._clock()
+        start = max(now, self._next)
+        if len(self._marks) >= self.limit:
+            start = max(start, self._marks[-self.limit][0] + 1.0 + self.slack)
+        mark = [start, 0.0, start]
+        self._marks.append(mark)
+        while len(self._marks) > self.limit:
+            self._marks.popleft()
+        self._next = start + self.interval
+        return mark, now
 
     def done(self, mark: list[float], throttled: bool = False) -> None:
         """Record that the call holding ``mark`` completed (its reply or failure arrived).
@@ -96,90 +111,141 @@ class Pacer:
             self._next = max(self._next, self._clock() + seconds)
 
 
-class AdaptiveRate:
-    """The sending rate of one quota, shaped like CUBIC (RFC 8312): a multiplicative decrease on
-    throttling, a cubic climb back that flattens out at the rate the service accepted, then slow probing
-    beyond it; clamped to ``[floor, ceiling]``.
+class AdaptiveWindow:
+    """How many calls one process may make in any rolling second of one quota: its *window* ``limit``,
+    between 1 and the ceiling (the documented quota or ``callsPerSecond``, rounded down).
 
-    On a throttling answer the process's *share* is what got through in the last second (its successes;
-    all processes' shares together are exactly the account's quota), ``w_max`` becomes that share and the
-    rate drops to ``beta * w_max``. Then, ``t`` seconds after the decrease, the rate is
+    The service's quota is itself a window (at most ``Q`` calls counted in any rolling second, shared by
+    every process of the account), so if each process keeps its own calls in any second to its window
+    (:class:`AdaptivePacer` does), the processes together are never throttled while their windows add up
+    to ``Q`` or less, and they use all of it when they add up to ``Q``. The rules:
 
-    * ``w_max - (1 - beta) * w_max * (1 - t / recovery) ** 3`` while ``t < recovery`` (back at the share
-      within ``recovery`` seconds, flattening as it gets there), and
-    * ``w_max + c * (t - recovery) ** 3`` after it (probing for more, slowly at first, faster the longer
-      nothing is throttled; ``c`` is ``scale * ceiling``, the same shape for a 5/s and a 1000/s quota).
+    * **Decrease**: a ``ThrottlingException`` means the account's window is full: every process's share
+      of it (the calls that got through in the last second) adds up to exactly ``Q``. The throttled
+      process's window drops to its share (:meth:`share`), and at least by one ``unit``: so after the
+      processes that were throttled have dropped, the windows add up to ``Q`` or less. This is the
+      multiplicative decrease of TCP and of botocore's adaptive mode (its factor is 0.7 of the measured
+      rate), with the factor given by the answer itself: a process that got half the quota through is
+      halved, one that got all of it loses one unit. A round of calls already on their way says nothing
+      new, so only a call *started* ``hold`` seconds after the last decrease lowers the window again.
+    * **Increase** (probing for capacity the others left): after ``probe * limit / ceiling`` seconds (at least
+      ``min_probe``; times a random jitter in [0.5, 1.5), so that processes which started together do not all probe
+      at once and all fail) with no throttling, the window grows by one ``unit`` (a probe). A probe that is
+      throttled within ``probe_grace`` seconds is undone (back to the window before it) and doubles the wait before
+      the next one (once), so processes that already fill the quota rarely throttle it. After two probes in a row
+      that held, the window grows every further quiet second, by twice the last step (1, 2, 4, ... units: a process
+      left alone is back at the ceiling within seconds, where botocore's CUBIC curve climbs back in a few seconds
+      too). A small window probes sooner than a large one, so the windows drift towards equal shares. Only a window
+      in use grows (its share is at least ``limit - unit``, as TCP validates its window, RFC 7661): an idle process
+      does not build up a burst.
 
-    A round of calls already on their way when the rate dropped is still counted in the service's window
-    of one second: those answers say nothing new, so only a call *started* ``hold`` seconds after the last
-    decrease lowers the rate again. A fresh controller starts at ``beta * ceiling`` and climbs to the
-    ceiling within ``recovery`` seconds (so new processes joining a busy account do not burst into it).
-    Not thread-safe by itself: :class:`AdaptivePacer` holds its lock around every call.
+    A fresh window starts at the ceiling: a process alone never waits for a ramp (its :class:`Pacer`
+    rules at the ceiling already keep it from throttling itself), and processes that start together find
+    their shares on their first throttling answer. Not thread-safe by itself: :class:`AdaptivePacer`
+    holds its lock around every call.
     """
 
-    def __init__(self, ceiling: float, *, beta: float = 0.8, scale: float = 0.001, recovery: float = 1.0,
-                 hold: float = 1.0, floor: float = 0.5, clock: Clock = time.monotonic) -> None:
-        if not 0.0 < beta < 1.0:
-            raise ValueError("beta must be between 0 and 1")
+    def __init__(self, ceiling: float, *, probe: float = 20.0, min_probe: float = 1.0, hold: float = 1.0,
+                 probe_grace: float = 1.5, share_span: float = 1.25, clock: Clock = time.monotonic,
+                 rand: Callable[[], float] = random.random) -> None:
+        if ceiling <= 0:
+            raise ValueError("ceiling must be positive")
         self.ceiling = float(ceiling)
-        self.beta = beta
-        self.c = scale * self.ceiling
-        self.recovery = recovery
-        self.hold = hold
-        self.floor = min(floor, self.ceiling)
+        self.cap = max(1, int(ceiling))
+        self.unit = max(1, self.cap // 20)
+        self.probe, self.min_probe, self.hold, self.probe_grace = probe, min_probe, hold, probe_grace
+        self.share_span = share_span
         self._clock = clock
-        self.w_max = self.ceiling
-        self.rate = max(self.floor, beta * self.ceiling)
-        self.decreased_at = clock()  # where the curve starts (a start, not a decrease)
-        self._quiet_until = float("-inf")  # calls started before this do not lower the rate again
+        self._rand = rand
+        self._jitter = 1.0  # this wait's share of probe_after (drawn at each change)
+        self.limit = self.cap
         self.decreases = 0
-        self._successes: deque[float] = deque(maxlen=int(self.ceiling) + 1)  # recent completion times
+        self.changed_at = clock()  # last change of the window (decrease or probe)
+        self._quiet_until = float("-inf")  # calls started before this do not lower the window again
+        self._held = 0  # probes in a row that were not throttled
+        self._probed_at = float("-inf")
+        self._failed_probes = 0
+        self._before_probe = self.cap
+        self._successes: deque[float] = deque(maxlen=self.cap + 1)  # recent completion times
 
-    def share(self) -> float:
-        """Calls that got through in the last second (at least 1: a share of nothing would stall)."""
+    @property
+    def rate(self) -> float:
+        """Calls per second at this window: the ceiling itself at the top, else the window."""
+        return self.ceiling if self.limit >= self.cap else float(self.limit)
+
+    def share(self) -> int:
+        """Calls of this process that got through in the last second, by their completion times.
+
+        A call is counted by the service before it completes, and a window's calls come round a little
+        more slowly than once a second (latency and scheduling), so completions are counted over
+        ``share_span`` seconds (1.25): a window in use is not mistaken for a smaller one.
+        """
         now = self._clock()
-        return float(max(1, sum(1 for t in self._successes if t > now - 1.0)))
+        return sum(1 for t in self._successes if t > now - self.share_span)
+
+    def probe_after(self) -> float:
+        """Quiet seconds after the last change before the window grows by one unit (without jitter)."""
+        wait = max(self.min_probe, self.probe * self.limit / self.cap)
+        return wait * (2 if self._failed_probes else 1)
+
+    def _changed(self, now: float) -> None:
+        """The window changed at ``now``: the next probe waits ``probe_after`` times a jitter in
+        [0.5, 1.5), drawn now, so processes that started together do not all probe at the same moment."""
+        self.changed_at = now
+        self._jitter = 0.5 + self._rand()
 
     def on_throttle(self, started: float) -> bool:
-        """A call that started at ``started`` was throttled; True when that lowered the rate."""
+        """A call that started at ``started`` was throttled; True when that lowered the window."""
         if started < self._quiet_until:
             return False  # part of the round the last decrease already answered
-        self.w_max = max(self.floor, min(self.rate, self.share()))
-        self.rate = max(self.floor, self.beta * self.w_max)
-        self.decreased_at = self._clock()
-        self._quiet_until = self.decreased_at + self.hold
+        now = self._clock()
+        if now - self._probed_at < self.probe_grace:  # the probe failed: back to the window before it
+            self._failed_probes = 1
+            self.limit = max(1, self._before_probe)
+        else:
+            self.limit = max(1, min(self.limit - self.unit, self.share()))
+        self._changed(now)
+        self._quiet_until = now + self.hold
+        self._held = 0
         self.decreases += 1
         return True
 
     def on_success(self) -> None:
-        """A call got through: climb along the curve (never above the ceiling)."""
+        """A call got through: the window grows once it has been quiet long enough."""
         now = self._clock()
         self._successes.append(now)
-        t = now - self.decreased_at
-        if t < self.recovery:
-            gap = (1.0 - self.beta) * self.w_max * (1.0 - t / self.recovery) ** 3
-            rate = self.w_max - gap
-        else:
-            rate = self.w_max + self.c * (t - self.recovery) ** 3
-        self.rate = min(self.ceiling, max(self.floor, rate))
+        if self.limit >= self.cap:
+            return
+        wait = 1.0 if self._held else self.probe_after() * self._jitter
+        if now - self.changed_at < wait or self.share() < self.limit - self.unit:
+            return  # not quiet long enough, or the window is not in use (nothing to learn by growing it)
+        if now - self._probed_at >= min(wait, self.probe_grace) and self._probed_at > float("-inf"):
+            self._failed_probes = 0  # the last probe held
+            self._held += 1
+        self._before_probe = self.limit
+        step = self.unit * 2 ** max(0, self._held - 1)
+        self.limit = min(self.cap, self.limit + step)
+        self._changed(now)
+        self._probed_at = now
 
 
 class AdaptivePacer(Pacer):
-    """A :class:`Pacer` at the ceiling, with an adaptive rate (:class:`AdaptiveRate`) below it, for one quota.
+    """A :class:`Pacer` whose window adapts to the account's quota (:class:`AdaptiveWindow`).
 
-    Call starts are first spaced ``1 / rate`` apart at the adaptive rate (a token bucket that holds one
-    token: no bursts), then wait for the inherited :class:`Pacer` rules at the ceiling, so one process
-    alone never exceeds the ceiling in any rolling second, whatever the adaptive rate does. When the rate
-    drops, threads already sleeping until a slot given at the old rate queue again at the new one. One
-    instance is shared by every thread of the process that calls the same quota (:func:`shared_pacer`).
+    The Pacer's two rules apply at the current window ``w``: call starts at least ``1/w`` apart (``1/rate``
+    at the ceiling), and each call a second after the completion of the call ``w`` calls before it, so
+    this process never has more than ``w`` calls in any rolling second of the server's clock, whatever the
+    adaptive window does and never more than the ceiling. A throttled call was not counted by the service:
+    its slot is given back (its retry may use it). When the window shrinks, threads already sleeping until
+    a slot given under the old window queue again under the new one. One instance is shared by every thread
+    of the process that calls the same quota (:func:`shared_pacer`).
     """
 
     def __init__(self, ceiling: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
-                 slack: float = 0.002, **control: float) -> None:
+                 slack: float = 0.002, rand: Callable[[], float] = random.random, **control: float) -> None:
         super().__init__(ceiling, clock=clock, sleep=sleep, slack=slack)
         self.ceiling = float(ceiling)
-        self.control = AdaptiveRate(ceiling, clock=clock, **control)
-        self._next_slot = float("-inf")
+        self.control = AdaptiveWindow(ceiling, clock=clock, rand=rand, **control)
         self.throttled = 0  # throttling answers seen (for logs and benchmarks)
 
     @property
@@ -189,34 +255,47 @@ class AdaptivePacer(Pacer):
 
     def wait(self, stuck_after: float = 60.0) -> list[float]:
         """Block until the next call may start; returns its mark, to be passed to :meth:`done`."""
-        for _ in range(8):  # bounded: each round means the rate dropped again while this call slept
+        for _ in range(8):  # bounded: each round means the window shrank again while this call slept
             with self._lock:
                 decreases = self.control.decreases
-                now = self._clock()
-                start = max(now, self._next_slot)
-                self._next_slot = start + 1.0 / self.control.rate
-            if start > now:
-                self._sleep(start - now)
-            if self.control.decreases == decreases:
-                break
-        mark = super().wait(stuck_after)  # the ceiling's two rules
-        mark.append(mark[0])  # the start, kept: done() overwrites mark[0] with the completion time
+                mark, now = self._reserve(stuck_after)
+            if mark[0] > now:
+                self._sleep(mark[0] - now)
+            with self._lock:
+                if self.control.decreases == decreases:
+                    break
+                self._forget(mark)  # its slot was given under the old window
         return mark
 
+    def _forget(self, mark: list[float]) -> None:
+        for i, m in enumerate(self._marks):
+            if m is mark:
+                del self._marks[i]
+                return
+
     def done(self, mark: list[float], throttled: bool = False) -> None:
-        """Record the completion; a throttling answer lowers the rate, any other answer lets it climb."""
-        started = mark[2] if len(mark) > 2 else mark[0]
+        """Record the completion; a throttling answer shrinks the window, any other answer may grow it."""
         with self._lock:
             mark[0] = max(mark[0], self._clock())
             mark[1] = 1.0
             if throttled:
                 self.throttled += 1
-                if self.control.on_throttle(started):
-                    # slots handed out at the old rate are given up (see wait): respace from now
-                    self._next_slot = self._clock() + 1.0 / self.control.rate
+                self._forget(mark)  # not counted by the service: the slot is free again
+                if self.control.on_throttle(mark[2]):
+                    self._apply()
+                    self._next = self._clock() + self.interval  # respace from now
             else:
                 self.control.on_success()
+                self._apply()
             self._lock.notify_all()
+
+    def _apply(self) -> None:
+        """The Pacer's rules follow the window."""
+        if self.control.limit != self.limit:
+            log.info("adaptive pacing: %d calls per rolling second (was %d; %d throttled so far)",
+                     self.control.limit, self.limit, self.throttled)
+        self.limit = self.control.limit
+        self.interval = 1.0 / self.control.rate
 
 
 _PACERS: dict[tuple[str, str, str, float], AdaptivePacer] = {}

@@ -7,15 +7,14 @@ They are written the way the elastic.io platform reads them: every property carr
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -72,6 +71,7 @@ def is_timestamp(value: Any) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)  # a batch repeats a few hours many times
 def iso_utc(epoch: float) -> str:
     """Render epoch seconds as ISO-8601 UTC with a Z."""
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -112,36 +112,86 @@ def json_schema(name: str) -> dict[str, Any]:
     return derived
 
 
+@cache
 def secret_fields(name: str = "config.json") -> frozenset[str]:
-    """Names of properties the schema marks ``"secret": true``."""
+    """Names of properties the schema marks ``"secret": true`` (read once per process)."""
     props = load_ui_schema(name).get("properties", {})
     return frozenset(key for key, prop in props.items() if prop.get("secret") is True)
 
 
+class _Plan(NamedTuple):
+    """Where in an instance the values of one format are: the members (and items) to look into.
+
+    ``True`` for a member (or for the items) means the value there has the format itself.
+    """
+
+    members: tuple[tuple[str, _Plan | bool], ...]
+    items: _Plan | bool | None
+
+
+def _sub_plan(sub: Any, fmt: str) -> _Plan | bool | None:
+    if not isinstance(sub, dict):
+        return None
+    return True if sub.get("format") == fmt else _plan_of(sub, fmt)
+
+
+def _plan_of(schema: dict[str, Any], fmt: str) -> _Plan | None:
+    """The plan for ``fmt`` below ``schema``; None when no value below it has that format."""
+    members = tuple((key, plan) for key, sub in schema.get("properties", {}).items()
+                    for plan in [_sub_plan(sub, fmt)] if plan is not None)
+    items = _sub_plan(schema.get("items"), fmt)
+    return _Plan(members, items) if members or items is not None else None
+
+
+_PLANS: dict[tuple[int, str], tuple[dict[str, Any], _Plan | None]] = {}
+
+
+def _plan(schema: dict[str, Any], fmt: str) -> _Plan | None:
+    """The plan of ``schema`` (cached per schema object: the schemas of :func:`json_schema` are cached)."""
+    entry = _PLANS.get((id(schema), fmt))
+    if entry is None or entry[0] is not schema:
+        if len(_PLANS) >= 64:
+            _PLANS.clear()
+        entry = _PLANS[(id(schema), fmt)] = (schema, _plan_of(schema, fmt))
+    return entry[1]
+
+
+def _walk(plan: _Plan, instance: Any) -> Iterator[tuple[Any, Any]]:
+    if isinstance(instance, dict):
+        for key, sub in plan.members:
+            if key in instance:
+                if sub is True:
+                    yield instance, key
+                elif isinstance(sub, _Plan):
+                    yield from _walk(sub, instance[key])
+    elif isinstance(instance, list) and plan.items is not None:
+        items = plan.items
+        for index, item in enumerate(instance):
+            if items is True:
+                yield instance, index
+            elif isinstance(items, _Plan):
+                yield from _walk(items, item)
+
+
 def walk_format(schema: dict[str, Any], instance: Any, fmt: str) -> Iterator[tuple[Any, Any]]:
     """Yield (container, key) for every value in ``instance`` whose schema has ``format == fmt``."""
-    if isinstance(instance, dict):
-        props = schema.get("properties", {})
-        for key in list(instance):
-            sub = props.get(key)
-            if not isinstance(sub, dict):
-                continue
-            if sub.get("format") == fmt:
-                yield instance, key
-            else:
-                yield from walk_format(sub, instance[key], fmt)
-    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
-        items = schema["items"]
-        for index, item in enumerate(instance):
-            if items.get("format") == fmt:
-                yield instance, index
-            else:
-                yield from walk_format(items, item, fmt)
+    plan = _plan(schema, fmt)
+    if plan is not None:
+        yield from _walk(plan, instance)
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars); much cheaper than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
 
 
 def timestamps_to_epoch(schema: dict[str, Any], instance: Any) -> Any:
     """Copy ``instance`` with every aws-timestamp value turned into epoch seconds (the wire form)."""
-    result = copy.deepcopy(instance)
+    result = _copy(instance)
     for container, key in walk_format(schema, result, TIMESTAMP_FORMAT):
         container[key] = parse_timestamp(container[key])
     return result

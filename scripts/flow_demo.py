@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spec.support.flow import FlowOptions, MeteringFlow, UsagePlan, error_text, op_stats
+from spec.support.emulator import op_stats
+from spec.support.flow import FlowOptions, MeteringFlow, UsagePlan, error_text
 from spec.support.rabbit import RabbitBroker
 
 
@@ -74,7 +75,7 @@ def main() -> int:
                     if time.monotonic() - last[0] < 0.5:
                         return
                     last[0] = time.monotonic()
-                    billed = f.emulator.admin("GET", "health").get("records", 0)
+                    billed = f.emulator.admin.health().get("records", 0)
                     print(
                         f"\r[flow-demo] {time.monotonic() - start:5.1f}s  delivered {len(f.sink)}  errors "
                         f"{len(f.errors)}  of {plan.messages}  records billed {billed}   ",

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-# HTTP status per error type. Everything not listed is a client error answered with 400
-# (Smithy convention; see metering-api.md §1.6 and §2.6).
+# HTTP status per error type; everything not listed is answered with 400. Smithy's ``@error`` trait
+# (smithy.io, "Type refinement traits") makes a "client" error 400 and a "server" error 500 unless an
+# ``@httpError`` trait says otherwise. In the service's Smithy model (aws-sdk-js-v3,
+# ``codegen/sdk-codegen/aws-models/marketplace-metering.json``) InternalServiceErrorException is the only
+# "server" error (botocore's model: ``"fault": true``) and IdempotencyConflictException the only one with an
+# ``@httpError`` (409). MissingAuthenticationToken is 403 on AWS's "Common Errors" pages, and DryRunOperation
+# is 412 as EC2 answers a dry run (EC2 API reference, "Common client error codes"). docs/metering-api.md,
+# "Errors", has the table.
 STATUS_BY_TYPE: dict[str, int] = {
     "InternalServiceErrorException": 500,
     "IdempotencyConflictException": 409,

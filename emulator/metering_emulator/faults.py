@@ -14,7 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-OPERATIONS = ("BatchMeterUsage", "MeterUsage", "RegisterUsage", "ResolveCustomer")
+from .catalogue import NAMES, UNPROCESSED
+
 FAULT_TYPES = ("throttle", "error500", "requestTimeout", "latency", "drop", "unprocessed", "html503", "empty502")
 
 
@@ -31,7 +32,7 @@ class Fault:
     rate: float = 1.0
     remaining: int | None = None
     latency_ms: int = 0
-    operations: tuple[str, ...] = OPERATIONS
+    operations: tuple[str, ...] = NAMES
     fired: int = 0
 
     def as_json(self) -> dict[str, Any]:
@@ -66,13 +67,13 @@ def parse_spec(spec: Any, fault_id: int) -> Fault:
         raise FaultSpecError("latencyMs must be a number from 0 to 600000")
     if kind == "latency" and latency <= 0:
         raise FaultSpecError("a latency fault needs latencyMs > 0")
-    ops = spec.get("operations", list(OPERATIONS))
-    if not isinstance(ops, list) or not ops or any(o not in OPERATIONS for o in ops):
-        raise FaultSpecError(f"operations must be a non-empty list drawn from {list(OPERATIONS)}")
-    if kind == "unprocessed" and ops != ["BatchMeterUsage"] and set(ops) != set(OPERATIONS):
-        raise FaultSpecError("an unprocessed fault applies to BatchMeterUsage only")
+    ops = spec.get("operations", list(NAMES))
+    if not isinstance(ops, list) or not ops or any(o not in NAMES for o in ops):
+        raise FaultSpecError(f"operations must be a non-empty list drawn from {list(NAMES)}")
+    if kind == "unprocessed" and ops != list(UNPROCESSED) and set(ops) != set(NAMES):
+        raise FaultSpecError(f"an unprocessed fault applies to {' and '.join(UNPROCESSED)} only")
     if kind == "unprocessed":
-        ops = ["BatchMeterUsage"]
+        ops = list(UNPROCESSED)
     return Fault(fault_id, kind, float(rate), count, int(latency), tuple(ops))
 
 

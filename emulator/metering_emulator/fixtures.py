@@ -6,13 +6,14 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .catalogue import NAMES
+from .parsing import parsed, string
 from .sigv4 import Credential
-from .sts import IDENTITY_KEYS, Identity, parse_identity, redact
+from .sts import IDENTITY_KEYS, PLATFORMS, Identity, parse_identity, redact
 
 DEFAULT_FIXTURES: dict[str, Any] = {
     "credentials": [
@@ -80,10 +81,14 @@ DEFAULT_FIXTURES: dict[str, Any] = {
 }
 
 SECRET_FIELDS = ("secretAccessKey", "sessionToken")
-OPERATION_NAMES = ("BatchMeterUsage", "MeterUsage", "RegisterUsage", "ResolveCustomer")
-PLATFORMS = ("ecs", "eks", "fargate", "ec2", "other")
 INTEGRATIONS = ("legacy", "new")
-SUPPORTED_REGISTER_PLATFORMS = ("ecs", "eks", "fargate")
+
+
+# The fixture key of every Customer field.
+_CUSTOMER_KEYS = {"customer_identifier": "customerIdentifier", "account_id": "customerAWSAccountId",
+                  "license_arn": "licenseArn", "subscribed": "subscribed", "subscribed_at": "subscribedAt",
+                  "unsubscribed_at": "unsubscribedAt", "agreement_id": "agreementId",
+                  "license_start": "licenseStart", "license_end": "licenseEnd"}
 
 
 class FixtureError(ValueError):
@@ -128,27 +133,9 @@ class Customer:
         return self.unsubscribed_at is None or now <= self.unsubscribed_at + 3600
 
     def as_json(self) -> dict[str, Any]:
-        """The fixture form (camelCase keys, absent members left out)."""
-        out: dict[str, Any] = {}
-        if self.customer_identifier is not None:
-            out["customerIdentifier"] = self.customer_identifier
-        if self.account_id is not None:
-            out["customerAWSAccountId"] = self.account_id
-        if self.license_arn is not None:
-            out["licenseArn"] = self.license_arn
-        if not self.subscribed:
-            out["subscribed"] = False
-        if self.subscribed_at is not None:
-            out["subscribedAt"] = self.subscribed_at
-        if self.unsubscribed_at is not None:
-            out["unsubscribedAt"] = self.unsubscribed_at
-        if self.agreement_id is not None:
-            out["agreementId"] = self.agreement_id
-        if self.license_start is not None:
-            out["licenseStart"] = self.license_start
-        if self.license_end is not None:
-            out["licenseEnd"] = self.license_end
-        return out
+        """The fixture form (camelCase keys; members with their default value left out)."""
+        return {_CUSTOMER_KEYS[f.name]: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != f.default}
 
 
 @dataclass
@@ -239,26 +226,14 @@ class Fixtures:
         return doc
 
 
-def _str(obj: dict[str, Any], key: str, where: str, errors: list[str], required: bool = True) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        if required:
-            errors.append(f"{where}.{key}: required string is missing")
-        return None
-    if not isinstance(value, str) or not value:
-        errors.append(f"{where}.{key}: must be a non-empty string")
-        return None
-    return value
-
-
 def parse_customer(obj: Any, where: str, errors: list[str]) -> Customer | None:
     """Parse one customer object; it needs a customerIdentifier or a customerAWSAccountId."""
     if not isinstance(obj, dict):
         errors.append(f"{where}: must be an object")
         return None
-    ident = _str(obj, "customerIdentifier", where, errors, required=False)
-    account = _str(obj, "customerAWSAccountId", where, errors, required=False)
-    arn = _str(obj, "licenseArn", where, errors, required=False)
+    ident = string(obj, "customerIdentifier", where, errors, required=False)
+    account = string(obj, "customerAWSAccountId", where, errors, required=False)
+    arn = string(obj, "licenseArn", where, errors, required=False)
     subscribed = obj.get("subscribed", True)
     if not isinstance(subscribed, bool):
         errors.append(f"{where}.subscribed: must be a boolean")
@@ -271,7 +246,7 @@ def parse_customer(obj: Any, where: str, errors: list[str]) -> Customer | None:
             errors.append(f"{where}.{key}: must be epoch seconds")
             value = None
         times[key] = value
-    agreement = _str(obj, "agreementId", where, errors, required=False)
+    agreement = string(obj, "agreementId", where, errors, required=False)
     if agreement is not None and re.fullmatch(r"[A-Za-z0-9_/-]{1,64}", agreement) is None:
         errors.append(f"{where}.agreementId: must be 1-64 of A-Z a-z 0-9 _ / - (the model's AgreementId)")
     if account is not None and not account.isdigit():
@@ -283,27 +258,13 @@ def parse_customer(obj: Any, where: str, errors: list[str]) -> Customer | None:
                     times["licenseStart"], times["licenseEnd"])
 
 
-def _objects(doc: dict[str, Any], key: str, errors: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The objects of the array ``doc[key]`` with their path; what is not an object is reported and skipped."""
-    items = doc.get(key, [])
-    if not isinstance(items, list):
-        errors.append(f"{key}: must be an array")
-        return
-    for i, item in enumerate(items):
-        where = f"{key}[{i}]"
-        if isinstance(item, dict):
-            yield where, item
-        else:
-            errors.append(f"{where}: must be an object")
-
-
 def _parse_credential(c: dict[str, Any], where: str, errors: list[str]) -> Credential | None:
-    akid = _str(c, "accessKeyId", where, errors)
-    secret = _str(c, "secretAccessKey", where, errors)
-    token = _str(c, "sessionToken", where, errors, required=False)
-    account = _str(c, "accountId", where, errors, required=False)
-    resource_region = _str(c, "resourceRegion", where, errors, required=False)
-    platform = _str(c, "platform", where, errors, required=False)
+    akid = string(c, "accessKeyId", where, errors)
+    secret = string(c, "secretAccessKey", where, errors)
+    token = string(c, "sessionToken", where, errors, required=False)
+    account = string(c, "accountId", where, errors, required=False)
+    resource_region = string(c, "resourceRegion", where, errors, required=False)
+    platform = string(c, "platform", where, errors, required=False)
     if platform is not None and platform not in PLATFORMS:
         errors.append(f"{where}.platform: must be one of {list(PLATFORMS)}")
     expired = c.get("expired", False)
@@ -311,8 +272,8 @@ def _parse_credential(c: dict[str, Any], where: str, errors: list[str]) -> Crede
         errors.append(f"{where}.expired: must be a boolean")
         expired = False
     denied = c.get("deniedOperations", [])
-    if not isinstance(denied, list) or any(d not in OPERATION_NAMES for d in denied):
-        errors.append(f"{where}.deniedOperations: must be a list drawn from {list(OPERATION_NAMES)}")
+    if not isinstance(denied, list) or any(d not in NAMES for d in denied):
+        errors.append(f"{where}.deniedOperations: must be a list drawn from {list(NAMES)}")
         denied = []
     if akid is None or secret is None:
         return None
@@ -320,7 +281,7 @@ def _parse_credential(c: dict[str, Any], where: str, errors: list[str]) -> Crede
 
 
 def _parse_product(p: dict[str, Any], where: str, errors: list[str]) -> Product | None:
-    code = _str(p, "productCode", where, errors)
+    code = string(p, "productCode", where, errors)
     dims = p.get("dimensions", [])
     if not isinstance(dims, list) or not all(isinstance(d, str) and d for d in dims):
         errors.append(f"{where}.dimensions: must be an array of non-empty strings")
@@ -330,7 +291,7 @@ def _parse_product(p: dict[str, Any], where: str, errors: list[str]) -> Product 
         errors.append(f"{where}.customers: must be an array")
         custs = []
     parsed = [parse_customer(c, f"{where}.customers[{j}]", errors) for j, c in enumerate(custs)]
-    seller = _str(p, "sellerAccountId", where, errors, required=False)
+    seller = string(p, "sellerAccountId", where, errors, required=False)
     concurrent = p.get("concurrentAgreements", False)
     if not isinstance(concurrent, bool):
         errors.append(f"{where}.concurrentAgreements: must be a boolean")
@@ -345,8 +306,8 @@ def _parse_product(p: dict[str, Any], where: str, errors: list[str]) -> Product 
 
 
 def _parse_token(t: dict[str, Any], where: str, products: dict[str, Product], errors: list[str]) -> TokenSpec | None:
-    token = _str(t, "token", where, errors)
-    code = _str(t, "productCode", where, errors)
+    token = string(t, "token", where, errors)
+    code = string(t, "productCode", where, errors)
     customer = parse_customer(t.get("customer"), f"{where}.customer", errors)
     if code is not None and code not in products:
         errors.append(f"{where}.productCode: no product '{code}' in the fixtures")
@@ -363,21 +324,9 @@ def parse_fixtures(doc: Any) -> Fixtures:
     unknown = set(doc) - {"credentials", "products", "registrationTokens", *IDENTITY_KEYS}
     if unknown:
         errors.append(f"fixtures: unknown keys {sorted(unknown)}")
-    credentials: dict[str, Credential] = {}
-    for where, c in _objects(doc, "credentials", errors):
-        cred = _parse_credential(c, where, errors)
-        if cred is not None:
-            credentials[cred.access_key_id] = cred
-    products: dict[str, Product] = {}
-    for where, p in _objects(doc, "products", errors):
-        product = _parse_product(p, where, errors)
-        if product is not None:
-            products[product.code] = product
-    tokens: list[TokenSpec] = []
-    for where, t in _objects(doc, "registrationTokens", errors):
-        spec = _parse_token(t, where, products, errors)
-        if spec is not None:
-            tokens.append(spec)
+    credentials = {c.access_key_id: c for c in parsed(doc, "credentials", errors, _parse_credential)}
+    products = {p.code: p for p in parsed(doc, "products", errors, _parse_product)}
+    tokens = parsed(doc, "registrationTokens", errors, lambda t, where, errs: _parse_token(t, where, products, errs))
     identity = parse_identity(doc, errors)
     if errors:
         raise FixtureError("invalid fixtures: " + "; ".join(errors))

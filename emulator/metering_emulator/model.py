@@ -1,12 +1,13 @@
-"""The request and response shapes of the four operations (API 2016-01-14, as botocore 1.44.8's
-``meteringmarketplace/2016-01-14/service-2.json`` describes them) as data, and a validator driven by them.
+"""The request and result shapes of the operations (API 2016-01-14, as botocore 1.44.8's
+``meteringmarketplace/2016-01-14/service-2.json`` describes them) as data, under the model's shape names
+(``catalogue.py`` says which operation uses which), and a validator driven by them.
 
 Wrong JSON types fail deserialization (SerializationException, first one wins); length, range and
 pattern constraints are all collected and reported at once in the Coral ValidationException format.
 Members marked ``deprecated`` (the whole-number quantities, deprecated since 2026-10-20) are still accepted.
 ``exclusive`` lists pairs of members that must not both be sent ("You can't specify both Quantity and
-QuantityAsDecimal", the model's doc strings); ``spec/emulator/test_model_drift.py`` compares all of it with
-the installed botocore model.
+QuantityAsDecimal", the model's doc strings); ``spec/emulator/test_model_drift.py`` compares all of it (and
+the catalogue's shape names and modeled errors) with the installed botocore model.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ USAGE_RECORD: Shape = {
     "exclusive": [("Quantity", "QuantityAsDecimal")],
 }
 
-REQUESTS: dict[str, Shape] = {
-    "MeterUsage": {
+_STRING: Shape = {"type": "string"}
+SHAPES: dict[str, Shape] = {
+    # requests
+    "MeterUsageRequest": {
         "type": "structure",
         "members": {
             "ProductCode": PRODUCT_CODE,
@@ -89,7 +92,7 @@ REQUESTS: dict[str, Shape] = {
         "required": ["ProductCode", "Timestamp", "UsageDimension"],
         "exclusive": [("UsageQuantity", "UsageQuantityAsDecimal")],
     },
-    "BatchMeterUsage": {
+    "BatchMeterUsageRequest": {
         "type": "structure",
         "members": {
             "UsageRecords": {"type": "list", "member": USAGE_RECORD, "min": 0, "max": 25},
@@ -97,7 +100,7 @@ REQUESTS: dict[str, Shape] = {
         },
         "required": ["UsageRecords"],
     },
-    "RegisterUsage": {
+    "RegisterUsageRequest": {
         "type": "structure",
         "members": {
             "ProductCode": PRODUCT_CODE,
@@ -106,17 +109,14 @@ REQUESTS: dict[str, Shape] = {
         },
         "required": ["ProductCode", "PublicKeyVersion"],
     },
-    "ResolveCustomer": {
+    "ResolveCustomerRequest": {
         "type": "structure",
         "members": {"RegistrationToken": {"type": "string", "pattern": r"[\s\S]+"}},
         "required": ["RegistrationToken"],
     },
-}
-
-_STRING: Shape = {"type": "string"}
-RESPONSES: dict[str, Shape] = {
-    "MeterUsage": {"type": "structure", "members": {"MeteringRecordId": _STRING}, "required": []},
-    "BatchMeterUsage": {
+    # results
+    "MeterUsageResult": {"type": "structure", "members": {"MeteringRecordId": _STRING}, "required": []},
+    "BatchMeterUsageResult": {
         "type": "structure",
         "members": {
             "Results": {"type": "list", "member": {
@@ -129,10 +129,10 @@ RESPONSES: dict[str, Shape] = {
         },
         "required": [],
     },
-    "RegisterUsage": {"type": "structure", "members": {"PublicKeyRotationTimestamp": TIMESTAMP,
-                                                       "Signature": {"type": "string", "pattern": r"[\s\S]+"}},
-                      "required": []},
-    "ResolveCustomer": {
+    "RegisterUsageResult": {"type": "structure", "members": {"PublicKeyRotationTimestamp": TIMESTAMP,
+                                                             "Signature": {"type": "string", "pattern": r"[\s\S]+"}},
+                            "required": []},
+    "ResolveCustomerResult": {
         "type": "structure",
         "members": {
             "CustomerIdentifier": CUSTOMER_IDENTIFIER,
@@ -144,23 +144,6 @@ RESPONSES: dict[str, Shape] = {
         },
         "required": [],
     },
-}
-
-# The modeled errors of each operation (the model's ``errors`` lists), all of which the emulator produces.
-ERRORS: dict[str, tuple[str, ...]] = {
-    "BatchMeterUsage": ("InternalServiceErrorException", "InvalidProductCodeException",
-                        "InvalidUsageDimensionException", "InvalidTagException", "InvalidUsageAllocationsException",
-                        "InvalidCustomerIdentifierException", "TimestampOutOfBoundsException",
-                        "ThrottlingException", "DisabledApiException", "InvalidLicenseException"),
-    "MeterUsage": ("InternalServiceErrorException", "InvalidProductCodeException", "InvalidUsageDimensionException",
-                   "InvalidTagException", "InvalidUsageAllocationsException", "InvalidEndpointRegionException",
-                   "TimestampOutOfBoundsException", "DuplicateRequestException", "IdempotencyConflictException",
-                   "ThrottlingException", "CustomerNotEntitledException"),
-    "RegisterUsage": ("InvalidProductCodeException", "InvalidRegionException", "InvalidPublicKeyVersionException",
-                      "PlatformNotSupportedException", "CustomerNotEntitledException", "ThrottlingException",
-                      "InternalServiceErrorException", "DisabledApiException"),
-    "ResolveCustomer": ("InvalidTokenException", "ExpiredTokenException", "ThrottlingException",
-                        "InternalServiceErrorException", "DisabledApiException"),
 }
 
 _JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
@@ -272,14 +255,15 @@ def validation_message(violations: list[tuple[str, str]]) -> str:
     return f"{n} validation {noun} detected: " + "; ".join(text for _, text in violations)
 
 
-def check_request(operation: str, body: Any, modeled_errors: bool = False) -> None:
-    """Raise the AwsError a malformed request of ``operation`` gets; return when it is well-formed.
+def check_request(shape: str, body: Any, modeled_errors: bool = False) -> None:
+    """Raise the AwsError a malformed request of the input shape named ``shape`` gets; return when it is
+    well-formed.
 
     With ``modeled_errors`` a violation under a tag list is answered with InvalidTagException and one on
     an allocation list's length with InvalidUsageAllocationsException instead of ValidationException.
     """
     walker = _Walker()
-    walker.walk(REQUESTS[operation], body, "")
+    walker.walk(SHAPES[shape], body, "")
     if not walker.violations:
         return
     if modeled_errors:

@@ -1,8 +1,9 @@
-"""The business semantics of the four operations, run against State under its lock.
+"""The business semantics of the operations (the handlers ``catalogue.py`` names), run against State under
+its lock.
 
-Each operation takes the verified caller and the already shape-checked request body and returns the
-response body, or raises AwsError. Rejected requests leave the state unchanged: every check runs
-before anything is recorded.
+Each handler takes the verified caller, the already shape-checked request body and its catalogue entry, and
+returns the response body, or raises AwsError. Rejected requests leave the state unchanged: every check
+runs before anything is recorded.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import AwsError
-from .fixtures import SUPPORTED_REGISTER_PLATFORMS, Customer, Product
-from .sigv4 import Credential
-from .state import State
 
-Operation = Callable[[State, Credential, dict[str, Any]], dict[str, Any]]
+if TYPE_CHECKING:  # the catalogue imports this module; these are for annotations only
+    from .catalogue import Operation
+    from .fixtures import Customer, Product
+    from .sigv4 import Credential
+    from .state import State
 
 
 def floor_hour(epoch: float) -> int:
@@ -54,14 +55,18 @@ def month_start(epoch: float) -> int:
     return calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0, 0, 0, 0))
 
 
-def _check_window(state: State, timestamp: float, hours: float, month_end: bool = False) -> None:
-    """The accepted range: back to ``hours`` before the start of the current hour, up to a little ahead.
+def _check_window(state: State, timestamp: float, op: Operation) -> None:
+    """The accepted range: back to the hours of the operation's window (``op.window``, a Config attribute)
+    before the start of the current hour, up to a little ahead.
 
-    With ``month_end`` (BatchMeterUsage: "We accept usage records for the previous billing month until
+    With ``op.month_end_cutoff`` (BatchMeterUsage: "We accept usage records for the previous billing month until
     06:00 UTC on the first day of the next month", botocore 1.44 model) a timestamp of an earlier calendar
     month is out of bounds once the grace period of the current month has passed, whatever its age.
     """
+    if op.window is None:
+        raise TypeError(f"the catalogue gives {op.name} no timestamp window")
     now = state.now()
+    hours: float = getattr(state.config, op.window)
     lower = floor_hour(now) - hours * 3600
     upper = now + state.config.future_tolerance_seconds
     if not lower <= timestamp <= upper:
@@ -69,7 +74,7 @@ def _check_window(state: State, timestamp: float, hours: float, month_end: bool 
             "TimestampOutOfBoundsException",
             f"Timestamp {iso(timestamp)} is outside the accepted window {iso(lower)} to {iso(upper)}.",
         )
-    if month_end:
+    if op.month_end_cutoff:
         start = month_start(now)
         cutoff = start + state.config.month_end_grace_hours * 3600
         if timestamp < start and now >= cutoff:
@@ -196,7 +201,7 @@ def _store(state: State, key: tuple[str, ...], record: dict[str, Any]) -> dict[s
     return record
 
 
-def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[str, Any]:
+def meter_usage(state: State, caller: Credential, body: dict[str, Any], op: Operation) -> dict[str, Any]:
     """MeterUsage: hourly dedupe per caller (the task or instance), ClientToken idempotency, DryRun."""
     product = _product(state, body["ProductCode"])
     if caller.resource_region is not None and caller.resource_region != state.config.region:
@@ -208,11 +213,11 @@ def meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[
     quantity, member = quantity_of(body, "UsageQuantity", "UsageQuantityAsDecimal")
     _check_allocations(body.get("UsageAllocations"), quantity, member, "usageAllocations")
     timestamp = body["Timestamp"]
-    _check_window(state, timestamp, state.config.meter_usage_window_hours)
+    _check_window(state, timestamp, op)
     if not _entitled(product, caller, state.now()):
         raise AwsError("CustomerNotEntitledException",
                        f"The customer is not entitled to product {product.code}.")
-    if body.get("DryRun"):
+    if op.dry_run_member is not None and body.get(op.dry_run_member):
         raise AwsError("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
     token = body.get("ClientToken")
     fingerprint = json.dumps(_by_value({k: v for k, v in body.items() if k != "ClientToken"}, "UsageQuantity",
@@ -318,8 +323,8 @@ def _batch_products(state: State, records: list[dict[str, Any]], code: str | Non
     return products
 
 
-def _batch_quantities(state: State, records: list[dict[str, Any]],
-                      products: list[Product]) -> list[tuple[Decimal, str | None]]:
+def _batch_quantities(state: State, records: list[dict[str, Any]], products: list[Product],
+                      op: Operation) -> list[tuple[Decimal, str | None]]:
     """Check every record against its product (dimension, quantity, allocations, customer, license) and give
     each record's quantity with the member it came from; the first failure refuses the whole request."""
     quantities: list[tuple[Decimal, str | None]] = []
@@ -337,7 +342,7 @@ def _batch_quantities(state: State, records: list[dict[str, Any]],
             raise AwsError("InvalidCustomerIdentifierException",
                            f"The customer of usage record {i} does not exist for product {product.code}.")
     for r in records:  # "if any of the records are outside of the allowed range, the entire batch is not processed"
-        _check_window(state, r["Timestamp"], state.config.batch_meter_usage_window_hours, month_end=True)
+        _check_window(state, r["Timestamp"], op)
     return quantities
 
 
@@ -373,28 +378,28 @@ def _batch_record(state: State, r: dict[str, Any], product: Product, quantity: D
     return {"UsageRecord": echo(state, r), "MeteringRecordId": rec["meteringRecordId"], "Status": "Success"}
 
 
-def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[str, Any]:
+def batch_meter_usage(state: State, caller: Credential, body: dict[str, Any], op: Operation) -> dict[str, Any]:
     """BatchMeterUsage: whole-request checks first, then per-record status with hourly dedupe per
     (product, customer and license, dimension, hour) and quantities compared by value."""
     del caller  # any valid credential may meter (the seller); entitlement is per customer here
     records: list[dict[str, Any]] = body["UsageRecords"]
     code = body.get("ProductCode")
     products = _batch_products(state, records, code)
-    quantities = _batch_quantities(state, records, products)
+    quantities = _batch_quantities(state, records, products, op)
     results: list[dict[str, Any]] = []
     unprocessed: list[dict[str, Any]] = []
     for r, product, (quantity, member) in zip(records, products, quantities, strict=True):
         both = code is not None and r.get("LicenseArn") is not None
         if both:
             state.audit["productCodeWithLicenseArn"] += 1
-        if state.faults.fire("unprocessed", "BatchMeterUsage") is not None:
+        if state.faults.fire("unprocessed", op.name) is not None:
             unprocessed.append(echo(state, r))
             continue
         results.append(_batch_record(state, r, product, quantity, member, both))
     return {"Results": results, "UnprocessedRecords": unprocessed}
 
 
-def register_usage(state: State, caller: Credential, body: dict[str, Any]) -> dict[str, Any]:
+def register_usage(state: State, caller: Credential, body: dict[str, Any], op: Operation) -> dict[str, Any]:
     """RegisterUsage: a PS256 JWT; entitlement is checked only on a caller's first successful call."""
     product = _product(state, body["ProductCode"])
     version: int = body["PublicKeyVersion"]
@@ -403,7 +408,7 @@ def register_usage(state: State, caller: Credential, body: dict[str, Any]) -> di
         raise AwsError("InvalidPublicKeyVersionException", f"Public key version {version} is not valid.")
     first = (caller.caller_id, product.code) not in state.registered
     if first:
-        if caller.platform is not None and caller.platform not in SUPPORTED_REGISTER_PLATFORMS:
+        if op.platforms is not None and caller.platform is not None and caller.platform not in op.platforms:
             raise AwsError("PlatformNotSupportedException",
                            "This operation can only be called from within an ECS task or an EKS pod.")
         if caller.resource_region is not None and caller.resource_region != state.config.region:
@@ -426,8 +431,9 @@ def register_usage(state: State, caller: Credential, body: dict[str, Any]) -> di
     return response
 
 
-def resolve_customer(state: State, caller: Credential, body: dict[str, Any]) -> dict[str, Any]:
+def resolve_customer(state: State, caller: Credential, body: dict[str, Any], op: Operation) -> dict[str, Any]:
     """ResolveCustomer: idempotent within the token lifetime, then ExpiredTokenException."""
+    del op  # nothing of the entry changes what ResolveCustomer does
     issued = state.tokens.get(body["RegistrationToken"])
     if issued is None:
         raise AwsError("InvalidTokenException", "Registration token is invalid")
@@ -449,10 +455,3 @@ def resolve_customer(state: State, caller: Credential, body: dict[str, Any]) -> 
         out["Metadata"] = {"AgreementId": product.agreement_of(c)}
     return out
 
-
-OPERATIONS: dict[str, Operation] = {
-    "BatchMeterUsage": batch_meter_usage,
-    "MeterUsage": meter_usage,
-    "RegisterUsage": register_usage,
-    "ResolveCustomer": resolve_customer,
-}

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import admin, model, sigv4, sts, workload
+from .catalogue import OPERATIONS, Operation
 from .errors import AwsError, serialization_error
-from .operations import OPERATIONS
 from .state import State
 
 log = logging.getLogger("metering_emulator")
@@ -191,7 +191,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             operation = name
             with state.lock:
                 state.stats_for(operation).calls += 1
-            self._serve_operation(state, operation, body, request_id)
+            self._serve_operation(state, OPERATIONS[operation], body, request_id)
         except AwsError as err:
             self._count_error(state, operation, err)
             self._reply(err.status, err.body(), request_id, err.error_type)
@@ -201,7 +201,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._count_error(state, operation, bug)
             self._reply(bug.status, bug.body(), request_id, bug.error_type)
 
-    def _serve_operation(self, state: State, operation: str, body: bytes, request_id: str) -> None:
+    def _serve_operation(self, state: State, op: Operation, body: bytes, request_id: str) -> None:
+        operation = op.name
         media_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if media_type != CONTENT_TYPE:
             raise serialization_error(f"Content-Type must be {CONTENT_TYPE}.")
@@ -212,7 +213,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             region = state.config.region
             lookup = sts.credential_lookup(state)  # fixture keys and the sessions STS issued
         caller = sigv4.verify("POST", "/", self._headers(), body, lookup, region, now)
-        sts.refuse_long_term_keys(state, operation, caller)
+        sts.refuse_long_term_keys(state, op, caller)
         if state.faults.fire("drop", operation) is not None:
             self.close_connection = True
             try:
@@ -244,18 +245,17 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise serialization_error("The request body is not valid JSON.") from exc
         with state.lock:
             modeled = state.config.modeled_constraint_errors
-        model.check_request(operation, request, modeled)
+        model.check_request(op.input_shape, request, modeled)
         if operation in caller.denied_operations:
-            if operation == "MeterUsage" and request.get("DryRun"):
+            if op.dry_run_member is not None and request.get(op.dry_run_member):
                 raise AwsError("UnauthorizedException", "You are not authorized to perform this operation.")
-            action = f"aws-marketplace:{operation}"
             raise AwsError("AccessDeniedException",
                            f"User: arn:aws:iam::{caller.account_id or '000000000000'}:user/emulator is not authorized "
-                           f"to perform: {action}")
+                           f"to perform: {op.iam_action}")
         with state.lock:
             if operation in state.config.disabled_operations:
                 raise AwsError("DisabledApiException", f"The {operation} API is disabled in this Region.")
-            response = OPERATIONS[operation](state, caller, request)
+            response = op.handler(state, caller, request, op)
             state.stats_for(operation).succeeded += 1
         self._reply(200, response, request_id)
 

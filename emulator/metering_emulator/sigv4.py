@@ -1,6 +1,10 @@
-"""Server-side AWS Signature Version 4 verification (metering-api.md §5.1), written from the spec.
+"""Server-side AWS Signature Version 4 verification, written from AWS's description of the signing process
+(IAM User Guide, "Create a signed AWS API request" and "Elements of an AWS API request signature") and
+checked against requests botocore signs (``botocore/auth.py``, ``SigV4Auth``).
 
-The checks run in the documented order and each failure maps to the error the service returns.
+The checks run in a fixed order, the order of emulator/README.md ("What it checks, in order", step 5):
+the Authorization header and its credential scope, the key, the signed headers, the signature, the session
+token, then the clock skew. Each failure maps to the error code and message AWS's JSON services send.
 Nothing here ever puts a secret or a signature into an error message.
 """
 

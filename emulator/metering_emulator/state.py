@@ -14,13 +14,11 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from .catalogue import NAMES, OPERATIONS, WINDOWS
 from .clock import UsageClock
 from .faults import Fault, FaultSet
 from .fixtures import Customer, Fixtures, load_fixtures
 from .signing import JwtSigner
-
-QUOTAS_PER_SECOND: dict[str, int] = {"BatchMeterUsage": 10, "MeterUsage": 10, "RegisterUsage": 5}
-QUOTA_FREE_OPERATIONS = ("ResolveCustomer",)
 
 
 class ConfigError(ValueError):
@@ -68,10 +66,11 @@ class Config:
         "refuseLongTermKeys": "refuse_long_term_keys",
     }
 
-    # The single window of older versions: setting it sets both per-operation windows (kept as an alias).
+    # The single window of older versions: setting it sets every per-operation window (the catalogue's
+    # ``window`` attributes; kept as an alias).
     ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "timestampWindowHours": ("batch_meter_usage_window_hours", "meter_usage_window_hours"),
-        "timestamp_window_hours": ("batch_meter_usage_window_hours", "meter_usage_window_hours"),
+        "timestampWindowHours": WINDOWS,
+        "timestamp_window_hours": WINDOWS,
     }
     ECHO_MODES: ClassVar[tuple[str, ...]] = ("verbatim", "normalised")
 
@@ -90,8 +89,7 @@ class Config:
             if attr == "echo" and value not in self.ECHO_MODES:
                 raise ConfigError(f"{key} must be one of {list(self.ECHO_MODES)}")
         elif kind == "list[str]":
-            if not isinstance(value, list) or any(v not in QUOTA_FREE_OPERATIONS + tuple(QUOTAS_PER_SECOND)
-                                                  for v in value):
+            if not isinstance(value, list) or any(v not in NAMES for v in value):
                 raise ConfigError(f"{key} must be a list of operation names")
             value = list(value)
         elif kind == "int":
@@ -234,7 +232,7 @@ class State:
         metering-service-quotas.html); the caller passes the calling credential's ``accountId`` (its
         access key id when a fixture gives none).
         """
-        limit = QUOTAS_PER_SECOND.get(operation)
+        limit = OPERATIONS[operation].quota_per_second
         if limit is None:
             return True
         with self.lock:

@@ -26,17 +26,20 @@ from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from . import sigv4
+from .catalogue import NAMES
 from .errors import AwsError
+from .parsing import items, parsed
+from .parsing import string as string_field
 from .sigv4 import Credential
 
 if TYPE_CHECKING:
+    from .catalogue import Operation
     from .state import State
 
 STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 STS_VERSION = "2011-06-15"
 FORM_TYPE = "application/x-www-form-urlencoded"
 IDENTITY_KEYS = ("roles", "webIdentityTokens", "instanceProfile", "containerCredentials")
-OPERATION_NAMES = ("BatchMeterUsage", "MeterUsage", "RegisterUsage", "ResolveCustomer")
 PLATFORMS = ("ecs", "eks", "fargate", "ec2", "other")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})$")
 _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
@@ -125,18 +128,7 @@ def _strings(value: Any, where: str, errors: list[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _opt_str(obj: dict[str, Any], key: str, where: str, errors: list[str]) -> str | None:
-    value = obj.get(key)
-    if value is not None and (not isinstance(value, str) or not value):
-        errors.append(f"{where}.{key}: must be a non-empty string")
-        return None
-    return value
-
-
-def _role(obj: Any, where: str, errors: list[str]) -> Role | None:
-    if not isinstance(obj, dict):
-        errors.append(f"{where}: must be an object")
-        return None
+def _role(obj: dict[str, Any], where: str, errors: list[str]) -> Role | None:
     arn = obj.get("roleArn")
     match = _ROLE_ARN.match(arn) if isinstance(arn, str) else None
     if match is None:
@@ -150,18 +142,14 @@ def _role(obj: Any, where: str, errors: list[str]) -> Role | None:
     if unknown:
         errors.append(f"{where}.trust: unknown keys {sorted(unknown)}")
     web: list[WebIdentity] = []
-    raw_web = trust.get("webIdentity", [])
-    if not isinstance(raw_web, list):
-        errors.append(f"{where}.trust.webIdentity: must be an array")
-        raw_web = []
-    for j, item in enumerate(raw_web):
+    for path, item in items(trust, "webIdentity", errors, f"{where}.trust"):
         if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item.get(k)
                                                  for k in ("issuer", "subject")):
-            errors.append(f"{where}.trust.webIdentity[{j}]: needs issuer and subject strings")
+            errors.append(f"{path}: needs issuer and subject strings")
             continue
         web.append(WebIdentity(item["issuer"], item["subject"]))
-    external_id = _opt_str(obj, "externalId", where, errors)
-    platform = _opt_str(obj, "platform", where, errors)
+    external_id = string_field(obj, "externalId", where, errors, required=False)
+    platform = string_field(obj, "platform", where, errors, required=False)
     if platform is not None and platform not in PLATFORMS:
         errors.append(f"{where}.platform: must be one of {list(PLATFORMS)}")
     duration = obj.get("maxSessionDurationSeconds", 3600)
@@ -169,32 +157,19 @@ def _role(obj: Any, where: str, errors: list[str]) -> Role | None:
         errors.append(f"{where}.maxSessionDurationSeconds: must be a number of seconds from 1 to 43200")
         duration = 3600
     denied = _strings(obj.get("deniedOperations"), f"{where}.deniedOperations", errors)
-    if any(d not in OPERATION_NAMES for d in denied):
-        errors.append(f"{where}.deniedOperations: must be drawn from {list(OPERATION_NAMES)}")
+    if any(d not in NAMES for d in denied):
+        errors.append(f"{where}.deniedOperations: must be drawn from {list(NAMES)}")
     return Role(str(arn), match.group(1), match.group(2), external_id,
                 _strings(trust.get("accessKeys"), f"{where}.trust.accessKeys", errors),
                 _strings(trust.get("accounts"), f"{where}.trust.accounts", errors), tuple(web), float(duration),
-                platform, _opt_str(obj, "resourceRegion", where, errors), denied)
+                platform, string_field(obj, "resourceRegion", where, errors, required=False), denied)
 
 
 def parse_identity(doc: dict[str, Any], errors: list[str]) -> Identity:
     """Parse the identity keys of a fixtures document (problems are appended to ``errors``)."""
-    roles: dict[str, Role] = {}
-    raw_roles = doc.get("roles", [])
-    if not isinstance(raw_roles, list):
-        errors.append("roles: must be an array")
-        raw_roles = []
-    for i, obj in enumerate(raw_roles):
-        role = _role(obj, f"roles[{i}]", errors)
-        if role is not None:
-            roles[role.arn] = role
+    roles = {role.arn: role for role in parsed(doc, "roles", errors, _role)}
     tokens: dict[str, WebToken] = {}
-    raw_tokens = doc.get("webIdentityTokens", [])
-    if not isinstance(raw_tokens, list):
-        errors.append("webIdentityTokens: must be an array")
-        raw_tokens = []
-    for i, obj in enumerate(raw_tokens):
-        where = f"webIdentityTokens[{i}]"
+    for where, obj in items(doc, "webIdentityTokens", errors):
         if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) and obj.get(k)
                                                 for k in ("token", "issuer", "subject")):
             errors.append(f"{where}: needs token, issuer and subject strings")
@@ -216,7 +191,7 @@ def parse_identity(doc: dict[str, Any], errors: list[str]) -> Identity:
             continue
         found[key] = obj["roleArn"]
     container = doc.get("containerCredentials")
-    authorization = _opt_str(container, "authorizationToken", "containerCredentials", errors) \
+    authorization = string_field(container, "authorizationToken", "containerCredentials", errors, required=False) \
         if isinstance(container, dict) else None
     return Identity(roles, tokens, found["instanceProfile"], found["containerCredentials"], authorization)
 
@@ -312,27 +287,17 @@ def credential_lookup(state: State) -> Callable[[str], Credential | None]:
     return lookup
 
 
-def refuse_long_term_keys(state: State, operation: str, caller: Credential) -> None:
-    """With ``refuseLongTermKeys`` on, MeterUsage and RegisterUsage need temporary (role) credentials.
-
-    botocore 1.44.8's MeterUsage documentation: the software "must use the IAM role for Amazon EC2", IRSA or
-    the ECS task role; "long-term access keys are not supported". RegisterUsage "can only be called from
-    within an ECS task or an EKS pod". AWS does not document the exact error code for MeterUsage; the
-    emulator answers AccessDeniedException (RegisterUsage: the modeled PlatformNotSupportedException).
+def refuse_long_term_keys(state: State, op: Operation, caller: Credential) -> None:
+    """With ``refuseLongTermKeys`` on, the operations whose catalogue entry has a ``long_term_key_refusal``
+    (MeterUsage and RegisterUsage, after their botocore 1.44.8 documentation) need temporary (role)
+    credentials; a long-term key gets that refusal.
     """
-    if operation not in ("MeterUsage", "RegisterUsage") or caller.session_token is not None:
+    if op.long_term_key_refusal is None or caller.session_token is not None:
         return
     with state.lock:
         refuse = bool(getattr(state.config, "refuse_long_term_keys", False))
-    if not refuse:
-        return
-    if operation == "RegisterUsage":
-        raise AwsError("PlatformNotSupportedException",
-                       "RegisterUsage can only be called from within an ECS task or an EKS pod; long-term access "
-                       "keys are not supported.")
-    raise AwsError("AccessDeniedException",
-                   "MeterUsage must be signed with the workload's IAM role (EC2 instance role, EKS IRSA role or "
-                   "ECS task role); long-term access keys are not supported.")
+    if refuse:
+        raise AwsError(*op.long_term_key_refusal)
 
 
 # -- the Query protocol -------------------------------------------------------------------------

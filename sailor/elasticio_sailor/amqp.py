@@ -472,24 +472,20 @@ class AmqpTransport:
         return params
 
     def _open_read(self) -> None:
-        if self._closing:
-            return
-        self._read_conn = pika.SelectConnection(
-            self._params("read"),
-            on_open_callback=lambda c: c.channel(on_open_callback=self._on_read_channel),
-            on_open_error_callback=lambda c, e: self._conn_failed("read", e),
-            on_close_callback=lambda c, e: self._conn_closed("read", c, e),
-            custom_ioloop=self._ioloop,
-        )
+        self._read_conn = self._open("read", self._on_read_channel) or self._read_conn
 
     def _open_write(self) -> None:
+        self._write_conn = self._open("write", self._on_write_channel) or self._write_conn
+
+    def _open(self, role: str, on_channel: Callable[[Any], None]) -> pika.SelectConnection | None:
+        """Open the ``role`` connection, then its channel (``None`` once closing)."""
         if self._closing:
-            return
-        self._write_conn = pika.SelectConnection(
-            self._params("write"),
-            on_open_callback=lambda c: c.channel(on_open_callback=self._on_write_channel),
-            on_open_error_callback=lambda c, e: self._conn_failed("write", e),
-            on_close_callback=lambda c, e: self._conn_closed("write", c, e),
+            return None
+        return pika.SelectConnection(
+            self._params(role),
+            on_open_callback=lambda c: c.channel(on_open_callback=on_channel),
+            on_open_error_callback=lambda c, e: self._conn_failed(role, e),
+            on_close_callback=lambda c, e: self._conn_closed(role, c, e),
             custom_ioloop=self._ioloop,
         )
 

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if args:
         sys.stderr.write(USAGE)
         return 2
-    from .sailor import run_flow_step
     from .settings import SettingsError, load_settings
+    from .step import run_flow_step
 
     try:
         settings = load_settings()

@@ -2,21 +2,35 @@
 
 This is the part every transport shares (AMQP flow step, local runner): ``run_function`` calls
 ``process(self, msg, cfg, snapshot)`` and turns its outcome into events handed to an ``EventHandler``.
+Node 2.7.8: ``lib/executor.js`` (``TaskExec``) and ``lib/emitter.js``; docs/platform-contract.md §6.6, §6.10.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from types import ModuleType
+from collections.abc import Mapping
+from types import MappingProxyType, ModuleType
 from typing import Any, Protocol
 
+from .crypto import dumps, loads
 from .logs import LOG_CONTEXT
 from .messages import Rebound
 
-EVENTS = frozenset(
-    {"data", "error", "rebound", "snapshot", "updateSnapshot", "updateKeys", "httpReply", "end"}
-)
+# The events a component can emit, each with the name of the handler method that handles it
+# (``method(ctx, payload)``): the one list of events — TaskContext ignores any other name. Adding an
+# event is a row here and that method on the flow step's ``MessageExecution`` (checked at import).
+EVENT_HANDLERS: Mapping[str, str] = MappingProxyType({
+    "data": "on_data",
+    "error": "on_error",
+    "rebound": "on_rebound",
+    "snapshot": "on_snapshot",
+    "updateSnapshot": "on_update_snapshot",
+    "updateKeys": "on_update_keys",
+    "httpReply": "on_http_reply",
+    "end": "on_end",
+})
+EVENTS = frozenset(EVENT_HANDLERS)
 
 log = logging.getLogger("sailor")
 
@@ -24,10 +38,17 @@ log = logging.getLogger("sailor")
 class EventHandler(Protocol):
     """Receives the events of one execution; returns when the event is fully handled."""
 
-    def on_event(self, ctx: TaskContext, event: str, payload: Any, final: bool = False) -> None:
-        """``final`` marks the data event made from ``process``'s return value: nothing in the component
-        waits for it, so a transport may complete it asynchronously (it must still finish before ack)."""
+    def on_event(self, ctx: TaskContext, event: str, payload: Any) -> None:
+        """Handle ``event`` (one of :data:`EVENTS`)."""
         ...
+
+
+def deep_copy(value: Any) -> Any:
+    """Deep copy of JSON data (a JSON round trip is several times faster than copy.deepcopy)."""
+    try:
+        return loads(dumps(value))
+    except (TypeError, ValueError):
+        return copy.deepcopy(value)
 
 
 _COMPONENT_LOGGER = logging.getLogger("component")
@@ -90,9 +111,6 @@ class TaskContext:
 
         Unknown events are ignored; a second ``end`` is ignored with a warning.
         """
-        self._emit(event, payload, False)
-
-    def _emit(self, event: str, payload: Any, final: bool) -> None:
         if event not in EVENTS:
             log.warning("Unknown event ignored", extra={"event": str(event)[:64]})
             return
@@ -104,7 +122,7 @@ class TaskContext:
         elif event == "error":
             # counted before handling, so error-then-end always rejects (Node does the same)
             self.error_count += 1
-        self._handler.on_event(self, event, payload, final)
+        self._handler.on_event(self, event, payload)
 
 
 def run_function(
@@ -137,7 +155,7 @@ def _run_function(
         ctx.emit("error", exc)
     else:
         if result:
-            ctx._emit("data", result, True)
+            ctx.emit("data", result)
     ctx.emit("end")
 
 

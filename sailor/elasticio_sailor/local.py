@@ -32,7 +32,7 @@ class PrintingHandler:
         self.rebounded = False
         self.events: list[str] = []
 
-    def on_event(self, ctx: TaskContext, event: str, payload: Any, final: bool = False) -> None:
+    def on_event(self, ctx: TaskContext, event: str, payload: Any) -> None:
         if event in ("error", "rebound"):
             payload = format_error(payload)
             self.rebounded = self.rebounded or event == "rebound"

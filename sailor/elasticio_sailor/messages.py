@@ -80,7 +80,10 @@ def format_error(err: Any) -> dict[str, Any]:
 
 
 def incoming_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    """The incoming AMQP headers a sailor keeps (§4.6); ``None`` values mean "absent"."""
+    """The incoming AMQP headers a sailor keeps; ``None`` values mean "absent".
+
+    Node: ``lib/sailor.js`` ``readIncomingMessageHeaders``; docs/platform-contract.md §4.6.
+    """
     out: dict[str, Any] = {"stepId": headers.get("stepId")}
     for key, value in headers.items():
         if key.lower().startswith(META_PREFIX):

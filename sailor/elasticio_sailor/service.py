@@ -4,6 +4,9 @@ Body ``{"status": "success", "data": …}`` or ``{"status": "error", "data": {"m
 ``ELASTICIO_POST_RESULT_URL`` (basic auth taken from its userinfo). Exit 0 once the platform answered 200,
 1 without a result URL or when the POST is not answered 200.
 
+The environment is read once into :class:`~.settings.ServiceSettings` (Node's ``lib/service.js``
+``processService``; docs/platform-contract.md §2.3, §7.6).
+
 Deliberate difference from Node: a verifier returning plain ``False`` reports ``{"verified": false}``
 (Node reports it as verified).
 """
@@ -14,7 +17,6 @@ import base64
 import inspect
 import json
 import logging
-import os
 import time
 import urllib.error
 import urllib.parse
@@ -26,6 +28,7 @@ from .api import ApiClient
 from .component import ComponentReader, component_root
 from .executor import ContextLogger
 from .logs import REDACTOR
+from .settings import ServiceSettings, load_service_settings
 
 log = logging.getLogger("sailor")
 
@@ -76,27 +79,29 @@ def verify_result(result: Any) -> dict[str, Any]:
     return {"verified": True}
 
 
-def execute(method: str, env: Mapping[str, str]) -> Any:
+def execute(method: str, settings: ServiceSettings | Mapping[str, str]) -> Any:
     """Run one service method; raise ServiceError/any exception for an error result."""
+    if not isinstance(settings, ServiceSettings):
+        settings = load_service_settings(settings)
     if method not in METHODS:
         raise ServiceError(f'Unknown service method "{method}"')
     for name in ("CFG", "API_URI", "API_USERNAME", "API_KEY"):
-        if not env.get("ELASTICIO_" + name):
+        if not getattr(settings, name):
             raise ServiceError(f"ELASTICIO_{name} is not provided")
-    target = env.get("ELASTICIO_ACTION_OR_TRIGGER")
+    target = settings.ACTION_OR_TRIGGER
     if method in ("getMetaModel", "selectModel") and not target:
         raise ServiceError("ELASTICIO_ACTION_OR_TRIGGER is not provided")
-    model_method = env.get("ELASTICIO_GET_MODEL_METHOD")
+    model_method = settings.GET_MODEL_METHOD
     if method == "selectModel" and not model_method:
         raise ServiceError("ELASTICIO_GET_MODEL_METHOD is not provided")
     try:
-        cfg = json.loads(env["ELASTICIO_CFG"])
+        cfg = json.loads(str(settings.CFG))
     except ValueError:
         raise ServiceError("Unable to parse CFG") from None
     REDACTOR.add_config(cfg)
-    api = ApiClient(env["ELASTICIO_API_URI"], env["ELASTICIO_API_USERNAME"], env["ELASTICIO_API_KEY"])
+    api = ApiClient(str(settings.API_URI), str(settings.API_USERNAME), str(settings.API_KEY))
     ctx = ServiceContext(api, cfg if isinstance(cfg, dict) else {})
-    reader = ComponentReader(component_root(env.get("ELASTICIO_COMPONENT_PATH", "")))
+    reader = ComponentReader(component_root(settings.COMPONENT_PATH))
     if method == "verifyCredentials":
         module = reader.load_verifier()
         verify = getattr(module, "verify", None) if module is not None else None
@@ -115,7 +120,7 @@ def execute(method: str, env: Mapping[str, str]) -> Any:
     return _call(fn, ctx, cfg)
 
 
-def post_result(url: str, body: dict[str, Any], env: Mapping[str, str]) -> int:
+def post_result(url: str, body: dict[str, Any], settings: ServiceSettings) -> int:
     """POST the result; return the final HTTP status (0 when the server could not be reached)."""
     parts = urllib.parse.urlsplit(url)
     headers = {"Content-Type": "application/json", "Connection": "Keep-Alive"}
@@ -130,12 +135,9 @@ def post_result(url: str, body: dict[str, Any], env: Mapping[str, str]) -> int:
             netloc += f":{parts.port}"
         url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    attempts_raw = env.get("ELASTICIO_API_REQUEST_RETRY_ATTEMPTS", "")
-    attempts = int(attempts_raw) if attempts_raw.isdigit() and int(attempts_raw) > 0 else 1
-    delay_raw = env.get("ELASTICIO_API_REQUEST_RETRY_DELAY", "")
-    delay = int(delay_raw) / 1000.0 if delay_raw.isdigit() else 0.1
+    delay = settings.API_REQUEST_RETRY_DELAY / 1000.0
     status = 0
-    for attempt in range(attempts):
+    for attempt in range(settings.API_REQUEST_RETRY_ATTEMPTS):
         if attempt:
             time.sleep(delay)
         req = urllib.request.Request(url, data=data, method="POST", headers=headers)
@@ -153,21 +155,21 @@ def post_result(url: str, body: dict[str, Any], env: Mapping[str, str]) -> int:
 
 def run_service(method: str, env: Mapping[str, str] | None = None) -> int:
     """Entry of ``python -m elasticio_sailor service <method>``; returns the exit code."""
-    env = os.environ if env is None else env
-    url = env.get("ELASTICIO_POST_RESULT_URL")
+    settings = load_service_settings(env)
+    url = settings.POST_RESULT_URL
     if not url:
         log.critical("ELASTICIO_POST_RESULT_URL is not provided")
         return 1
-    REDACTOR.add([v for k in ("ELASTICIO_API_KEY",) if (v := env.get(k))])
+    REDACTOR.add(settings.secrets())
     parts = urllib.parse.urlsplit(url)
     if parts.password:
         REDACTOR.add([parts.password, urllib.parse.unquote(parts.password)])
     try:
-        body: dict[str, Any] = {"status": "success", "data": execute(method, env)}
+        body: dict[str, Any] = {"status": "success", "data": execute(method, settings)}
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the platform
         log.error("Service method failed", extra={"method": method, "reason": type(exc).__name__})
         body = {"status": "error", "data": {"message": str(exc)}}
-    status = post_result(url, body, env)
+    status = post_result(url, body, settings)
     if status != 200:
         log.critical("Failed to POST the result", extra={"status": status})
         return 1

@@ -1,82 +1,140 @@
-"""Sailor settings: every ``ELASTICIO_*`` variable read from one table.
+"""Sailor settings: one typed, frozen object read once from the ``ELASTICIO_*`` environment.
 
-Parsing follows elasticio-sailor-nodejs 2.7.8 (lib/settings.js) on purpose, quirks included, so that a
-platform environment means the same to both sailors:
+The fields of :class:`Settings` are the table: a field's name is the variable's name without the prefix,
+its metadata says whether it is required (always, or for AMQP), and the type of its default decides how
+it is parsed. Parsing follows elasticio-sailor-nodejs 2.7.8 (``lib/settings.js``: ``getMandatoryEnvVars``,
+``getOptionalEnvVars``, ``getAdditionalVars``) on purpose, quirks included, so that a platform
+environment means the same to both sailors (docs/platform-contract.md §2.1):
 
 * required: missing or empty string is an error (all missing names are reported at once);
 * numbers: ``parseInt(value) || default`` — ``"0"`` and ``"abc"`` give the default, ``"10abc"`` gives 10;
 * booleans: unset gives the default, ``""``/``"false"`` give False, any other string gives True;
 * strings: ``value or default``.
+
+Service mode reads its own few variables (Node's ``lib/service.js`` ``processService``) into
+:class:`ServiceSettings`, with the same helpers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 PREFIX = "ELASTICIO_"
 
-REQUIRED_ALWAYS = (
-    "FLOW_ID",
-    "EXEC_ID",
-    "STEP_ID",
-    "CONTAINER_ID",
-    "WORKSPACE_ID",
-    "USER_ID",
-    "COMP_ID",
-    "FUNCTION",
-    "API_URI",
-    "API_USERNAME",
-    "API_KEY",
-)
-REQUIRED_FOR_AMQP = (
-    "AMQP_URI",
-    "LISTEN_MESSAGES_ON",
-    "PUBLISH_MESSAGES_TO",
-    "DATA_ROUTING_KEY",
-    "ERROR_ROUTING_KEY",
-    "REBOUND_ROUTING_KEY",
-    "SNAPSHOT_ROUTING_KEY",
-    "MESSAGE_CRYPTO_IV",
-    "MESSAGE_CRYPTO_PASSWORD",
-)
+_ALWAYS = MappingProxyType({"required": "always"})
+_FOR_AMQP = MappingProxyType({"required": "amqp"})
+_DERIVED = MappingProxyType({"required": "derived"})
 
-# key -> default; the type of the default decides how the value is parsed.
-OPTIONAL: dict[str, Any] = {
-    "REBOUND_INITIAL_EXPIRATION": 15000,
-    "REBOUND_LIMIT": 20,
-    "COMPONENT_PATH": "",
-    "RABBITMQ_PREFETCH_SAILOR": 1,
-    "STARTUP_REQUIRED": False,
-    "HOOK_SHUTDOWN": False,
-    "API_REQUEST_RETRY_ATTEMPTS": 3,
-    "API_REQUEST_RETRY_DELAY": 100,
-    "DATA_RATE_LIMIT": 10,
-    "ERROR_RATE_LIMIT": 2,
-    "SNAPSHOT_RATE_LIMIT": 2,
-    "RATE_INTERVAL": 100,
-    "PROCESS_AMQP_DRAIN": True,
-    "AMQP_PUBLISH_RETRY_DELAY": 100,
-    "AMQP_PUBLISH_RETRY_ATTEMPTS": math.inf,
-    "AMQP_PUBLISH_MAX_RETRY_DELAY": 300000,
-    "AMQP_PERSISTENT_MESSAGES": False,
-    "OUTGOING_MESSAGE_SIZE_LIMIT": 10485760,
-    "NO_SELF_PASSTRHOUGH": False,
-    "PROTOCOL_VERSION": 1,
-    "NO_ERROR_REPLIES": False,
-    "INPUT_FORMAT": "default",
-    "OBJECT_STORAGE_URI": None,
-    "OBJECT_STORAGE_TOKEN": None,
-    "OBJECT_STORAGE_SIZE_THRESHOLD": 1048576,
-    "EMIT_LIGHTWEIGHT_MESSAGE": False,
-    "AMQP_RECONNECT_ATTEMPTS": 3,
-    "AMQP_RECONNECT_TIMEOUT": 100,
-    "WAIT_MESSAGES_TIMEOUT": 50,
-}
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Parsed flow-step settings; attribute names are the variable names without the prefix."""
+
+    # required always
+    FLOW_ID: str = field(metadata=_ALWAYS)
+    EXEC_ID: str = field(metadata=_ALWAYS)
+    STEP_ID: str = field(metadata=_ALWAYS)
+    CONTAINER_ID: str = field(metadata=_ALWAYS)
+    WORKSPACE_ID: str = field(metadata=_ALWAYS)
+    USER_ID: str = field(metadata=_ALWAYS)
+    COMP_ID: str = field(metadata=_ALWAYS)
+    FUNCTION: str = field(metadata=_ALWAYS)
+    API_URI: str = field(metadata=_ALWAYS)
+    API_USERNAME: str = field(metadata=_ALWAYS)
+    API_KEY: str = field(metadata=_ALWAYS)
+    # required unless ELASTICIO_HOOK_SHUTDOWN (then None when unset)
+    AMQP_URI: str | None = field(default=None, metadata=_FOR_AMQP)
+    LISTEN_MESSAGES_ON: str | None = field(default=None, metadata=_FOR_AMQP)
+    PUBLISH_MESSAGES_TO: str | None = field(default=None, metadata=_FOR_AMQP)
+    DATA_ROUTING_KEY: str | None = field(default=None, metadata=_FOR_AMQP)
+    ERROR_ROUTING_KEY: str | None = field(default=None, metadata=_FOR_AMQP)
+    REBOUND_ROUTING_KEY: str | None = field(default=None, metadata=_FOR_AMQP)
+    SNAPSHOT_ROUTING_KEY: str | None = field(default=None, metadata=_FOR_AMQP)
+    MESSAGE_CRYPTO_IV: str | None = field(default=None, metadata=_FOR_AMQP)
+    MESSAGE_CRYPTO_PASSWORD: str | None = field(default=None, metadata=_FOR_AMQP)
+    # optional, Node's defaults (lib/settings.js getOptionalEnvVars), in Node's order
+    REBOUND_INITIAL_EXPIRATION: int = 15000
+    REBOUND_LIMIT: int = 20
+    COMPONENT_PATH: str = ""
+    RABBITMQ_PREFETCH_SAILOR: int = 1
+    STARTUP_REQUIRED: bool = False
+    HOOK_SHUTDOWN: bool = False
+    API_REQUEST_RETRY_ATTEMPTS: int = 3
+    API_REQUEST_RETRY_DELAY: int = 100
+    DATA_RATE_LIMIT: int = 10
+    ERROR_RATE_LIMIT: int = 2
+    SNAPSHOT_RATE_LIMIT: int = 2
+    RATE_INTERVAL: int = 100
+    PROCESS_AMQP_DRAIN: bool = True
+    AMQP_PUBLISH_RETRY_DELAY: int = 100
+    AMQP_PUBLISH_RETRY_ATTEMPTS: float = math.inf
+    AMQP_PUBLISH_MAX_RETRY_DELAY: int = 300000
+    AMQP_PERSISTENT_MESSAGES: bool = False
+    OUTGOING_MESSAGE_SIZE_LIMIT: int = 10485760
+    NO_SELF_PASSTRHOUGH: bool = False
+    PROTOCOL_VERSION: int = 1
+    NO_ERROR_REPLIES: bool = False
+    INPUT_FORMAT: str = "default"
+    OBJECT_STORAGE_URI: str | None = None
+    OBJECT_STORAGE_TOKEN: str | None = None
+    OBJECT_STORAGE_SIZE_THRESHOLD: int = 1048576
+    EMIT_LIGHTWEIGHT_MESSAGE: bool = False
+    AMQP_RECONNECT_ATTEMPTS: int = 3
+    AMQP_RECONNECT_TIMEOUT: int = 100
+    WAIT_MESSAGES_TIMEOUT: int = 50
+    # ELASTICIO_ADDITIONAL_VARS_FOR_HEADERS, camelCased header name -> value
+    additional_headers: Mapping[str, str] = field(default_factory=dict, metadata=_DERIVED)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every variable's value by name (without the prefix); a copy."""
+        return {f.name: getattr(self, f.name) for f in _VARIABLES}
+
+    def amqp(self) -> AmqpSettings:
+        """The AMQP variables as non-optional strings (flow-step mode; they are checked at load)."""
+        missing = [f"{PREFIX}{k} is missing" for k in REQUIRED_FOR_AMQP if not getattr(self, k)]
+        if missing:
+            raise SettingsError(missing)
+        return AmqpSettings(*(str(getattr(self, k)) for k in REQUIRED_FOR_AMQP))
+
+    def secrets(self) -> list[str]:
+        """The live secret values (for the log redaction filter)."""
+        out = [str(v) for k in SECRET_KEYS if (v := getattr(self, k))]
+        m = re.match(r"^[a-z]+://[^:/@]*:([^@/]+)@", self.AMQP_URI or "")
+        if m:
+            out.append(m.group(1))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpSettings:
+    """The variables required for message processing (Node's ``requiredForMessageProcessing``)."""
+
+    AMQP_URI: str
+    LISTEN_MESSAGES_ON: str
+    PUBLISH_MESSAGES_TO: str
+    DATA_ROUTING_KEY: str
+    ERROR_ROUTING_KEY: str
+    REBOUND_ROUTING_KEY: str
+    SNAPSHOT_ROUTING_KEY: str
+    MESSAGE_CRYPTO_IV: str
+    MESSAGE_CRYPTO_PASSWORD: str
+
+
+_VARIABLES = tuple(f for f in dataclasses.fields(Settings) if f.metadata.get("required") != "derived")
+REQUIRED_ALWAYS = tuple(f.name for f in _VARIABLES if f.metadata.get("required") == "always")
+REQUIRED_FOR_AMQP = tuple(f.name for f in _VARIABLES if f.metadata.get("required") == "amqp")
+# key -> default; the type of the default decides how the value is parsed (as Node's `typeof`).
+OPTIONAL: Mapping[str, Any] = MappingProxyType(
+    {f.name: f.default for f in _VARIABLES if "required" not in f.metadata}
+)
 
 # Values that must never appear in a log line or an error text.
 SECRET_KEYS = ("API_KEY", "MESSAGE_CRYPTO_PASSWORD", "OBJECT_STORAGE_TOKEN")
@@ -92,15 +150,15 @@ class SettingsError(Exception):
         self.problems = problems
 
 
+def js_parse_int(raw: str | None) -> int | None:
+    """JavaScript ``parseInt(raw)``: the leading integer, or ``None`` for NaN."""
+    m = _INT_PREFIX.match(raw) if raw else None
+    return int(m.group(1)) if m else None
+
+
 def parse_int(raw: str | None, default: float) -> float:
     """JavaScript ``parseInt(raw) || default``: a leading integer, 0 and garbage fall back."""
-    if not raw:
-        return default
-    m = _INT_PREFIX.match(raw)
-    if not m:
-        return default
-    value = int(m.group(1))
-    return value or default
+    return js_parse_int(raw) or default
 
 
 def parse_bool(raw: str | None, default: bool) -> bool:
@@ -124,29 +182,6 @@ def camel_case(name: str) -> str:
     return out
 
 
-@dataclass
-class Settings:
-    """Parsed sailor settings; attribute names are the variable names without the prefix."""
-
-    values: dict[str, Any]
-    additional_headers: dict[str, str] = field(default_factory=dict)
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self.__dict__["values"][key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-    def secrets(self) -> list[str]:
-        """The live secret values (for the log redaction filter)."""
-        out = [str(self.values[k]) for k in SECRET_KEYS if self.values.get(k)]
-        uri = self.values.get("AMQP_URI") or ""
-        m = re.match(r"^[a-z]+://[^:/@]*:([^@/]+)@", uri)
-        if m:
-            out.append(m.group(1))
-        return out
-
-
 def _required(env: Mapping[str, str], keys: tuple[str, ...], problems: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key in keys:
@@ -158,6 +193,14 @@ def _required(env: Mapping[str, str], keys: tuple[str, ...], problems: list[str]
     return out
 
 
+def _optional(raw: str | None, default: Any) -> Any:
+    if isinstance(default, bool):
+        return parse_bool(raw, default)
+    if isinstance(default, (int, float)):
+        return parse_int(raw, default)
+    return raw or default
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, amqp: bool | None = None) -> Settings:
     """Build the settings of flow-step mode; raise SettingsError naming everything missing or invalid.
 
@@ -166,8 +209,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, amqp: bool | None = N
     """
     env = os.environ if env is None else env
     problems: list[str] = []
-    values: dict[str, Any] = {}
-    values.update(_required(env, REQUIRED_ALWAYS, problems))
+    values: dict[str, Any] = _required(env, REQUIRED_ALWAYS, problems)
     if amqp is None:
         amqp = not env.get(PREFIX + "HOOK_SHUTDOWN")
     if amqp:
@@ -175,22 +217,17 @@ def load_settings(env: Mapping[str, str] | None = None, *, amqp: bool | None = N
     for key in REQUIRED_FOR_AMQP:
         values.setdefault(key, env.get(PREFIX + key) or None)
     for key, default in OPTIONAL.items():
-        raw = env.get(PREFIX + key)
-        if isinstance(default, bool):
-            values[key] = parse_bool(raw, default)
-        elif isinstance(default, (int, float)) and default is not None:
-            values[key] = parse_int(raw, default)
-        else:
-            values[key] = raw or default
+        values[key] = _optional(env.get(PREFIX + key), default)
     iv = values.get("MESSAGE_CRYPTO_IV")
     if iv and len(iv.encode("utf-8")) != 16:
-        # Node only fails at the first encryption; failing at start is kinder and is §13 check 6.
+        # Node only fails at the first encryption; failing at start is kinder
+        # (docs/platform-contract.md §13, check 6).
         problems.append(f"{PREFIX}MESSAGE_CRYPTO_IV must be 16 bytes in UTF-8")
     if values["PROTOCOL_VERSION"] not in (1, 2):
         problems.append(f"{PREFIX}PROTOCOL_VERSION must be 1 or 2")
     if problems:
         raise SettingsError(problems)
-    return Settings(values, additional_headers(env))
+    return Settings(**values, additional_headers=MappingProxyType(additional_headers(env)))
 
 
 def additional_headers(env: Mapping[str, str]) -> dict[str, str]:
@@ -205,3 +242,50 @@ def additional_headers(env: Mapping[str, str]) -> dict[str, str]:
         if value is not None:
             out[camel_case(key)] = value
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """The variables of service mode (Node's ``lib/service.js`` ``processService``), read once.
+
+    Nothing is required at load: ``service.py`` reports each missing one to the platform, as Node does.
+    """
+
+    POST_RESULT_URL: str | None
+    CFG: str | None
+    ACTION_OR_TRIGGER: str | None
+    GET_MODEL_METHOD: str | None
+    COMPONENT_PATH: str
+    API_URI: str | None
+    API_USERNAME: str | None
+    API_KEY: str | None
+    # ``parseInt`` with no default in Node: NaN (unset, garbage) or 0 makes the result POST one attempt
+    API_REQUEST_RETRY_ATTEMPTS: int
+    API_REQUEST_RETRY_DELAY: int  # ms between attempts; 100 when unset or negative
+
+    def secrets(self) -> list[str]:
+        """The live secret values (for the log redaction filter)."""
+        return [self.API_KEY] if self.API_KEY else []
+
+
+def load_service_settings(env: Mapping[str, str] | None = None) -> ServiceSettings:
+    """Read the service-mode variables (never raises: a missing one is a result to post)."""
+    env = os.environ if env is None else env
+
+    def text(key: str) -> str | None:
+        return env.get(PREFIX + key) or None
+
+    attempts = js_parse_int(env.get(PREFIX + "API_REQUEST_RETRY_ATTEMPTS"))
+    delay = js_parse_int(env.get(PREFIX + "API_REQUEST_RETRY_DELAY"))
+    return ServiceSettings(
+        POST_RESULT_URL=text("POST_RESULT_URL"),
+        CFG=text("CFG"),
+        ACTION_OR_TRIGGER=text("ACTION_OR_TRIGGER"),
+        GET_MODEL_METHOD=text("GET_MODEL_METHOD"),
+        COMPONENT_PATH=env.get(PREFIX + "COMPONENT_PATH", ""),
+        API_URI=text("API_URI"),
+        API_USERNAME=text("API_USERNAME"),
+        API_KEY=text("API_KEY"),
+        API_REQUEST_RETRY_ATTEMPTS=max(1, attempts or 1),
+        API_REQUEST_RETRY_DELAY=delay if delay is not None and delay >= 0 else 100,
+    )

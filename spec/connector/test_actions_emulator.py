@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from metering_emulator.testing import EmulatorServer
 
-from lib.validation import validator
 from spec.connector.builders import (
     ACCOUNT,
     CUSTOMER,
@@ -27,6 +26,7 @@ from spec.connector.builders import (
     hour_start,
     run_action,
 )
+from spec.support.jsonschema_reference import reference_validator as validator
 
 
 def b64url(text: str) -> bytes:

@@ -153,3 +153,40 @@ def test_given_any_record_sizes_then_chunks_keep_order_and_both_limits(sizes: li
         body = {"ProductCode": PRODUCT, "UsageRecords": [records[i] for i in part]}
         assert 1 <= len(part) <= 25
         assert len(json.dumps(body, separators=(",", ":")).encode()) < 1_000_000
+
+
+def _greedy(records: list[dict[str, Any]], max_items: int, max_bytes: int) -> list[list[int]]:
+    """The chunking rule spelled out: add records while the call body stays under max_bytes and max_items.
+
+    (lib/batch.py counts a comma after every record, the last one too: one byte to spare, hence ``+ 1``.)
+    """
+    def size(part: list[int]) -> int:
+        body = {"ProductCode": PRODUCT, "UsageRecords": [records[i] for i in part]}
+        return len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+
+    parts: list[list[int]] = [[]]
+    for index in range(len(records)):
+        if size([index]) >= max_bytes:
+            raise ValueError("a record alone is too large")
+        trial = [*parts[-1], index]
+        if len(trial) > max_items or size(trial) >= max_bytes:
+            parts.append([index])
+        else:
+            parts[-1] = trial
+    return [part for part in parts if part]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=2_000), min_size=1, max_size=25), st.integers(-2, 2))
+@settings(max_examples=120, deadline=None)
+def test_given_one_call_worth_of_records_near_the_size_limit_then_chunking_splits_exactly_at_the_limit(
+        sizes: list[int], delta: int) -> None:
+    records = [dict(a_record(), Dimension="dé" * size) for size in sizes]
+    whole = {"ProductCode": PRODUCT, "UsageRecords": records}
+    limit = len(json.dumps(whole, separators=(",", ":"), ensure_ascii=False).encode()) + delta
+    try:
+        expected = _greedy(records, 25, limit)
+    except ValueError:
+        with pytest.raises(MeteringError):
+            chunk(list(range(len(records))), records, PRODUCT, 25, limit)
+        return
+    assert chunk(list(range(len(records))), records, PRODUCT, 25, limit) == expected

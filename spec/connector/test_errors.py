@@ -32,6 +32,7 @@ from spec.connector.builders import (
     run_action,
 )
 from spec.connector.scripted import Canned, ScriptedServer
+from spec.support.ports import free_port
 
 Setup = Callable[[EmulatorServer], None]
 
@@ -300,12 +301,7 @@ def test_given_a_reply_slower_than_the_read_timeout_then_it_is_a_retryable_read_
 
 def test_given_nothing_listening_then_it_is_a_retryable_connection_error_and_the_client_still_works_after(
         metering_emulator: EmulatorServer) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    client = MeteringClient(_settings(f"http://127.0.0.1:{port}"), backoff=Backoff(max_attempts=1))
+    client = MeteringClient(_settings(f"http://127.0.0.1:{free_port()}"), backoff=Backoff(max_attempts=1))
     with pytest.raises(MeteringError) as raised:
         client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
     assert (raised.value.code, raised.value.aws_message, raised.value.retryable) == ("ConnectionError",

@@ -13,8 +13,8 @@ import pytest
 from metering_emulator.testing import EmulatorServer
 
 from lib.operations import OPERATIONS
-from lib.validation import validator
 from spec.connector.builders import SECRET_KEY
+from spec.support.jsonschema_reference import reference_validator as validator
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -9,7 +9,7 @@ from metering_emulator.testing import EmulatorServer
 
 from lib.client import MeteringClient, Settings
 from lib.operations import OPERATIONS
-from lib.resilience import AdaptivePacer, Backoff, Pacer
+from lib.resilience import AdaptivePacer, AdaptiveWindow, Backoff, Pacer
 from spec.connector.builders import PRODUCT, a_config, a_record, hour_start, run_action
 
 
@@ -252,61 +252,186 @@ def _calls(pacer: AdaptivePacer, clock: FakeClock, n: int, throttled: bool = Fal
     return starts
 
 
-def test_given_throttling_answers_then_the_adaptive_rate_drops_by_its_factor_once_per_round() -> None:
-    clock = FakeClock()
-    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, beta=0.5)
-    _calls(pacer, clock, 30)  # climbed to the ceiling, 10 calls got through in the last second
-    assert pacer.rate == 10
-    _calls(pacer, clock, 1, throttled=True)
-    assert pacer.control.w_max in (9.0, 10.0)  # the share: the calls that got through in the last second
-    assert pacer.rate == pytest.approx(0.5 * pacer.control.w_max)  # halved (beta 0.5)
-    assert pacer.rate <= 5.0
-    rate = pacer.rate
-    before = clock.now
-    mark = pacer.wait()  # a call of the same round (within the hold) throttled too: no second decrease
-    assert clock.now - before >= 1 / rate - 1e-9  # spaced at the new rate
-    clock.now += 0.02
-    pacer.done(mark, throttled=True)
-    assert pacer.rate == rate
-    clock.now += 1.0  # a later round still throttled: down again, from the share that got through
-    _calls(pacer, clock, 1, throttled=True)
-    assert pacer.rate < rate and pacer.control.decreases == 2
+def _window(starts_ends: list[tuple[float, float]], at: float) -> int:
+    """Calls a server counting each call at its end would count in the second ending at ``at``."""
+    return sum(1 for _, end in starts_ends if at - 1.0 < end <= at)
 
 
-def test_given_no_more_throttling_then_the_rate_climbs_back_to_the_ceiling_and_never_above() -> None:
+def test_given_throttling_answers_then_the_window_drops_to_the_share_that_got_through_once_per_round() -> None:
     clock = FakeClock()
     pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
-    _calls(pacer, clock, 30)
+    assert pacer.control.limit == 10 and pacer.rate == 10  # a fresh pacer starts at the ceiling
+    _calls(pacer, clock, 30)  # 10 calls got through in the last second: the whole window was ours
     _calls(pacer, clock, 1, throttled=True)
-    low = pacer.rate
-    assert low < 10
-    rates = []
-    for _ in range(40):  # 40 seconds of calls that all get through
-        _calls(pacer, clock, 5)
-        rates.append(pacer.rate)
-        clock.now += 0.5
-    assert rates[0] > low and rates == sorted(rates), "the rate rises monotonically without throttling"
-    assert rates[-1] == 10 and max(rates) <= 10
+    assert pacer.control.limit == 9 and pacer.rate == 9.0  # down to the share, and at least by one
+    assert pacer.control.decreases == 1 and pacer.throttled == 1
+    mark = pacer.wait()  # a call of the same round (within the hold) throttled too: no second decrease
+    clock.now += 0.02
+    pacer.done(mark, throttled=True)
+    assert pacer.control.limit == 9 and pacer.control.decreases == 1 and pacer.throttled == 2
+    # Another process takes half of the account's quota: only 5 of ours got through in the last second.
+    clock.now += 2.0
+    for _ in range(5):
+        _calls(pacer, clock, 1)
+        clock.now += 0.13
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.limit == 5 and pacer.rate == 5.0  # halved: to the share that got through
+    assert pacer.control.decreases == 2
+
+
+def test_given_a_window_then_no_rolling_second_holds_more_calls_of_the_process_than_the_window() -> None:
+    """Each call starts a second after the one ``limit`` calls earlier ended, and starts are 1/limit apart."""
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
+    _calls(pacer, clock, 12)
+    _calls(pacer, clock, 1, throttled=True)
+    clock.now += 0.5
+    for _ in range(6):
+        _calls(pacer, clock, 1, throttled=True)
+        clock.now += 1.1  # each in a later round: down again every time, to what got through
+    assert pacer.control.limit == 1
+    spans = []
+    for latency in [0.01, 0.3, 0.05, 0.02] * 5:
+        mark = pacer.wait()
+        start = clock.now
+        clock.now += latency
+        pacer.done(mark)
+        spans.append((start, clock.now))
+        limit = pacer.control.limit
+        assert _window(spans, clock.now) <= limit
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):  # window 1 for a while: one a second
+        if pacer.control.limit == 1:
+            assert start >= end + 1.0
+
+
+def test_given_no_more_throttling_then_the_window_grows_back_to_the_ceiling_and_never_above() -> None:
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)  # jitter x1.0
+    _calls(pacer, clock, 30)
+    clock.now += 1.3
+    _calls(pacer, clock, 3)
+    _calls(pacer, clock, 1, throttled=True)  # 3 of ours in the last second: the share is 3
+    assert pacer.control.limit == 3
+    limits, changes = [], [(pacer.control.changed_at, 3)]
+    for _ in range(400):  # 40 s of calls that all get through
+        _calls(pacer, clock, 1)
+        if pacer.control.limit != changes[-1][1]:
+            changes.append((clock.now, pacer.control.limit))
+        limits.append(pacer.control.limit)
+        assert pacer.control.limit <= 10 and pacer.rate <= 10
+    assert limits == sorted(limits), "the window grows monotonically without throttling"
+    # one unit per quiet wait (probe * limit / ceiling: 6 s at 3, 8 s at 4); after two probes that held,
+    # every quiet second, twice the last step (capped at the ceiling)
+    assert [w for _, w in changes] == [3, 4, 5, 7, 10]
+    gaps = [b - a for (a, _), (b, _) in pairwise(changes)]
+    assert gaps[0] >= 6.0 - 1e-9 and gaps[1] >= 8.0 - 1e-9
+    assert all(1.0 - 1e-9 <= g < 1.5 for g in gaps[2:])
     starts = _calls(pacer, clock, 60)
     for first in starts:  # at the ceiling, never more than 10 starts in any one-second window
         assert len([s for s in starts if first <= s < first + 1.0]) <= 10
+
+
+def test_given_a_small_window_then_it_probes_sooner_than_a_large_one() -> None:
+    clock = FakeClock()
+    small, large = AdaptiveWindow(10, clock=clock), AdaptiveWindow(10, clock=clock)
+    small.limit, large.limit = 2, 8
+    assert small.probe_after() == pytest.approx(4.0) and large.probe_after() == pytest.approx(16.0)
+    assert AdaptiveWindow(10, clock=clock, probe=2.0).probe_after() >= 1.0  # min_probe
+
+
+def test_given_a_probe_that_is_throttled_then_the_next_probe_waits_twice_as_long() -> None:
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    _calls(pacer, clock, 30)
+    clock.now += 1.3
+    _calls(pacer, clock, 4)
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.limit == 4 and pacer.control.probe_after() == pytest.approx(8.0)
+    for _ in range(200):
+        _calls(pacer, clock, 1)
+        if pacer.control.limit == 5:
+            break
+    assert pacer.control.limit == 5  # the probe
+    _calls(pacer, clock, 1, throttled=True)  # ... throttled at once: the account is full
+    assert pacer.control.limit == 4  # undone: back to the window that held
+    assert pacer.control.probe_after() == pytest.approx(16.0)  # and the next probe waits twice as long
+
+
+def test_given_processes_that_started_together_then_their_probes_are_spread_by_a_jitter() -> None:
+    clock = FakeClock()
+    early = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.0)
+    late = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.99)
+    grown: dict[str, float] = {}
+    for name, pacer in (("early", early), ("late", late)):
+        start = clock.now
+        _calls(pacer, clock, 30)
+        clock.now += 1.3
+        _calls(pacer, clock, 4)
+        _calls(pacer, clock, 1, throttled=True)  # window 4: probe_after 8 s, times the jitter drawn now
+        decreased = pacer.control.changed_at
+        for _ in range(300):
+            _calls(pacer, clock, 1)
+            if pacer.control.limit == 5:
+                grown[name] = clock.now - decreased
+                break
+        clock.now = start + 100.0
+    assert 4.0 - 1e-9 <= grown["early"] < 4.5  # 8 s x 0.5
+    assert 11.9 <= grown["late"] < 12.5  # 8 s x 1.49
+
+
+def test_given_an_idle_process_then_its_window_does_not_grow() -> None:
+    """Only a window in use grows (RFC 7661): one call every few seconds learns nothing about capacity."""
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
+    _calls(pacer, clock, 30)
+    clock.now += 1.3
+    _calls(pacer, clock, 3)
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.limit == 3
+    for _ in range(30):
+        clock.now += 2.0
+        _calls(pacer, clock, 1)
+    assert pacer.control.limit == 3
+
+
+def test_given_a_throttled_call_then_its_slot_is_given_back_for_the_retry() -> None:
+    """The service did not count it: the retry does not wait a second after it."""
+    clock = FakeClock()
+    pacer = AdaptivePacer(2, clock=clock, sleep=clock.sleep, slack=0.0)
+    _calls(pacer, clock, 2)  # two calls: the window of 2 is used
+    clock.now += 1.5
+    first = _calls(pacer, clock, 1)[0]
+    mark = pacer.wait()
+    clock.now += 0.01
+    pacer.done(mark, throttled=True)
+    assert pacer.control.limit == 1  # one got through in the last second
+    before = clock.now
+    pacer.done(pacer.wait())
+    assert clock.now - before <= 1.0  # waits for the one call that counted (``first``), not for the throttled one
+    assert clock.now >= first + 1.0
 
 
 def test_given_calls_per_second_as_the_ceiling_then_the_adaptive_rate_never_exceeds_it() -> None:
     clock = FakeClock()
     pacer = AdaptivePacer(2.5, clock=clock, sleep=clock.sleep)
     starts = _calls(pacer, clock, 40)
-    assert pacer.rate == 2.5
+    assert pacer.rate == 2.5 and pacer.control.limit == 2
     for first in starts:
         assert len([s for s in starts if first <= s < first + 1.0]) <= 2
+    for _ in range(5):  # throttled and recovered, several times: never above the ceiling
+        _calls(pacer, clock, 1, throttled=True)
+        clock.now += 1.1
+        for _ in range(40):
+            _calls(pacer, clock, 1)
+            assert pacer.rate <= 2.5 and pacer.control.limit <= 2
 
 
-def test_given_a_fresh_pacer_then_it_starts_below_the_ceiling_and_reaches_it_within_seconds() -> None:
+def test_given_a_fresh_pacer_then_one_process_alone_is_at_the_ceiling_at_once() -> None:
     clock = FakeClock()
     pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep)
-    assert pacer.rate == pytest.approx(8.0)  # beta * ceiling: new processes do not burst into a busy account
-    _calls(pacer, clock, 20)
-    assert pacer.rate == 10 and clock.now - 100.0 < 3.0
+    starts = _calls(pacer, clock, 20)
+    assert pacer.rate == 10 and starts[9] - starts[0] == pytest.approx(0.9)  # no ramp: 10 calls in 0.9 s
+    assert pacer.throttled == 0
 
 
 def test_given_one_process_then_all_its_threads_share_one_adaptive_pacer_per_quota() -> None:
@@ -335,9 +460,13 @@ def test_given_one_process_then_all_its_threads_share_one_adaptive_pacer_per_quo
     worker.start()
     worker.join(5)
     assert shared.rate < 10
+    assert shared.control.limit == 9
     before = clock.now
-    _calls(shared, clock, 2, latency=0.0)
+    starts = _calls(shared, clock, 2, latency=0.0)
     assert clock.now - before >= 1.0 / shared.rate - 1e-9  # the other threads' next call waits longer
+    starts += _calls(shared, clock, 30, latency=0.0)
+    for first in starts:  # the process keeps to the window that one thread's throttle set
+        assert len([s for s in starts if first <= s < first + 1.0]) <= 9
 
 
 def test_given_quotas_on_when_the_client_is_throttled_then_it_retries_and_the_shared_pacer_slows_down(
@@ -349,4 +478,4 @@ def test_given_quotas_on_when_the_client_is_throttled_then_it_retries_and_the_sh
                             backoff=Backoff(base=0.01, cap=0.02), sleep=lambda s: None)
     reply = client.call(OPERATIONS["batchMeterUsage"], {"ProductCode": PRODUCT, "UsageRecords": [a_record()]})
     assert reply.attempts == 2
-    assert pacer.throttled == 1 and pacer.control.decreases == 1 and pacer.rate < 8.0
+    assert pacer.throttled == 1 and pacer.control.decreases == 1 and pacer.rate < 10

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,7 @@ from spec.connector.builders import (
     default_fixtures,
 )
 from spec.connector.scripted import Canned, ScriptedServer
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from spec.support.ports import free_port
 
 
 def calls(emu: EmulatorServer) -> dict[str, int]:

@@ -7,7 +7,8 @@ brings the message back), and the audit stays exact.
 from __future__ import annotations
 
 from spec.e2e.conftest import MakeFlow
-from spec.support.flow import UsagePlan, op_stats
+from spec.support.emulator import op_stats
+from spec.support.flow import UsagePlan
 
 
 def test_throttling_500s_and_dropped_connections_never_surface(make_flow: MakeFlow) -> None:
@@ -25,7 +26,7 @@ def test_throttling_500s_and_dropped_connections_never_surface(make_flow: MakeFl
     assert not flow.errors and not flow.errors_foreign  # nothing surfaced on the error queue
     assert sorted(flow.sink) == list(range(plan.messages))
     # the faults really fired, many times, and were absorbed
-    faults = {f["type"]: f["fired"] for f in flow.emulator.admin("GET", "faults")["faults"]}
+    faults = {f["type"]: f["fired"] for f in flow.emulator.admin.faults()}
     assert faults["throttle"] >= 20 and faults["error500"] >= 3 and faults["drop"] >= 1, faults
     stats = op_stats(flow.emulator.stats(), "BatchMeterUsage")
     assert stats["calls"] > plan.messages  # retried calls on top of one per message

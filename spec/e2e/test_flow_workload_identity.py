@@ -32,6 +32,7 @@ def test_meter_usage_flow_in_workload_identity_mode_via_irsa(rabbit: RabbitBroke
     # The pod's role lives in the caller's account, so the audit's "billed to the caller" holds.
     role = f"arn:aws:iam::{flow.creds.account_id}:role/metering-workload"
     options.step2_env["AWS_ROLE_ARN"] = role
+    assert flow.emulator.fixtures is not None  # the flow's generated fixtures, written at start
     flow.emulator.fixtures.update({
         "roles": [{"roleArn": role, "platform": "eks",
                    "trust": {"webIdentity": [{"issuer": ISSUER, "subject": SUBJECT}]}}],
@@ -44,7 +45,7 @@ def test_meter_usage_flow_in_workload_identity_mode_via_irsa(rabbit: RabbitBroke
         assert audit.exact, audit.problems()
         assert audit.billed == audit.expected and len(audit.billed) == 15
         assert {k[1] for k in audit.billed} == {flow.creds.account_id}
-        sessions = flow.emulator.admin("GET", "sts/sessions")
+        sessions = flow.emulator.admin.call("GET", "sts/sessions")
         assert sessions["issued"] == {"AssumeRoleWithWebIdentity": 1}  # one session, cached for every message
         session_key = sessions["sessions"][0]["accessKeyId"]
         assert {r["accessKeyId"] for r in flow.emulator.records()} == {session_key}  # signed by the role, not by keys

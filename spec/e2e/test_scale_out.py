@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from spec.e2e.conftest import MakeFlow
-from spec.support.flow import UsagePlan, op_stats
+from spec.support.emulator import op_stats
+from spec.support.flow import UsagePlan
 
 
 def test_three_replicas_bill_every_record_exactly_once(make_flow: MakeFlow) -> None:

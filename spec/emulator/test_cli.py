@@ -3,66 +3,34 @@
 from __future__ import annotations
 
 import json
-import re
-import signal
-import subprocess
-import sys
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from metering_emulator.testing import AdminClient
 
 from spec.emulator.support import PRODUCT, client, now
+from spec.support.emulator import EmulatorExited, EmulatorProcess
 
 
-class _Running:
-    def __init__(self, proc: subprocess.Popen[str], url: str, first_line: str) -> None:
-        self.proc, self.url, self.first_line = proc, url, first_line
-        self.admin = AdminClient(url)
+def running(workdir: Path, *args: str, module: bool = False) -> EmulatorProcess:
+    """The emulator started by its console script (or ``python -m`` with ``module``) on a free port."""
+    return EmulatorProcess(workdir, extra_args=args, console_script=not module)
 
 
-def console_script(name: str) -> Path:
-    """The console script installed next to this interpreter (``.venv/bin``), not looked up on ``PATH``:
-    the README's ``scripts/test.sh`` runs ``.venv/bin/python`` without the venv on ``PATH``."""
-    script = Path(sys.executable).parent / name
-    assert script.is_file(), f"{name} is not installed next to {sys.executable} (pip install -e ./emulator)"
-    return script
-
-
-@contextmanager
-def running(*args: str, module: bool = False) -> Iterator[_Running]:
-    """Start the emulator on a free port and stop it with SIGTERM afterwards."""
-    command = [sys.executable, "-m", "metering_emulator"] if module else [str(console_script("metering-emulator"))]
-    proc = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        m = re.search(r"http://127\.0\.0\.1:(\d+)", first)
-        assert m, f"first line has no URL: {first!r} / {proc.stderr.read() if proc.stderr else ''}"
-        yield _Running(proc, m.group(0), first)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-
-
-def test_given_the_console_script_when_started_on_port_0_then_it_serves_and_stops_cleanly_on_sigterm() -> None:
-    with running() as emu:
+def test_given_the_console_script_when_started_on_port_0_then_it_serves_and_stops_cleanly_on_sigterm(
+        tmp_path: Path) -> None:
+    with running(tmp_path) as emu:
+        assert emu.command()[0].endswith("/metering-emulator")  # the installed console script itself
         assert urllib.request.urlopen(emu.url + "/_emulator/health").status == 200
         assert client(emu).resolve_customer(RegistrationToken="emu-demo-registration-token-0001")["ProductCode"]
-        emu.proc.send_signal(signal.SIGTERM)
-        assert emu.proc.wait(timeout=15) == 0
-        assert emu.proc.stdout is not None and "stopped" in emu.proc.stdout.read()
+        assert emu.terminate() == 0
+        assert "stopped" in emu.output()
 
 
-def test_given_python_dash_m_with_options_then_they_apply() -> None:
-    with running("--no-quotas", "--meter-usage-window-hours", "24", "--batch-meter-usage-window-hours", "30",
+def test_given_python_dash_m_with_options_then_they_apply(tmp_path: Path) -> None:
+    with running(tmp_path, "--no-quotas", "--meter-usage-window-hours", "24", "--batch-meter-usage-window-hours", "30",
                  "--month-end-grace-hours", "2", "--echo", "normalised", "--token-lifetime-seconds", "60",
                  module=True) as emu:
         config = emu.admin.config()
@@ -75,15 +43,15 @@ def test_given_python_dash_m_with_options_then_they_apply() -> None:
         assert len(emu.admin.records()["records"]) == 1
 
 
-def test_given_the_deprecated_single_window_option_then_it_sets_both_windows() -> None:
-    with running("--timestamp-window-hours", "9", module=True) as emu:
+def test_given_the_deprecated_single_window_option_then_it_sets_both_windows(tmp_path: Path) -> None:
+    with running(tmp_path, "--timestamp-window-hours", "9", module=True) as emu:
         config = emu.admin.config()
         assert (config["meterUsageWindowHours"], config["batchMeterUsageWindowHours"]) == (9, 9)
 
 
-def test_given_a_start_up_clock_then_the_month_end_cut_off_applies_at_that_time_over_http() -> None:
+def test_given_a_start_up_clock_then_the_month_end_cut_off_applies_at_that_time_over_http(tmp_path: Path) -> None:
     # 06:01 UTC on 1 December: November's records are out of bounds, SigV4 still uses the real time
-    with running("--no-quotas", "--clock", "2026-12-01T06:01:00Z", module=True) as emu:
+    with running(tmp_path, "--no-quotas", "--clock", "2026-12-01T06:01:00Z", module=True) as emu:
         clock = emu.admin.clock()
         assert clock["mode"] == "set" and clock["iso"].startswith("2026-12-01T06:0")
         november = 1796083140  # 2026-11-30T23:59:00Z, 6 h 2 min before the clock
@@ -104,7 +72,8 @@ def test_given_a_fixtures_file_and_a_fault_then_both_are_loaded(tmp_path: Path) 
     }
     path = tmp_path / "fixtures.json"
     path.write_text(json.dumps(fixtures), encoding="utf-8")
-    with running("--fixtures", str(path), "--fault", "error500:count=1,operations=BatchMeterUsage") as emu:
+    with running(tmp_path / "emulator", "--fixtures", str(path),
+                 "--fault", "error500:count=1,operations=BatchMeterUsage") as emu:
         c = client(emu, access_key="AKIAFILEFIXTURE00001", secret_key="file/secret")
         records = [{"Timestamp": now(), "CustomerIdentifier": "c-1", "Dimension": "seats", "Quantity": 1}]
         with pytest.raises(ClientError) as info:
@@ -120,23 +89,21 @@ def test_given_a_fixtures_file_and_a_fault_then_both_are_loaded(tmp_path: Path) 
     (["--timestamp-window-hours", "-1"], "must not be negative"),
     (["--clock", "yesterday"], "ISO 8601"),
 ])
-def test_given_bad_arguments_then_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "metering_emulator", "--port", "0", *args],
-                          check=False, capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 2
-    assert message in proc.stderr
+def test_given_bad_arguments_then_exit_2_with_a_clear_message(tmp_path: Path, args: list[str], message: str) -> None:
+    with pytest.raises(EmulatorExited) as exited:
+        running(tmp_path, *args, module=True).start()
+    assert exited.value.returncode == 2
+    assert message in exited.value.stderr
 
 
-def test_given_requests_then_the_log_names_them_without_secrets() -> None:
-    with running() as emu:
+def test_given_requests_then_the_log_names_them_without_secrets(tmp_path: Path) -> None:
+    with running(tmp_path) as emu:
         c = client(emu)
         c.resolve_customer(RegistrationToken="emu-demo-registration-token-0001")
         with pytest.raises(ClientError):
             client(emu, secret_key="guess").resolve_customer(RegistrationToken="x")
-        emu.proc.send_signal(signal.SIGTERM)
-        emu.proc.wait(timeout=15)
-        assert emu.proc.stderr is not None
-        log = emu.proc.stderr.read()
+        emu.terminate()
+        log = emu.log()
     assert "InvalidSignatureException" in log and '"POST /" 200' in log
     for secret in ("emulator/Secret+Key/DoNotUseInProduction00", "DoNotUseInProduction", "guess", "Signature="):
         assert secret not in log

@@ -1,6 +1,7 @@
-"""The emulator's model (``metering_emulator.model``) cannot drift from botocore's: every operation, member,
-shape kind, constraint, deprecation, idempotency token and modeled error of the installed botocore
-``meteringmarketplace`` model (1.44.8 or newer) is known to the emulator, and nothing else is."""
+"""The emulator's model (``metering_emulator.model``) and operation catalogue (``metering_emulator.catalogue``)
+cannot drift from botocore's: every operation, shape name, member, shape kind, constraint, deprecation,
+idempotency token and modeled error of the installed botocore ``meteringmarketplace`` model (1.44.8 or
+newer) is known to the emulator, and nothing else is."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import botocore
 import botocore.session
 import pytest
 from botocore.model import ServiceModel
-from metering_emulator import model
+from metering_emulator import catalogue, model
 
 
 def _load_model() -> Any:
@@ -75,26 +76,36 @@ def test_the_installed_botocore_is_at_least_1_44_8() -> None:
 
 
 def test_the_emulator_knows_every_operation() -> None:
-    assert sorted(model.REQUESTS) == sorted(model.RESPONSES) == sorted(model.ERRORS) == sorted(MODEL.operation_names)
+    assert sorted(catalogue.OPERATIONS) == sorted(catalogue.NAMES) == sorted(MODEL.operation_names)
+
+
+def test_the_catalogue_names_the_model_shapes_and_model_py_holds_only_those() -> None:
+    named = {(op.name, op.input_shape, op.output_shape) for op in catalogue.OPERATIONS.values()}
+    assert named == {(name, MODEL.operation_model(name).input_shape.name, MODEL.operation_model(name).output_shape.name)
+                     for name in MODEL.operation_names}
+    assert set(model.SHAPES) == {shape for _, i, o in named for shape in (i, o)}
 
 
 @pytest.mark.parametrize("operation", sorted(MODEL.operation_names))
 def test_the_request_shape_matches_the_model(operation: str) -> None:
     problems: list[str] = []
-    compare(MODEL.operation_model(operation).input_shape, model.REQUESTS[operation], operation, problems)
+    shape = model.SHAPES[catalogue.OPERATIONS[operation].input_shape]
+    compare(MODEL.operation_model(operation).input_shape, shape, operation, problems)
     assert problems == []
 
 
 @pytest.mark.parametrize("operation", sorted(MODEL.operation_names))
 def test_the_response_shape_matches_the_model(operation: str) -> None:
     problems: list[str] = []
-    compare(MODEL.operation_model(operation).output_shape, model.RESPONSES[operation], operation, problems)
+    shape = model.SHAPES[catalogue.OPERATIONS[operation].output_shape]
+    compare(MODEL.operation_model(operation).output_shape, shape, operation, problems)
     assert problems == []
 
 
 @pytest.mark.parametrize("operation", sorted(MODEL.operation_names))
 def test_the_modeled_errors_match_the_model(operation: str) -> None:
-    assert sorted(model.ERRORS[operation]) == sorted(e.name for e in MODEL.operation_model(operation).error_shapes)
+    ours = catalogue.OPERATIONS[operation].errors
+    assert sorted(ours) == sorted(e.name for e in MODEL.operation_model(operation).error_shapes)
 
 
 def test_the_deprecated_whole_number_members_are_still_known_and_marked() -> None:
@@ -103,11 +114,12 @@ def test_the_deprecated_whole_number_members_are_still_known_and_marked() -> Non
                   if _member_traits(MODEL.operation_model(op).input_shape, name).get("deprecated")}
     assert ("MeterUsage", "UsageQuantity") in deprecated
     for op, name in deprecated:
-        assert model.REQUESTS[op]["members"][name].get("deprecated") is True
+        assert model.SHAPES[catalogue.OPERATIONS[op].input_shape]["members"][name].get("deprecated") is True
 
 
 def test_the_compare_function_detects_a_drift() -> None:
-    drifted = {**model.REQUESTS["MeterUsage"], "members": dict(model.REQUESTS["MeterUsage"]["members"])}
+    ours = model.SHAPES["MeterUsageRequest"]
+    drifted = {**ours, "members": dict(ours["members"])}
     del drifted["members"]["UsageQuantityAsDecimal"]
     drifted["members"]["UsageQuantity"] = {"type": "integer", "min": 0, "max": 2147483647}
     problems: list[str] = []

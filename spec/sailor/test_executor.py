@@ -1,4 +1,7 @@
-"""Outcome → events (§6.10): returned value, None, raise, Rebound, explicit emits, end once."""
+"""Outcome → events: returned value, None, raise, Rebound, explicit emits, end once.
+
+Node lib/executor.js; docs/platform-contract.md §6.10.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +19,10 @@ from spec.sailor.helpers import STEPS
 
 class Recorder:
     def __init__(self) -> None:
-        self.events: list[tuple[str, Any, bool]] = []
+        self.events: list[tuple[str, Any]] = []
 
-    def on_event(self, ctx: TaskContext, event: str, payload: Any, final: bool = False) -> None:
-        self.events.append((event, payload, final))
+    def on_event(self, ctx: TaskContext, event: str, payload: Any) -> None:
+        self.events.append((event, payload))
 
 
 def run(process: Any, msg: dict[str, Any] | None = None) -> tuple[Recorder, TaskContext]:
@@ -36,9 +39,9 @@ def names(rec: Recorder) -> list[str]:
     return [e[0] for e in rec.events]
 
 
-def test_given_truthy_return_when_running_then_final_data_then_end() -> None:
+def test_given_truthy_return_when_running_then_data_then_end() -> None:
     rec, ctx = run(lambda self, msg, cfg, snap: {"body": {"x": 1}})
-    assert rec.events == [("data", {"body": {"x": 1}}, True), ("end", None, False)]
+    assert rec.events == [("data", {"body": {"x": 1}}), ("end", None)]
     assert ctx.error_count == 0
 
 
@@ -76,7 +79,6 @@ def test_given_explicit_emits_and_end_when_running_then_end_only_once() -> None:
 
     rec, _ = run(process)
     assert names(rec) == ["data", "snapshot", "end"]
-    assert rec.events[0][2] is False
 
 
 def test_given_unknown_event_when_emitting_then_ignored() -> None:

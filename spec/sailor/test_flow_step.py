@@ -1,4 +1,4 @@
-"""Flow-step mode against a real RabbitMQ: the compatibility checks of sailor-protocol §13 (8–25).
+"""Flow-step mode against a real RabbitMQ: the compatibility checks of docs/platform-contract.md §13 (8–25).
 
 Inputs rejected by the sailor are dead-lettered by the listen queue into ``platform.dead``, so every test
 can tell an ack (nothing there) from a reject (the input there).

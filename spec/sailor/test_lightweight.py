@@ -1,4 +1,4 @@
-"""Lightweight (object-storage) messages in flow-step mode, on a real broker (sailor-protocol §13 check 27).
+"""Lightweight (object-storage) messages in flow-step mode, on a real broker (docs/platform-contract.md §13 check 27).
 
 The object storage is ``spec/support/objectstorage.py`` (the maester API paths, bearer token, injected
 failures); ``spec/sailor/interop/test_lightweight_interop.py`` proves that server against the Node
@@ -120,7 +120,7 @@ def test_given_lightweight_off_when_a_passthrough_reference_goes_out_then_its_bo
 def test_given_lightweight_on_when_a_body_is_above_the_threshold_then_it_is_uploaded_and_referenced(
     start_sailor: StartSailor, platform: PlatformSide, storage: ObjectStorageServer, pv: int
 ) -> None:
-    """§13 check 27: threshold 10, compact UTF-8 JSON: ``{"a":"ü"}`` (10 bytes) stays inline,
+    """docs/platform-contract.md §13 check 27: threshold 10, compact UTF-8 JSON: ``{"a":"ü"}`` (10 bytes) stays inline,
     ``{"a":"üü"}`` (12 bytes) is uploaded as raw ciphertext and replaced by ``{}`` + the header."""
     proc = start_sailor("echo", **lw_env(storage, ELASTICIO_EMIT_LIGHTWEIGHT_MESSAGE="true",
                                          ELASTICIO_OBJECT_STORAGE_SIZE_THRESHOLD="10",

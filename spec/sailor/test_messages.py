@@ -1,4 +1,4 @@
-"""Header contract (§4.6), error formatting (§6.7), rebound math (§6.8), routing-key header, new_message."""
+"""Headers, error format, rebound math (docs/platform-contract.md §4.6, §6.7, §6.8), routing key, new_message."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Settings read from one table with Node's parsing rules (sailor-protocol §2.1, §11 quirks 1–2)."""
+"""Settings read from one table with Node's parsing rules (docs/platform-contract.md §2.1, §11 quirks 1–2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from elasticio_sailor.settings import (
     SettingsError,
     additional_headers,
     camel_case,
+    load_service_settings,
     load_settings,
 )
 
@@ -109,3 +111,42 @@ def test_given_secrets_in_environment_when_listing_secrets_then_password_key_and
     assert "v-api_key" in secrets
     assert "v-message_crypto_password" in secrets
     assert "amqp-pass-1" in secrets
+
+
+def test_given_loaded_settings_when_assigning_then_frozen() -> None:
+    settings = load_settings(full_env())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.REBOUND_LIMIT = 5  # type: ignore[misc]
+
+
+def test_given_flow_step_settings_when_reading_amqp_then_every_required_string() -> None:
+    amqp = load_settings(full_env()).amqp()
+    assert amqp.LISTEN_MESSAGES_ON == "v-listen_messages_on"
+    assert amqp.MESSAGE_CRYPTO_IV == "0123456789abcdef"
+
+
+def test_given_shutdown_hook_settings_when_reading_amqp_then_missing_ones_named() -> None:
+    env = {k: v for k, v in full_env().items() if k[len("ELASTICIO_"):] in REQUIRED_ALWAYS}
+    env["ELASTICIO_HOOK_SHUTDOWN"] = "1"
+    with pytest.raises(SettingsError) as info:
+        load_settings(env).amqp()
+    assert info.value.problems == [f"ELASTICIO_{k} is missing" for k in REQUIRED_FOR_AMQP]
+
+
+@pytest.mark.parametrize(
+    "attempts, delay, expected",
+    [(None, None, (1, 100)), ("4", "250", (4, 250)), ("10abc", "0", (10, 0)), ("0", "-5", (1, 100)),
+     ("abc", "x", (1, 100))],
+)
+def test_given_service_retry_text_when_loading_service_settings_then_parse_int_without_default(
+    attempts: str | None, delay: str | None, expected: tuple[int, int]
+) -> None:
+    env = {"ELASTICIO_POST_RESULT_URL": "http://127.0.0.1:1/result", "ELASTICIO_API_KEY": "k-1"}
+    if attempts is not None:
+        env["ELASTICIO_API_REQUEST_RETRY_ATTEMPTS"] = attempts
+    if delay is not None:
+        env["ELASTICIO_API_REQUEST_RETRY_DELAY"] = delay
+    settings = load_service_settings(env)
+    assert (settings.API_REQUEST_RETRY_ATTEMPTS, settings.API_REQUEST_RETRY_DELAY) == expected
+    assert settings.CFG is None and settings.COMPONENT_PATH == ""
+    assert settings.secrets() == ["k-1"]

@@ -1,8 +1,8 @@
-"""Rate limits (§2.2 DATA/ERROR/SNAPSHOT_RATE_LIMIT): p-throttle's windows, with an injected clock."""
+"""Rate limits (DATA/ERROR/SNAPSHOT_RATE_LIMIT, docs/platform-contract.md §2.2): p-throttle's windows, fake clock."""
 
 from __future__ import annotations
 
-from elasticio_sailor.sailor import Throttle
+from elasticio_sailor.pools import Throttle
 
 
 class FakeClock:

@@ -1,6 +1,6 @@
 """Known-answer vectors recorded from the Node sailor 2.7.8 (copied into spec/sailor/vectors/), byte for byte.
 
-Covers sailor-protocol §13 checks 1–6: v1/v2 encryption and decryption, the padding edge, the
+Covers docs/platform-contract.md §13 checks 1–6: v1/v2 encryption and decryption, the padding edge, the
 cross-language sailor-jvm string, the error envelope, and IV validation.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from elasticio_sailor.crypto import DecryptError, MessageCipher, dumps
+from elasticio_sailor.execution import error_envelope
 from elasticio_sailor.messages import format_error
-from elasticio_sailor.sailor import error_envelope
 from elasticio_sailor.settings import SettingsError, load_settings
 
 VECTORS = Path(__file__).resolve().parent / "vectors"

@@ -1,4 +1,5 @@
-"""The fast property and frame encoders are byte-identical to pika's and keep AMQP integer types (§4.5)."""
+"""The fast property and frame encoders are byte-identical to pika's and keep AMQP integer types
+(docs/platform-contract.md §4.5)."""
 
 from __future__ import annotations
 

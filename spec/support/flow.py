@@ -23,13 +23,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
-import re
 import secrets
-import signal
 import string
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -39,8 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-import requests
-
+from spec.support.emulator import EmulatorProcess
 from spec.support.platform import (
     NODE_COMPONENTS,
     FakePlatformApi,
@@ -250,7 +244,7 @@ class UsagePlan:
 
 
 # ---------------------------------------------------------------------------------------------
-# the emulator, as a subprocess (its own CPU, its own log file)
+# the emulator, as a subprocess (its own CPU, its own log file; spec.support.emulator starts it)
 
 
 @dataclass
@@ -285,7 +279,7 @@ class AwsCredentials:
         return out
 
     def cfg(self, endpoint_url: str) -> dict[str, Any]:
-        """The connector's credential fields (architecture §3)."""
+        """The connector's credential fields (docs/architecture.md §3)."""
         out = {
             "accessKeyId": self.access_key_id,
             "secretAccessKey": self.secret_access_key,
@@ -312,110 +306,6 @@ def plan_fixtures(plan: UsagePlan, creds: AwsCredentials) -> dict[str, Any]:
             {"productCode": plan.product_code, "dimensions": plan.dimensions, "customers": customers}
         ],
     }
-
-
-class EmulatorProcess:
-    """``python -m metering_emulator`` on a free loopback port, with a small admin client."""
-
-    def __init__(
-        self, workdir: Path, fixtures: dict[str, Any], quotas: bool = True, extra_args: Iterable[str] = ()
-    ) -> None:
-        self.workdir = Path(workdir)
-        self.fixtures = fixtures
-        self.quotas = quotas
-        self.extra_args = list(extra_args)
-        self.log_path = self.workdir / "emulator.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-        self.http = requests.Session()
-
-    def start(self, timeout: float = 30.0) -> Self:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        fixtures_path = self.workdir / "fixtures.json"
-        fixtures_path.write_text(json.dumps(self.fixtures))
-        fixtures_path.chmod(0o600)
-        cmd = [
-            sys.executable,
-            "-m",
-            "metering_emulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--fixtures",
-            str(fixtures_path),
-            *self.extra_args,
-        ]
-        if not self.quotas:
-            cmd.append("--no-quotas")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.workdir,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(r"http://127\.0\.0\.1:\d+", self.log_path.read_text(errors="replace"))
-            if m:
-                self.url = m.group(0)
-                self.admin("GET", "health")
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"emulator exited: {self.log_path.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"emulator did not print its URL within {timeout}s")
-
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        resp = self.http.request(method, f"{self.url}/_emulator/{path}", json=body, timeout=30)
-        resp.raise_for_status()
-        return resp.json() if resp.content else None
-
-    def records(self) -> list[dict[str, Any]]:
-        data = self.admin("GET", "records")
-        return list(data["records"] if isinstance(data, dict) else data)
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self.admin("GET", "stats"))
-
-    def calls(self, operation: str) -> int:
-        """Requests that reached ``operation`` (all outcomes)."""
-        return int(op_stats(self.stats(), operation).get("calls", 0))
-
-    def add_fault(self, **spec: Any) -> Any:
-        return self.admin("POST", "faults", spec)
-
-    def clear_faults(self) -> None:
-        self.admin("DELETE", "faults")
-
-    def set_config(self, **cfg: Any) -> Any:
-        return self.admin("POST", "config", cfg)
-
-    def mint_token(self, product_code: str, customer: dict[str, Any]) -> str:
-        data = self.admin("POST", "registration-tokens", {"productCode": product_code, "customer": customer})
-        return str(data["token"])
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        self.http.close()
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def op_stats(stats: dict[str, Any], operation: str) -> dict[str, Any]:
-    """One operation's entry of ``GET /_emulator/stats`` (calls, succeeded, throttled, errors)."""
-    ops = stats.get("operations", stats)
-    return dict(ops.get(operation) or {})
 
 
 def billed_key(rec: dict[str, Any]) -> tuple[str, str, str, int, int]:
@@ -812,7 +702,7 @@ class MeteringFlow:
         return out
 
     def log_files(self) -> list[Path]:
-        return sorted((self.workdir / "logs").glob("*.log")) + [self.emulator.log_path]
+        return sorted((self.workdir / "logs").glob("*.log")) + [self.emulator.out_path, self.emulator.log_path]
 
     def all_queues(self) -> list[str]:
         names = []

@@ -10,6 +10,8 @@ from typing import Any
 
 from metering_emulator.testing import DEFAULT_FIXTURES
 
+from spec.support.ports import closed_port_url
+
 SELLER_ACCOUNT = "111122223333"
 SELLER_ROLE = "arn:aws:iam::999988887777:role/metering-seller"
 EXTERNAL_ID = "ext-id-Secret-7f3a9c1e"
@@ -47,16 +49,6 @@ WORKLOAD_ENV_NAMES = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ROLE_S
                       "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_DISABLED", "AWS_ENDPOINT_URL_STS",
                       "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
                       "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
-
-
-def closed_port_url() -> str:
-    """A loopback URL nobody listens on (IMDS there fails fast instead of timing out)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def workload_env(kind: str, emulator_url: str, tmp: Path) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 What the platform does around a sailor, and nothing more:
 
-* declares the topology of a flow (sailor-protocol §4.1): one durable direct exchange per flow, a
+* declares the topology of a flow (docs/platform-contract.md §4.1): one durable direct exchange per flow, a
   durable listen queue per step, the next step's listen queue bound to the previous step's data
   routing key, and collector queues for every step's data, error, rebound and snapshot keys;
 * serves step documents (and the few other platform API calls a sailor makes) over HTTP with
@@ -13,8 +13,8 @@ What the platform does around a sailor, and nothing more:
   environment, and can kill them with SIGKILL (:class:`SailorProcess`).
 
 The message crypto (AES-256-CBC, key = SHA-256 of the password, IV = the IV string's UTF-8 bytes,
-PKCS#7, protocol 1 = base64 text, protocol 2 = raw bytes; §5) is implemented here on its own with
-``cryptography`` so that a bug in the sailor's crypto cannot hide behind the same code on both sides.
+PKCS#7, protocol 1 = base64 text, protocol 2 = raw bytes; docs/platform-contract.md §5) is implemented here on its
+own with ``cryptography`` so that a bug in the sailor's crypto cannot hide behind the same code on both sides.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ PY_COMPONENTS = ROOT / "spec" / "sailor" / "components_py"
 T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------------
-# crypto (§5)
+# crypto (docs/platform-contract.md §5)
 
 
 def compact_json(obj: Any) -> bytes:
@@ -365,7 +365,7 @@ class Platform:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # topology (§4.1: the platform declares everything, the sailor nothing)
+    # topology (docs/platform-contract.md §4.1: the platform declares everything, the sailor nothing)
 
     def declare_flow(self, steps: list[Step], chain: bool = True) -> None:
         """Exchange, listen queues, collector queues; with ``chain`` each step feeds the next."""

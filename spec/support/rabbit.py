@@ -19,22 +19,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (Erlang also needs port + 20000)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 20000 < 65536 and not _port_open(port + 20000):
-            return port
-    raise RuntimeError("no free port pair found")
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.3)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+from spec.support.ports import free_port, port_listening
 
 
 def rabbit_sbin() -> str:
@@ -53,7 +38,7 @@ class RabbitBroker:
 
     def __init__(self, datadir: str | os.PathLike[str], port: int | None = None) -> None:
         self.datadir = Path(datadir).resolve()
-        self.port = port or free_port()
+        self.port = port or free_port(companion_offset=20000)  # Erlang distribution: port + 20000
         self.node = f"rmq{self.port}@localhost"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -104,7 +89,7 @@ class RabbitBroker:
         if self._proc and self._proc.poll() is None:
             return self
         self._prepare()
-        if _port_open(self.port):
+        if port_listening(self.port):
             raise RuntimeError(f"port {self.port} is already in use")
         with open(self.datadir / "stdout.log", "ab") as out:
             self._proc = subprocess.Popen(
@@ -151,7 +136,7 @@ class RabbitBroker:
             proc.wait(10)
         # The Erlang VM may outlive the wrapper by a moment; wait for the port to close.
         deadline = time.monotonic() + timeout
-        while _port_open(self.port) and time.monotonic() < deadline:
+        while port_listening(self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def restart(self) -> None:

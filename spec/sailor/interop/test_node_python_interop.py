@@ -1,4 +1,4 @@
-"""Interop with the official Node.js sailor 2.7.8 on a real broker (issue 3, sailor-protocol §13 #8–#15).
+"""Interop with the official Node.js sailor 2.7.8 on a real broker (issue 3; docs/platform-contract.md §13 #8–15).
 
 The main test runs two flows side by side with the same input, for protocol versions 1 and 2,
 with and without passthrough:
@@ -86,7 +86,7 @@ def run_flow(
 
 
 def assert_header_contract(out: Output, step: Step, parent_id: str, protocol_version: int) -> None:
-    """§4.6: what a data message's headers must be, whoever published it."""
+    """docs/platform-contract.md §4.6: what a data message's headers must be, whoever published it."""
     h = out.headers
     assert set(h) == {
         "stepId",
@@ -141,7 +141,7 @@ def test_given_node_and_python_steps_when_chained_either_way_then_each_reads_wha
     expected_first: dict[str, Any] = {"body": INPUT_BODY, "headers": {}}
     for out in (node_first, py_first):
         assert out.protocol_version == protocol_version
-        if passthrough:  # §6.4: incoming passthrough plus this step's own output
+        if passthrough:  # docs/platform-contract.md §6.4: incoming passthrough plus this step's own output
             assert out.message["passthrough"] == {**INPUT_PASSTHROUGH, "step_1": expected_first}
             assert {k: v for k, v in out.message.items() if k != "passthrough"} == expected_first
         else:
@@ -224,7 +224,7 @@ def test_given_a_failing_input_when_node_and_python_sailors_fail_then_their_erro
         assert err.message["error"]["message"] == f"requested failure {INPUT_BODY['i']}"
         assert err.message["errorInput"]["body"] == {**INPUT_BODY, "fail": True}
         assert "protocolVersion" not in err.headers and err.headers["parentMessageId"] == message_id
-        # §6.7 error reply: the bare base64 error to reply_to, flagged x-eio-error-response
+        # docs/platform-contract.md §6.7 error reply: the bare base64 error to reply_to, flagged x-eio-error-response
         assert reply.routing_key == key
         assert platform.crypto.decode(reply.body, 1) == err.message["error"]
         assert reply.headers["x-eio-error-response"] is True
@@ -273,7 +273,8 @@ def run_rebound_step(
 def test_given_rebounding_steps_when_node_and_python_rebound_then_the_rebound_messages_match(
     platform_env: tuple[Platform, FakePlatformApi, Sailors],
 ) -> None:
-    """§6.8: original bytes and headers, reboundIteration, exponential expiration — as Node does it."""
+    """Rebound (docs/platform-contract.md §6.8): original bytes and headers, reboundIteration, exponential
+    expiration — as Node does it."""
     platform, _api, sailors = platform_env
     inputs = [(f"a-{uuid.uuid4()}", {}), (f"b-{uuid.uuid4()}", {"reboundIteration": 2})]
     n_step, n_out = run_rebound_step(platform, sailors, "node", inputs)
@@ -363,7 +364,8 @@ def run_features_step(platform: Platform, sailors: Sailors, kind: str, ids: list
 def test_given_reply_snapshot_and_routing_events_when_node_and_python_emit_them_then_the_publishes_match(
     platform_env: tuple[Platform, FakePlatformApi, Sailors],
 ) -> None:
-    """§6.9 httpReply / snapshot / updateSnapshot and §4.1 x-eio-routing-key, Python against Node."""
+    """httpReply / snapshot / updateSnapshot (docs/platform-contract.md §6.9) and x-eio-routing-key (§4.1),
+    Python against Node."""
     platform, _api, sailors = platform_env
     ids = [str(uuid.uuid4()) for _ in range(4)]
     node = run_features_step(platform, sailors, "node", ids)
@@ -418,7 +420,8 @@ def test_given_reply_snapshot_and_routing_events_when_node_and_python_emit_them_
 def test_given_an_error_handler_step_when_the_other_sailor_fails_then_it_reads_the_error_message(
     platform_env: tuple[Platform, FakePlatformApi, Sailors], kinds: tuple[str, str], protocol_version: int
 ) -> None:
-    """§6.11: a step with ``ELASTICIO_INPUT_FORMAT=error`` consumes the other sailor's error messages."""
+    """A step with ``ELASTICIO_INPUT_FORMAT=error`` consumes the other sailor's error messages
+    (docs/platform-contract.md §6.11)."""
     platform, _api, sailors = platform_env
     failing, handler = new_flow(["echo", "inspect"], prefix=f"eh{kinds[0][0]}{kinds[1][0]}")
     platform.declare_flow([failing, handler], chain=False)

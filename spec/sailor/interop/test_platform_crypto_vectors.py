@@ -1,4 +1,4 @@
-"""The test platform's own crypto reproduces the Node 2.7.8 vectors (sailor-protocol §5.4).
+"""The test platform's own crypto reproduces the Node 2.7.8 vectors (docs/platform-contract.md §5.4).
 
 The interop tests trust spec/support/platform.py to encrypt inputs and decrypt outputs; these
 known answers, recorded from the Node sailor, show that trust is deserved.
