@@ -12,7 +12,8 @@ Settings:
   defaults    the platform defaults: prefetch 1, data rate limit 10/100 ms, log level info
 
 Printed: msg/s (drain = sailor spawn → last output; window = min(start)..max(end) headers), peak and
-median RSS, Python/Node ratios, and Python's msg/s as a fraction of raw pika's ~6,500 msg/s.
+median RSS, Python/Node ratios (of the medians, and per back-to-back pair for msg/s, CPU per message and
+peak RSS, with their medians), and Python's msg/s as a fraction of raw pika's ~6,500 msg/s.
 
 The harness is called by path and never copied: ``--harness`` or ``$SAILOR_BENCH_HARNESS``
 (default /work/shared/peers/node-sailor). Its work dir (venv, node_modules, broker data) defaults
@@ -208,6 +209,13 @@ class Row:
     rss_median_mb: float | None
     cpu_ms_per_msg: float | None
     all_drain_msg_s: list[float | None]
+    all_cpu_ms_per_msg: list[float | None]
+    all_rss_peak_mb: list[float | None]
+
+
+def _paired(ours: list[float | None], peer: list[float | None]) -> list[float]:
+    """Ratios ours/peer of back-to-back pairs (run i of each sailor) where both figures exist."""
+    return [o / p for o, p in zip(ours, peer, strict=False) if o is not None and p]
 
 
 def summarise(results: list[RunResult], sailor: str, setting: str) -> Row:
@@ -221,6 +229,8 @@ def summarise(results: list[RunResult], sailor: str, setting: str) -> Row:
         rss_median_mb=_median([r.rss_median_mb for r in runs]),
         cpu_ms_per_msg=_median([r.cpu_ms_per_msg for r in runs]),
         all_drain_msg_s=[r.drain_msg_s for r in runs],
+        all_cpu_ms_per_msg=[r.cpu_ms_per_msg for r in runs],
+        all_rss_peak_mb=[r.rss_peak_mb for r in runs],
     )
 
 
@@ -249,21 +259,25 @@ def report(results: list[RunResult], setting: str, n: int) -> dict[str, object]:
         "rss_median": _ratio(py.rss_median_mb, node.rss_median_mb),
         "cpu_per_msg": _ratio(py.cpu_ms_per_msg, node.cpu_ms_per_msg),
     }
-    paired = [
-        p / n for p, n in zip(py.all_drain_msg_s, node.all_drain_msg_s, strict=False) if p is not None and n
-    ]
+    paired = _paired(py.all_drain_msg_s, node.all_drain_msg_s)
+    paired_cpu = _paired(py.all_cpu_ms_per_msg, node.all_cpu_ms_per_msg)
+    paired_rss = _paired(py.all_rss_peak_mb, node.all_rss_peak_mb)
     if paired:
         ratios["drain_paired_median"] = f"{statistics.median(paired):.2f}x"
+    if paired_cpu:
+        ratios["cpu_paired_median"] = f"{statistics.median(paired_cpu):.2f}x"
+    if paired_rss:
+        ratios["rss_peak_paired_median"] = f"{statistics.median(paired_rss):.2f}x"
     print(
         f"Python/Node: msg/s {ratios['drain']} (drain), {ratios['window']} (window); "
         f"RSS {ratios['rss_peak']} (peak), {ratios['rss_median']} (median); CPU per message {ratios['cpu_per_msg']}"
     )
-    if len(paired) > 1:
-        print(
-            "Python/Node drain ratio per back-to-back pair: "
-            + ", ".join(f"{r:.2f}x" for r in paired)
-            + f" (median {ratios['drain_paired_median']})"
-        )
+    for label, values, key in (("drain msg/s", paired, "drain_paired_median"),
+                               ("CPU per message", paired_cpu, "cpu_paired_median"),
+                               ("RSS peak", paired_rss, "rss_peak_paired_median")):
+        if len(values) > 1:
+            print(f"Python/Node {label} per back-to-back pair: " + ", ".join(f"{r:.2f}x" for r in values)
+                  + f" (median {ratios[key]})")
     summary: dict[str, object] = {"setting": setting, "messages": n, **opts}
     if py.drain_msg_s is not None:
         fraction = py.drain_msg_s / RAW_PIKA_MSG_S

@@ -58,9 +58,29 @@ def decode_table(encoded: bytes, offset: int, depth: int = 0) -> tuple[dict[str,
         raise HeaderDecodeError("header table longer than the frame")
     out: dict[str, Any] = {}
     while offset < limit:
-        key, offset = pika_data.decode_short_string(encoded, offset)
+        # the key (a short string) and the most common value type, ``S`` (long string), decoded inline as
+        # pika_data.decode_short_string and decode_value do (text, or the raw bytes if not UTF-8)
+        size = encoded[offset]
+        raw_key = encoded[offset + 1:offset + 1 + size]
+        offset += 1 + size
+        try:
+            key: Any = raw_key.decode("utf-8")
+        except UnicodeDecodeError:
+            key = raw_key
+        if encoded[offset:offset + 1] == b"S":
+            start = offset + 5
+            offset = start + _U32_FROM(encoded, offset + 1)[0]
+            raw = encoded[start:offset]
+            try:
+                out[key] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                out[key] = raw
+            continue
         out[key], offset = decode_value(encoded, offset, depth)
     return out, offset
+
+
+_U32_FROM = struct.Struct(">I").unpack_from
 
 
 def decode_value(encoded: bytes, offset: int, depth: int = 0) -> tuple[Any, int]:
@@ -145,6 +165,7 @@ class TolerantProperties(pika.BasicProperties):
     headers: an undecodable table gives ``headers = None`` and ``undecodable = <reason>``."""
 
     undecodable: str | None = None
+    headers: dict[str, Any] | None
 
     def decode(self, encoded: bytes, offset: int = 0) -> TolerantProperties:
         flags_at = offset
@@ -154,17 +175,28 @@ class TolerantProperties(pika.BasicProperties):
             super().decode(encoded, offset)
             return self
         offset += 2
+        content_type = content_encoding = None
         if flags & pika.BasicProperties.FLAG_CONTENT_TYPE:
-            _, offset = pika_data.decode_short_string(encoded, offset)
+            content_type, offset = pika_data.decode_short_string(encoded, offset)
         if flags & pika.BasicProperties.FLAG_CONTENT_ENCODING:
-            _, offset = pika_data.decode_short_string(encoded, offset)
+            content_encoding, offset = pika_data.decode_short_string(encoded, offset)
         table_at = offset
         table_size = struct.unpack_from(">I", encoded, table_at)[0]
         try:
-            headers, _ = decode_table(encoded, table_at)
+            headers, after = decode_table(encoded, table_at)
             reason = None
         except (HeaderDecodeError, ValueError, struct.error, IndexError, RecursionError) as exc:
-            headers, reason = None, f"{type(exc).__name__}: {str(exc)[:200]}"
+            headers, after, reason = None, 0, f"{type(exc).__name__}: {str(exc)[:200]}"
+        has_mode = bool(flags & pika.BasicProperties.FLAG_DELIVERY_MODE)
+        if headers is not None and not flags & ~_COMMON_FLAGS and (after < len(encoded) or not has_mode):
+            # only what every sailor and platform message carries (content type and encoding, headers,
+            # delivery mode): set as pika's BasicProperties.decode would, without a second decoding pass
+            # (every other property is None already, as pika's decoder leaves absent ones)
+            self.content_type = content_type
+            self.content_encoding = content_encoding
+            self.headers = headers
+            self.delivery_mode = encoded[after] if has_mode else None
+            return self
         # the other properties: pika's decoder on the same bytes without the header table
         rest = (struct.pack(">H", flags & ~pika.BasicProperties.FLAG_HEADERS) + encoded[flags_at + 2:table_at]
                 + encoded[table_at + 4 + table_size:])
@@ -172,6 +204,10 @@ class TolerantProperties(pika.BasicProperties):
         self.headers = headers
         self.undecodable = reason
         return self
+
+
+_COMMON_FLAGS = (pika.BasicProperties.FLAG_CONTENT_TYPE | pika.BasicProperties.FLAG_CONTENT_ENCODING
+                 | pika.BasicProperties.FLAG_HEADERS | pika.BasicProperties.FLAG_DELIVERY_MODE)
 
 
 def install() -> None:

@@ -3,6 +3,19 @@
 Protocol version 1 puts base64 text on the wire, version 2 the raw ciphertext. JSON is serialised like
 ``JSON.stringify`` (compact, key order kept, non-ASCII unescaped) so ciphertexts match the Node sailor's
 byte for byte.
+
+Per-message cost: creating an OpenSSL cipher context (``Cipher.encryptor()``/``decryptor()``) cost more
+than the AES work on a typical message and showed up in the sailor's profiles. Each thread therefore keeps
+one long-lived context per direction and uses CBC's definition (NIST SP 800-38A §6.2) to start every
+message at the configured IV:
+
+* decrypt: ``P_i = D_K(C_i) XOR C_{i-1}`` with ``C_0 = IV`` — one ECB decryption of the whole ciphertext
+  (ECB keeps no state between calls), XORed with ``IV || C_1 … C_{n-1}``;
+* encrypt: a running CBC encryptor chains from the last ciphertext block ``L`` it produced. Feeding it the
+  block ``D_K(IV) XOR L`` first outputs ``E_K(D_K(IV)) = IV`` and leaves the chain at ``IV``; that block is
+  dropped and the message's blocks follow exactly as from a fresh context. ``D_K(IV)`` is computed once.
+
+The output is the same bytes as a fresh ``Cipher(AES(key), CBC(iv))`` context per message (tested).
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import json
+import threading
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -53,8 +67,29 @@ class MessageCipher:
         self._iv = iv.encode("utf-8") if iv else b""
         if self._key is not None and len(self._iv) != 16:
             raise ValueError("Invalid initialization vector: must be 16 bytes in UTF-8")
-        # one immutable Cipher; each message gets its own encryptor/decryptor context (thread-safe)
+        # immutable Cipher objects; the per-thread contexts made from them live in self._local
         self._cipher = Cipher(algorithms.AES(self._key), modes.CBC(self._iv)) if self._key else None
+        self._ecb = Cipher(algorithms.AES(self._key), modes.ECB()) if self._key else None
+        self._iv_int = int.from_bytes(self._iv, "big")
+        self._d_iv = 0  # D_K(IV) as an integer
+        if self._ecb is not None:
+            self._d_iv = int.from_bytes(self._ecb.decryptor().update(self._iv), "big")
+        self._local = threading.local()
+
+    def _encryptor(self) -> tuple[Any, list[bytes]]:
+        """This thread's running CBC encryptor and a one-item list holding its last output block."""
+        state = getattr(self._local, "enc", None)
+        if state is None:
+            assert self._cipher is not None
+            state = self._local.enc = (self._cipher.encryptor(), [self._iv])
+        return state  # type: ignore[no-any-return]
+
+    def _ecb_decryptor(self) -> Any:
+        dec = getattr(self._local, "dec", None)
+        if dec is None:
+            assert self._ecb is not None
+            dec = self._local.dec = self._ecb.decryptor()
+        return dec
 
     # -- bytes level ------------------------------------------------------------------------
     def encrypt_bytes(self, plaintext: bytes) -> bytes:
@@ -62,8 +97,19 @@ class MessageCipher:
         if self._cipher is None:
             return plaintext
         pad = 16 - len(plaintext) % 16
-        enc = self._cipher.encryptor()
-        return enc.update(plaintext + bytes((pad,)) * pad) + enc.finalize()
+        padded = plaintext + bytes((pad,)) * pad
+        enc, last = self._encryptor()
+        try:
+            if last[0] == self._iv:
+                out = enc.update(padded)
+            else:
+                reset = (self._d_iv ^ int.from_bytes(last[0], "big")).to_bytes(16, "big")
+                out = enc.update(reset + padded)[16:]
+        except BaseException:
+            self._local.enc = None  # chain state unknown: the next message starts a fresh context
+            raise
+        last[0] = out[-16:]
+        return out
 
     def decrypt_bytes(self, ciphertext: bytes) -> bytes:
         """Plaintext of a raw ciphertext; DecryptError on bad length or padding."""
@@ -71,8 +117,11 @@ class MessageCipher:
             return ciphertext
         if not ciphertext or len(ciphertext) % 16:
             raise DecryptError("Failed to decrypt message: bad ciphertext length")
-        dec = self._cipher.decryptor()
-        data = dec.update(ciphertext) + dec.finalize()
+        blocks = self._ecb_decryptor().update(ciphertext)
+        size = len(ciphertext)
+        # XOR with IV || C_1 … C_{n-1}: the shifted ciphertext as one integer, the IV in its top block
+        chain = (self._iv_int << (8 * (size - 16))) | (int.from_bytes(ciphertext, "big") >> 128)
+        data = (int.from_bytes(blocks, "big") ^ chain).to_bytes(size, "big")
         pad = data[-1]
         if not 1 <= pad <= 16 or data[-pad:] != bytes((pad,)) * pad:
             raise DecryptError("Failed to decrypt message: bad padding")

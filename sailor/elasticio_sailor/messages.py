@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 META_PREFIX = "x-eio-meta-"
 ROUTING_KEY_HEADER = "x-eio-routing-key"
 ERROR_RESPONSE_HEADER = "x-eio-error-response"
+
+
+_RANDOM_POOL: list[bytes] = []
+
+
+def uuid4() -> str:
+    """A random (version 4) UUID as text, like ``str(uuid.uuid4())``: 16 bytes from ``os.urandom``, version
+    nibble 4 and variant bits 10 (RFC 9562 §5.4). The bytes are drawn 4 KiB at a time, as the ``uuid``
+    package the Node sailor uses pools ``crypto.randomFillSync`` output (``rng.js``): one system call
+    (which also releases the GIL to the other threads) per 256 ids instead of one per id.
+    """
+    try:
+        raw = bytearray(_RANDOM_POOL.pop())  # list.pop/extend are atomic: safe from any thread
+    except IndexError:
+        blob = os.urandom(4096)
+        _RANDOM_POOL.extend(blob[i:i + 16] for i in range(0, 4096, 16))
+        raw = bytearray(_RANDOM_POOL.pop())
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Rebound(Exception):
@@ -20,7 +41,7 @@ class Rebound(Exception):
 def new_message(body: Any, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     """A fresh outgoing message, like elasticio-node's ``newMessageWithBody``."""
     return {
-        "id": str(uuid.uuid4()),
+        "id": uuid4(),
         "body": body,
         "headers": dict(headers or {}),
         "attachments": {},
@@ -67,7 +88,7 @@ def incoming_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in headers.items():
         if key.lower().startswith(META_PREFIX):
             out[key.lower()] = value
-    out["threadId"] = headers.get("threadId") or out.get("x-eio-meta-trace-id") or str(uuid.uuid4())
+    out["threadId"] = headers.get("threadId") or out.get("x-eio-meta-trace-id") or uuid4()
     out["messageId"] = headers.get("messageId")
     out["parentMessageId"] = headers.get("parentMessageId")
     if headers.get("reply_to"):
@@ -86,7 +107,7 @@ def outgoing_headers(
     out.update(additional)
     out["parentMessageId"] = kept.get("messageId")
     out["threadId"] = kept.get("threadId")
-    out["messageId"] = str(uuid.uuid4())
+    out["messageId"] = uuid4()
     out.update(static)
     out["start"] = now_ms()
     return out

@@ -6,6 +6,7 @@ import struct
 from datetime import UTC, datetime
 
 import pika
+import pytest
 from elasticio_sailor.amqp_fields import AmqpTimestamp, TolerantProperties, decode_table, encode_table
 from pika import data as pika_data
 
@@ -46,3 +47,41 @@ def test_given_undecodable_headers_then_the_other_properties_survive_and_the_rea
     assert bad.headers is None and bad.undecodable is not None and "unknown AMQP field type" in bad.undecodable
     assert (bad.content_type, bad.delivery_mode, bad.correlation_id, bad.timestamp, bad.app_id) == (
         "application/json", 2, "c-1", 1764630000000, "app")
+
+
+PROPERTY_VALUES = {"content_type": "application/json", "content_encoding": "utf8", "delivery_mode": 2,
+                   "priority": 3, "correlation_id": "corr", "reply_to": "reply.rk", "expiration": "100",
+                   "message_id": "m-1", "timestamp": 1_795_765_021, "type": "t", "user_id": "guest",
+                   "app_id": "app", "cluster_id": "cl"}
+
+
+@pytest.mark.parametrize(
+    "present",
+    [(), ("content_type",), ("content_type", "content_encoding", "delivery_mode"), ("delivery_mode",),
+     ("content_encoding",), ("content_type", "content_encoding", "delivery_mode", "reply_to"),
+     ("priority", "expiration", "timestamp"), tuple(PROPERTY_VALUES)],
+)
+def test_given_headers_and_any_other_properties_then_every_property_decodes_as_pika_does(
+    present: tuple[str, ...],
+) -> None:
+    headers = {"messageId": "m", "n": 7, "ok": True, "nested": {"a": "b"}}
+    encoded = b"".join(pika.BasicProperties(headers=headers, **{k: PROPERTY_VALUES[k] for k in present}).encode())
+    expected, got = pika.BasicProperties().decode(encoded), TolerantProperties().decode(encoded)
+    for name in PROPERTY_VALUES:
+        assert getattr(got, name) == getattr(expected, name), name
+    assert got.headers == headers == expected.headers and got.undecodable is None
+
+
+def test_given_a_truncated_property_set_then_it_fails_or_decodes_as_before_the_one_pass_decoding() -> None:
+    # a frame cut short inside the properties: pika's decoder raises struct.error for the fields after the
+    # header table, and the one-pass path must not turn that into a different error or a silent value
+    encoded = b"".join(pika.BasicProperties(headers={"a": "bcd", "n": 7}, delivery_mode=2,
+                                            content_type="x").encode())
+    for cut in range(len(encoded)):
+        try:
+            got = TolerantProperties().decode(encoded[:cut])
+        except struct.error:
+            continue
+        assert got.delivery_mode is None or got.undecodable is not None, cut
+    full = TolerantProperties().decode(encoded)
+    assert (full.headers, full.delivery_mode, full.content_type) == ({"a": "bcd", "n": 7}, 2, "x")

@@ -15,6 +15,7 @@ from elasticio_sailor.messages import (
     pop_routing_key,
     rebound_expiration,
     rebound_iteration,
+    uuid4,
 )
 
 STATIC = {"execId": "exec1", "taskId": "flow1", "workspaceId": "ws1", "containerId": "cont1",
@@ -116,3 +117,11 @@ def test_given_body_when_new_message_then_node_shape_with_fresh_id() -> None:
     assert msg["body"] == {"a": 1} and msg["headers"] == {"h": "v"}
     assert msg["attachments"] == {} and msg["metadata"] == {}
     assert new_message({})["id"] != msg["id"]
+
+
+def test_given_many_ids_when_generating_then_distinct_version_4_rfc_uuids_in_canonical_text() -> None:
+    ids = [uuid4() for _ in range(1000)]  # several refills of the 256-id random pool
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
