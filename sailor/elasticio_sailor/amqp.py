@@ -36,11 +36,6 @@ from pika.adapters.select_connection import IOLoop
 from . import amqp_fields
 from .wire import ack_frame, publish_frames, reject_frame
 
-try:  # optional: only the single-threaded "greenlet" concurrency mode needs it
-    import greenlet
-except ImportError:  # pragma: no cover - exercised where greenlet is not installed
-    greenlet = None
-
 log = logging.getLogger("sailor")
 
 # incoming headers pika cannot decode no longer drop the connection (see amqp_fields)
@@ -112,19 +107,28 @@ class AmqpError(Exception):
     """Connection, consume or publish failure (messages never include credentials)."""
 
 
+# How a task that runs on the I/O thread's loop waits without blocking the loop: ``park(register)`` hands
+# ``register`` a function that resumes the task, then gives the loop back until that function is called;
+# it returns at once when the caller is not such a task. A cooperative pool installs one as
+# ``AmqpTransport.park`` (pools.GreenletPool); the transport itself knows nothing of how tasks switch.
+Park = Callable[[Callable[[Callable[[], None]], None]], None]
+
+
 class PublishFuture:
     """Completion of one publish: ``wait()`` returns once confirmed, or raises the final failure.
 
     A pre-acquired lock instead of ``threading.Event``: one waiter only, and a bare lock is a single
-    futex per hand-off, which matters at thousands of publishes per second.
+    futex per hand-off, which matters at thousands of publishes per second. With ``park`` (see
+    :data:`Park`), a task on the I/O thread's loop parks instead of blocking the loop.
     """
 
-    __slots__ = ("_callbacks", "_done", "_error", "_lock", "_waiter")
+    __slots__ = ("_callbacks", "_done", "_error", "_lock", "_park", "_waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, park: Park | None = None) -> None:
         self._lock = threading.Lock()
         self._lock.acquire()
-        self._waiter: Any = None
+        self._park = park
+        self._waiter: Callable[[], None] | None = None
         self._done = False
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[BaseException | None], None]] | None = None
@@ -141,7 +145,7 @@ class PublishFuture:
             cb(error)
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
-            waiter.switch()  # resume the message greenlet blocked in wait()
+            waiter()  # resume the task parked in wait()
 
     @property
     def done(self) -> bool:
@@ -160,13 +164,13 @@ class PublishFuture:
         else:
             self._callbacks.append(cb)
 
+    def _resume_with(self, resume: Callable[[], None]) -> None:
+        self._waiter = resume
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until confirmed; raise AmqpError if the publish finally failed."""
-        current = greenlet.getcurrent() if greenlet is not None else None
-        if not self._done and current is not None and current.parent is not None:
-            # a message greenlet on the I/O thread: give the loop back until set_done resumes us
-            self._waiter = current
-            current.parent.switch()
+        if not self._done and self._park is not None:
+            self._park(self._resume_with)  # a task on the I/O thread: the loop goes on until set_done
         if not self._done:
             if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
                 raise AmqpError("publish not confirmed in time")
@@ -180,14 +184,14 @@ class _Publish:
 
     def __init__(
         self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties,
-        mandatory: bool,
+        mandatory: bool, park: Park | None = None,
     ) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.body = body
         self.properties = properties
         self.mandatory = mandatory
-        self.future = PublishFuture()
+        self.future = PublishFuture(park)
         self.iteration = 0
         self.encoded: bytes | None = None  # properties.encode() made by the publishing thread
 
@@ -244,7 +248,8 @@ class AmqpTransport:
         self._ioloop = IOLoop()
         self._thread: threading.Thread | None = None
         self._io_ident: int | None = None
-        self.immediate = False  # run deliveries and confirm completions inline (greenlet mode)
+        self.immediate = False  # run deliveries and confirm completions inline (a cooperative pool)
+        self.park: Park | None = None  # how a publisher on the I/O thread's loop waits (see Park)
 
         # state below is touched only on the I/O thread
         self._read_conn: pika.SelectConnection | None = None
@@ -338,7 +343,7 @@ class AmqpTransport:
         mandatory: bool = True,
     ) -> PublishFuture:
         """Queue a publish on the confirm channel; the future completes at the broker's confirm."""
-        req = _Publish(exchange, routing_key, body, properties, mandatory)
+        req = _Publish(exchange, routing_key, body, properties, mandatory, self.park)
         try:
             # encoded here, on the publishing (worker) thread, to keep it off the I/O thread; a failure is
             # left to the I/O thread's publish, which reports it as before
@@ -623,8 +628,8 @@ class AmqpTransport:
     def _defer(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` after the frames of the current read are handled. Waking worker threads one by
         one in the middle of a burst makes them fight the I/O thread for the GIL; waking them together
-        when the I/O thread is about to wait in epoll does not. With no worker threads (greenlet
-        mode) there is nothing to fight, and waiting a loop iteration would only add latency."""
+        when the I/O thread is about to wait in epoll does not. With no worker threads (a cooperative
+        pool, greenlet mode) there is nothing to fight, and waiting a loop iteration would only add latency."""
         if self.immediate:
             fn()
             return

@@ -151,8 +151,20 @@ class GreenletPool:
         if _greenlet is None:
             raise RuntimeError("SAILOR_CONCURRENCY=greenlet needs the 'greenlet' package")
         self._transport = transport
-        # deliveries and confirm completions run inline on the I/O thread, in the greenlets started here
+        # deliveries and confirm completions run inline on the I/O thread, in the greenlets started here;
+        # a message greenlet waiting for its publish confirm parks (gives the loop back) instead of blocking
         transport.immediate = True
+        transport.park = self._park
+
+    @staticmethod
+    def _park(register: Callable[[Callable[[], None]], None]) -> None:
+        """The transport's :data:`~elasticio_sailor.amqp.Park` for message greenlets."""
+        assert _greenlet is not None
+        current = _greenlet.getcurrent()
+        if current.parent is None:  # the loop itself (not a message greenlet): the caller blocks
+            return
+        register(current.switch)
+        current.parent.switch()
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Start ``fn(*args)`` in a new greenlet; from a message greenlet, after the current burst."""
