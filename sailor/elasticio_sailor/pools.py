@@ -33,19 +33,15 @@ class Pool(Protocol):
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` as one message's processing (errors are logged)."""
-        ...
 
     def sleep(self, delay_s: float) -> None:
         """Wait ``delay_s`` seconds inside a message (throttles)."""
-        ...
 
     def run_blocking(self, fn: Callable[[], T]) -> T:
         """Run blocking I/O (object storage) for the current message and return its result."""
-        ...
 
     def shutdown(self) -> None:
         """Finish queued work and stop."""
-        ...
 
 
 def check_concurrency(mode: str) -> None:
