@@ -32,6 +32,12 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 USER_AGENT = "elasticio-aws-marketplace-metering/1.0.0"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
+# Idle connections the pool keeps. It must cover every call in flight at once: a connection returned to a
+# full pool is closed (urllib3 logs "Connection pool is full, discarding connection") and the next call
+# opens a new one, a TLS handshake to AWS each time. The sailor runs up to ELASTICIO_RABBITMQ_PREFETCH_SAILOR
+# messages at once, at most 64 (sailor/elasticio_sailor/pools.py, MAX_WORKERS); urllib3 opens connections
+# only on demand, so keeping up to 64 costs nothing at prefetch 1.
+POOL_SIZE = 64
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +191,7 @@ class MeteringClient:
 
     def __init__(self, settings: Settings, *, backoff: Backoff | None = None,
                  pacer_for: Callable[[Operation], Pacer] | None = None, sleep: Sleep = time.sleep,
-                 timeout: tuple[float, float] = DEFAULT_TIMEOUT, pool_size: int = 4) -> None:
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT, pool_size: int = POOL_SIZE) -> None:
         self.settings = settings
         self.backoff = backoff or Backoff()
         self.timeout = timeout
@@ -369,3 +375,31 @@ def client_for(settings: Settings) -> MeteringClient:
                 _CLIENTS.popitem(last=False)[1].close()
         _CLIENTS.move_to_end(settings.cache_key)
         return client
+
+
+_SETTINGS: OrderedDict[tuple[tuple[str, Any], ...], Settings] = OrderedDict()
+_SETTINGS_LOCK = threading.Lock()
+
+
+def settings_for(cfg: dict[str, Any]) -> Settings:
+    """:meth:`Settings.from_cfg`, validated once per distinct configuration (a step's cfg is the same for
+    every message; validating it again on each one cost about 5 % of a Batch Meter Usage message's CPU).
+
+    A cfg that fails validation is never cached: every message with it gets the same error again.
+    """
+    try:
+        key = tuple(sorted(cfg.items()))
+        hash(key)
+    except TypeError:  # a value that is not hashable (not produced by the credentials form): no cache
+        return Settings.from_cfg(cfg)
+    with _SETTINGS_LOCK:
+        found = _SETTINGS.get(key)
+        if found is not None:
+            _SETTINGS.move_to_end(key)
+            return found
+    settings = Settings.from_cfg(cfg)
+    with _SETTINGS_LOCK:
+        _SETTINGS[key] = settings
+        while len(_SETTINGS) > _MAX_CLIENTS:
+            _SETTINGS.popitem(last=False)
+    return settings

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import quantity
 from .batch import KNOWN_STATUSES, BatchOutcome, RecordResult, run_batch
-from .client import MeteringClient, Settings, client_for
+from .client import MeteringClient, client_for, settings_for
 from .errors import DRY_RUN, MeteringError
 from .operations import Operation
 from .options import StepOptions
@@ -141,7 +141,7 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
     logger = getattr(ctx, "logger", None) or log
     for target in (logger, log, logging.getLogger("lib.client"), logging.getLogger("lib.batch")):
         guard(target, secret_values(cfg))
-    settings = Settings.from_cfg(cfg)
+    settings = settings_for(cfg)
     options = StepOptions.from_cfg(cfg)
     body = msg.get("body")
     validate_body(op, body)

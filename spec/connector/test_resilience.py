@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from itertools import pairwise
 
 import pytest
@@ -105,6 +107,37 @@ def test_given_a_transient_failure_when_calling_then_the_retry_succeeds(
                             backoff=Backoff(base=0.01, cap=0.02), sleep=lambda s: None)
     reply = client.call(OPERATIONS["registerUsage"], {"ProductCode": PRODUCT, "PublicKeyVersion": 1})
     assert reply.attempts == 2 and reply.data["Signature"].count(".") == 2
+
+
+def test_given_twelve_calls_in_flight_at_once_then_the_pool_keeps_every_connection_and_reuses_it(
+        metering_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A prefetch-12 sailor: no connection is closed on return and re-opened (a TLS handshake on AWS)."""
+    threads, rounds = 12, 4
+    metering_emulator.admin.set_config(quotas=False)
+    # Slow answers: all twelve calls of a round hold their connection at the same time.
+    metering_emulator.admin.add_fault(type="latency", latency_ms=150, count=threads * rounds)
+    client = MeteringClient(Settings.from_cfg(a_config(metering_emulator.url, callsPerSecond="1000")))
+    barrier = threading.Barrier(threads)
+    statuses: list[str] = []
+
+    def worker(n: int) -> None:
+        for r in range(rounds):
+            barrier.wait(timeout=20)  # every thread holds a connection at the same moment
+            reply = client.call(OPERATIONS["batchMeterUsage"], {
+                "ProductCode": PRODUCT, "UsageRecords": [a_record(quantity=n * rounds + r + 1)]})  # same hour: dupes
+            statuses.append(reply.data["Results"][0]["Status"])
+
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        workers = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(60)
+    pools = client._adapter.poolmanager.pools
+    opened = sum(pools[key].num_connections for key in pools.keys())
+    assert len(statuses) == threads * rounds and set(statuses) == {"Success", "DuplicateRecord"}
+    assert opened == threads  # a 4-connection pool: 12, then 8 new ones every round
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
 
 
 def test_given_quotas_on_when_a_burst_of_calls_is_made_then_pacing_keeps_the_service_from_throttling(

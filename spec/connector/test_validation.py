@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from metering_emulator.testing import EmulatorServer
 
-from lib.client import Settings
+from lib.client import Settings, settings_for
 from lib.errors import MeteringError
 from lib.operations import OPERATIONS
 from lib.runner import validate_body
@@ -154,6 +154,19 @@ def test_given_a_bad_configuration_then_every_field_is_reported_and_no_secret_is
         Settings.from_cfg(cfg)
     assert [p.path for p in raised.value.problems] == paths
     assert "very+secret" not in str(raised.value)
+
+
+def test_given_the_same_configuration_on_every_message_then_it_is_validated_once_and_errors_every_time(
+) -> None:
+    cfg = a_config("http://127.0.0.1:9", callsPerSecond="7")
+    first = settings_for(cfg)
+    assert settings_for(dict(cfg)) is first and first.calls_per_second == 7.0
+    assert settings_for({**cfg, "region": "eu-west-1"}).region == "eu-west-1"  # another cfg, other settings
+    bad = {**cfg, "region": "mars-north-1"}
+    for _ in range(2):  # a refused cfg is not cached: the next message is refused the same way
+        with pytest.raises(MeteringError) as raised:
+            settings_for(bad)
+        assert [p.path for p in raised.value.problems] == ["/region"]
 
 
 @pytest.mark.parametrize(("url", "expected"), [
