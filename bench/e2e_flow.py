@@ -18,14 +18,20 @@ ours/peer; asserts nothing.
     python bench/e2e_flow.py [--messages 240] [--paced 60 --paced-rate 4] [--calls-per-second 1000]
                              [--modes quotas-off] [--pairs 3]
 
+Step 2's CPU per message (its sailor processes, from /proc) is printed for every run.
+
 ``--modes`` picks the runs (comma-separated: quotas-on, quotas-off, paced; default all three);
 ``--pairs N`` repeats each back-to-back pair (ours, then the peer) N times and prints every pair's ratio
-and their median.
+and their median. ``--floor`` adds, to every quotas-off pair, a run of ``bench/transport_floor``: the
+Python sailor calling the emulator through ``MeteringClient.call`` alone (requests + requests-aws4auth),
+without the connector's own logic, so the report splits ours' cost into the transport with the sailor
+and what the connector adds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -41,7 +47,23 @@ from spec.support.rabbit import RabbitBroker
 
 CEILING = 250.0
 MODES = ("quotas on", "quotas off", "paced")
-NAMES = {"python": "ours (Python sailor + connector)", "node": "peer (Node sailor + aws-sdk)"}
+NAMES = {"python": "ours (Python sailor + connector)", "node": "peer (Node sailor + aws-sdk)",
+         "floor": "transport floor (sailor + client only)"}
+FLOOR = Path(__file__).resolve().parent / "transport_floor"
+
+
+def step2_cpu(flow: MeteringFlow) -> float:
+    """User + system CPU seconds used so far by step 2's sailor processes (Linux /proc; 0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in flow.step2_procs():
+        try:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def run(
@@ -53,12 +75,17 @@ def run(
     paced: float = 0.0,
     calls_per_second: str = "",
 ) -> dict[str, Any]:
-    """One flow run; returns its figures. ``calls_per_second``: ours' credential field (empty = default)."""
+    """One flow run; returns its figures. ``calls_per_second``: ours' credential field (empty = default).
+
+    ``step2``: python (the connector), node (the peer) or floor (bench/transport_floor in the Python sailor).
+    """
     plan = UsagePlan.make(messages=messages, records_per_message=1 if paced else 25)
-    fields = {"callsPerSecond": calls_per_second} if calls_per_second and step2 == "python" else {}
-    opts = FlowOptions(step2=step2, quotas=quotas, step2_fields=fields)
+    fields = {"callsPerSecond": calls_per_second} if calls_per_second and step2 != "node" else {}
+    opts = FlowOptions(step2="node" if step2 == "node" else "python", quotas=quotas, step2_fields=fields,
+                       step2_dir=FLOOR if step2 == "floor" else None)
     label = f"{step2} quotas={'on' if quotas else 'off'}{' paced' if paced else ''}"
     with MeteringFlow(workdir, broker, plan, opts) as flow:
+        cpu_before = step2_cpu(flow)
         if paced:
             flow.publish_paced(paced)
         else:
@@ -71,6 +98,7 @@ def run(
                 print(f"\r  {label}: {f.progress_line()}   ", end="", file=sys.stderr, flush=True)
 
         flow.wait_done(timeout=900, on_progress=progress)
+        cpu = step2_cpu(flow) - cpu_before
         print(file=sys.stderr)
         audit = flow.audit()
         stats = op_stats(flow.emulator.stats(), "BatchMeterUsage")
@@ -84,6 +112,7 @@ def run(
         "calls": stats.get("calls", 0),
         "throttled": stats.get("throttled", 0),
         "errors": len(flow.errors),
+        "cpu_ms": 1000 * cpu / messages,  # step 2's CPU per message (settle time included: idle)
     }
 
 
@@ -106,6 +135,8 @@ def main() -> None:
     parser.add_argument("--modes", default="quotas-on,quotas-off,paced",
                         help="comma-separated runs: quotas-on, quotas-off, paced")
     parser.add_argument("--pairs", type=int, default=1, help="back-to-back pairs (ours, peer) per mode")
+    parser.add_argument("--floor", action="store_true",
+                        help="add a transport-floor run (bench/transport_floor) to every quotas-off pair")
     args = parser.parse_args()
     modes = [m.strip().replace("-", " ") for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -119,7 +150,8 @@ def main() -> None:
         n = 0
         for mode in modes:
             for pair in range(args.pairs):
-                for step2 in ("python", "node"):
+                kinds = ("python", "floor", "node") if args.floor and mode == "quotas off" else ("python", "node")
+                for step2 in kinds:
                     n += 1
                     if mode == "paced":
                         res = run(broker, Path(tmp) / f"run{n}", step2, True, args.paced, paced=args.paced_rate)
@@ -137,14 +169,14 @@ def report(results: dict[tuple[str, int, str], dict[str, Any]], modes: list[str]
     print()
     print(
         f"{'run':52} {'records':>7} {'rec/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'calls':>6} {'thrott':>6} "
-        f"{'errors':>6}  audit"
+        f"{'errors':>6} {'cpu/msg':>8}  audit"
     )
     for (mode, pair, step2), r in results.items():
         name = f"{NAMES[step2]}, {mode}" + (f" #{pair + 1}" if pairs > 1 else "")
         print(
             f"{name:52} {r['records']:>7} {r['rps']:>8.1f} {r['p50'] or 0:>8.0f} "
-            f"{r['p99'] or 0:>8.0f} {r['calls']:>6} {r['throttled']:>6} {r['errors']:>6}  "
-            f"{'EXACT' if r['exact'] else 'FAILED'}"
+            f"{r['p99'] or 0:>8.0f} {r['calls']:>6} {r['throttled']:>6} {r['errors']:>6} "
+            f"{r['cpu_ms']:>6.2f}ms  {'EXACT' if r['exact'] else 'FAILED'}"
         )
     print()
     if "quotas on" in modes:
@@ -159,13 +191,19 @@ def report(results: dict[tuple[str, int, str], dict[str, Any]], modes: list[str]
             print(
                 f"ours / peer, {mode}{f' pair {pair + 1}' if pairs > 1 else ''}: records/s "
                 f"{ratio(py['rps'], node['rps'])}, p50 latency {ratio(py['p50'], node['p50'])}, "
-                f"p99 latency {ratio(py['p99'], node['p99'])}"
+                f"p99 latency {ratio(py['p99'], node['p99'])}, step 2 CPU per message "
+                f"{ratio(py['cpu_ms'], node['cpu_ms'])}"
             )
-        if pairs > 1:
-            rps = [results[(mode, p, "python")]["rps"] / results[(mode, p, "node")]["rps"]
-                   for p in range(pairs) if results[(mode, p, "node")]["rps"]]
-            if rps:
-                print(f"ours / peer, {mode}: median records/s ratio of {pairs} pairs {statistics.median(rps):.2f}x")
+            floor = results.get((mode, pair, "floor"))
+            if floor is not None:
+                print(f"transport floor / peer, {mode}{f' pair {pair + 1}' if pairs > 1 else ''}: records/s "
+                      f"{ratio(floor['rps'], node['rps'])}, step 2 CPU per message "
+                      f"{ratio(floor['cpu_ms'], node['cpu_ms'])}")
+        for step2, who in (("python", "ours"), ("floor", "transport floor")):
+            rps = [results[(mode, p, step2)]["rps"] / results[(mode, p, "node")]["rps"]
+                   for p in range(pairs) if (mode, p, step2) in results and results[(mode, p, "node")]["rps"]]
+            if pairs > 1 and rps:
+                print(f"{who} / peer, {mode}: median records/s ratio of {pairs} pairs {statistics.median(rps):.2f}x")
 
 
 if __name__ == "__main__":

@@ -347,6 +347,7 @@ class FlowOptions:
     """How the flow is run (defaults: one Python replica of the connector, quotas off)."""
 
     step2: str = "python"  # "python" (our connector) or "node" (the aws-sdk peer)
+    step2_dir: Path | None = None  # another component for step 2 (default: the connector, or the peer)
     function: str = ""  # default: the plan's operation (batchMeterUsage, meterUsage, resolveCustomer)
     replicas: int = 1
     prefetch: int = 10
@@ -469,6 +470,8 @@ class MeteringFlow:
             self._supervisor.start()
 
     def _step2_dir(self) -> Path:
+        if self.opts.step2_dir is not None:
+            return self.opts.step2_dir
         return ROOT if self.opts.step2 == "python" else NODE_COMPONENTS / "aws-sdk-metering"
 
     def _declare_rebound_delay(self, step: Step) -> None:
