@@ -21,7 +21,6 @@ after some records were billed carries those records (:attr:`BatchFailure.billed
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from . import quantity
+from . import jsontext, quantity
 from .client import MeteringClient
 from .errors import TRANSIENT, ErrorClass, MeteringError
 from .operations import Operation
@@ -133,8 +132,7 @@ def window_bounds(now: float, hours: int) -> tuple[int, int]:
     return earliest, int(now) + FUTURE_TOLERANCE
 
 
-def _size(record: dict[str, Any]) -> int:
-    return len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+_size = jsontext.size
 
 
 def chunk(indexes: list[int], records: list[dict[str, Any]], product_code: str | None,
@@ -144,8 +142,7 @@ def chunk(indexes: list[int], records: list[dict[str, Any]], product_code: str |
     if len(indexes) <= max_items and indexes:
         # One call if the whole list fits: its JSON is the records', a comma each and the brackets, so
         # base + that - 1 is the size the loop below would reach (one serialisation instead of one a record).
-        whole = json.dumps([records[i] for i in indexes], separators=(",", ":"), ensure_ascii=False)
-        if base + len(whole.encode("utf-8")) - 1 < max_bytes:
+        if base + jsontext.size([records[i] for i in indexes]) - 1 < max_bytes:
             return [list(indexes)]
     chunks: list[list[int]] = []
     current: list[int] = []
@@ -188,6 +185,17 @@ def match_key(record: dict[str, Any]) -> tuple[Any, ...]:
     """
     return (*_who(record), record.get("Dimension"), _epoch(record.get("Timestamp")),
             quantity.value_of(record, quantity.RECORD))
+
+
+def _same(wire: dict[str, Any], echoed: dict[str, Any]) -> bool:
+    """``match_key(wire) == match_key(echoed)``, answered from the members as sent when the echo repeats them
+    (the usual answer: the same decimal text, the same epoch seconds), by value otherwise."""
+    sent = wire.get(quantity.RECORD.decimal)
+    if (sent is not None and echoed.get(quantity.RECORD.decimal) == sent
+            and echoed.get("Timestamp") == wire.get("Timestamp") and echoed.get("Dimension") == wire.get("Dimension")
+            and _who(echoed) == _who(wire) and type(wire.get("Timestamp")) is int):
+        return True
+    return match_key(echoed) == match_key(wire)
 
 
 def _sum_units(records: list[dict[str, Any]], positions: list[int]) -> list[_Unit]:
@@ -332,10 +340,18 @@ class _Sender:
             reply = self.client.call(self.op, payload)
             if reply.request_id:
                 self.outcome.request_ids.append(reply.request_id)
+            results = reply.data.get("Results") or []
+            if len(results) == len(queue) and all(_same(unit.wire, result.get("UsageRecord") or {})
+                                                  for unit, result in zip(queue, results, strict=True)):
+                # Every record answered, in the order sent (what AWS does): the pairing below would give the
+                # same, since equal keys are paired in order there too.
+                for unit, result in zip(queue, results, strict=True):
+                    self._record(unit, result, reply.request_id)
+                return
             waiting: dict[tuple[Any, ...], list[_Unit]] = {}
             for unit in queue:
                 waiting.setdefault(match_key(unit.wire), []).append(unit)
-            for result in reply.data.get("Results") or []:
+            for result in results:
                 echoed = result.get("UsageRecord") or {}
                 slots = waiting.get(match_key(echoed))
                 if not slots:
@@ -357,9 +373,11 @@ class _Sender:
 
     def _record(self, unit: _Unit, result: dict[str, Any], request_id: str | None) -> None:
         status = str(result.get("Status") or "Unknown")
-        billed = quantity.render(quantity.value_of(unit.wire, quantity.RECORD))
+        sent = unit.wire.get(quantity.RECORD.decimal)  # the wire always carries the decimal member
+        billed = (quantity.canonical(sent) if isinstance(sent, str)
+                  else quantity.render(quantity.value_of(unit.wire, quantity.RECORD)))
         summed = unit.positions if len(unit.positions) > 1 else ()
+        record_id = result.get("MeteringRecordId")
         for position in unit.positions:
             self.outcome.results.append(RecordResult(
-                position, self.records[position], status, result.get("MeteringRecordId"), request_id,
-                billed_quantity=billed, summed=summed))
+                position, self.records[position], status, record_id, request_id, None, None, billed, summed))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import logging
 import threading
 import time
@@ -19,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests_aws4auth import AWS4Auth
 
+from . import jsontext
 from .credentials import role_credentials, session_rejected
 from .errors import ErrorClass, Kind, MeteringError, Problem, parse_code
 from .operations import Operation
@@ -241,7 +241,7 @@ class MeteringClient:
 
         Raises :class:`MeteringError`; ``retryable`` is true when attempts ran out on a transient failure.
         """
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        body = jsontext.dumps(payload)
         headers = {"X-Amz-Target": f"{TARGET_PREFIX}.{op.name}"}
         pacer = self._pacer_for(op)
         attempt = 0
@@ -302,7 +302,7 @@ class MeteringClient:
         request_id = answer.headers.get("x-amzn-RequestId")
         if answer.status < 300:
             try:
-                data = json.loads(answer.content)
+                data = jsontext.loads(answer.content)
             except ValueError:
                 data = None
             if not isinstance(data, dict):
@@ -341,7 +341,7 @@ class MeteringClient:
     def _error(op: Operation, resp: _Answer, request_id: str | None) -> MeteringError:
         """Parse an error reply the way botocore does (body ``__type`` first, then the header)."""
         try:
-            data = json.loads(resp.content)
+            data = jsontext.loads(resp.content)
         except ValueError:
             data = None
         code = message = ""

@@ -65,6 +65,17 @@ def render(quantity: Decimal) -> str:
     return text or "0"
 
 
+def canonical(text: str) -> str:
+    """``render(Decimal(text))`` for a string of the decimal members' form (:data:`DECIMAL_PATTERN`: no sign,
+    no exponent, no leading zeros), without building the Decimal: only trailing fraction zeros go. Any other
+    text takes the Decimal way."""
+    if DECIMAL_PATTERN.match(text) is None:
+        return render(Decimal(text))
+    if "." not in text:
+        return text
+    return text.rstrip("0").rstrip(".")
+
+
 def fits(quantity: Decimal) -> bool:
     """Whether ``quantity`` can be written in a decimal member (10 whole digits, 6 decimals)."""
     text = render(quantity)
@@ -83,6 +94,8 @@ def problems(item: Any, base: str, members: Members) -> list[Problem]:
     """
     if not isinstance(item, dict):
         return []
+    if not item.get(ALLOCATIONS) and (members.whole not in item or members.decimal not in item):
+        return []  # the usual record: one quantity member, no allocations (nothing below applies)
     found: list[Problem] = []
     used = _uses(item, members)
     if len(used) == 2:
@@ -134,7 +147,9 @@ def _as_decimal_member(item: dict[str, Any], members: Members) -> dict[str, Any]
     if members.decimal in item:
         out[members.decimal] = item[members.decimal]
     elif members.whole in item:
-        out[members.decimal] = render(value_of(item, members))
+        whole = item[members.whole]
+        # str(n) is render(Decimal(n)) for a plain int, without the Decimal (every record takes this path)
+        out[members.decimal] = str(whole) if type(whole) is int else render(value_of(item, members))
     return out
 
 

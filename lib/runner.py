@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import quantity
+from . import jsontext, quantity
 from .batch import KNOWN_STATUSES, BatchOutcome, RecordResult, run_batch
 from .client import MeteringClient, client_for, settings_for
 from .errors import DRY_RUN, MeteringError
@@ -102,8 +102,7 @@ def summary_budget() -> int:
     return limit // 2
 
 
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+_json_size = jsontext.size
 
 
 def summary_parts(summary: dict[str, Any], budget: int) -> list[dict[str, Any]]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -33,6 +33,8 @@ class TimestampError(ValueError):
 
 def parse_timestamp(value: Any) -> int:
     """Convert an accepted timestamp form to whole epoch seconds (fractions truncated, as botocore)."""
+    if type(value) is int and 0 <= value < _EPOCH_MS_THRESHOLD:
+        return value  # epoch seconds already (the common case, and what the wire carries)
     if isinstance(value, bool):
         raise TimestampError("not a timestamp")
     if isinstance(value, str) and _NUMERIC.match(value.strip()):
@@ -119,88 +121,77 @@ def secret_fields(name: str = "config.json") -> frozenset[str]:
     return frozenset(key for key, prop in props.items() if prop.get("secret") is True)
 
 
-class _Plan(NamedTuple):
-    """Where in an instance the values of one format are: the members (and items) to look into.
+# Converters: what a format's values become on the way in (aws-timestamp -> epoch seconds) and out
+# (date-time epochs -> ISO-8601). Each schema is compiled once into nested functions that visit only the
+# members and items whose schema has the format somewhere below it, so a message costs one pass over those
+# values and nothing for the rest (this runs on every message: keep it free of generators and deep copies).
+Convert = Callable[[Any], Any]
 
-    ``True`` for a member (or for the items) means the value there has the format itself.
+
+def _converter(schema: Any, fmt: str, fn: Convert, copy: bool) -> Convert | None:
+    """The converter of ``schema`` for ``fmt``, or None when no value below it has that format.
+
+    It returns the converted instance. ``copy``: the containers on the way to a converted value are copied
+    (everything else is shared with the input); otherwise they are changed in place.
     """
-
-    members: tuple[tuple[str, _Plan | bool], ...]
-    items: _Plan | bool | None
-
-
-def _sub_plan(sub: Any, fmt: str) -> _Plan | bool | None:
-    if not isinstance(sub, dict):
+    if not isinstance(schema, dict):
         return None
-    return True if sub.get("format") == fmt else _plan_of(sub, fmt)
+    if schema.get("format") == fmt:
+        return fn
+    members = tuple((key, sub) for key, prop in schema.get("properties", {}).items()
+                    for sub in [_converter(prop, fmt, fn, copy)] if sub is not None)
+    items = _converter(schema.get("items"), fmt, fn, copy)
+    if not members and items is None:
+        return None
+
+    def convert(instance: Any) -> Any:
+        if members and isinstance(instance, dict):
+            out = dict(instance) if copy else instance
+            for key, sub in members:
+                if key in out:
+                    out[key] = sub(out[key])
+            return out
+        if items is not None and isinstance(instance, list):
+            if copy:
+                return [items(item) for item in instance]
+            for index, item in enumerate(instance):
+                instance[index] = items(item)
+        return instance
+    return convert
 
 
-def _plan_of(schema: dict[str, Any], fmt: str) -> _Plan | None:
-    """The plan for ``fmt`` below ``schema``; None when no value below it has that format."""
-    members = tuple((key, plan) for key, sub in schema.get("properties", {}).items()
-                    for plan in [_sub_plan(sub, fmt)] if plan is not None)
-    items = _sub_plan(schema.get("items"), fmt)
-    return _Plan(members, items) if members or items is not None else None
+_CONVERTERS: dict[tuple[int, str, bool], tuple[dict[str, Any], Convert | None]] = {}
 
 
-_PLANS: dict[tuple[int, str], tuple[dict[str, Any], _Plan | None]] = {}
-
-
-def _plan(schema: dict[str, Any], fmt: str) -> _Plan | None:
-    """The plan of ``schema`` (cached per schema object: the schemas of :func:`json_schema` are cached)."""
-    entry = _PLANS.get((id(schema), fmt))
+def _converter_of(schema: dict[str, Any], fmt: str, fn: Convert, copy: bool) -> Convert | None:
+    """The cached converter of ``schema`` (per schema object: the schemas of :func:`json_schema` are cached)."""
+    key = (id(schema), fmt, copy)
+    entry = _CONVERTERS.get(key)
     if entry is None or entry[0] is not schema:
-        if len(_PLANS) >= 64:
-            _PLANS.clear()
-        entry = _PLANS[(id(schema), fmt)] = (schema, _plan_of(schema, fmt))
+        if len(_CONVERTERS) >= 64:
+            _CONVERTERS.clear()
+        entry = _CONVERTERS[key] = (schema, _converter(schema, fmt, fn, copy))
     return entry[1]
 
 
-def _walk(plan: _Plan, instance: Any) -> Iterator[tuple[Any, Any]]:
-    if isinstance(instance, dict):
-        for key, sub in plan.members:
-            if key in instance:
-                if sub is True:
-                    yield instance, key
-                elif isinstance(sub, _Plan):
-                    yield from _walk(sub, instance[key])
-    elif isinstance(instance, list) and plan.items is not None:
-        items = plan.items
-        for index, item in enumerate(instance):
-            if items is True:
-                yield instance, index
-            elif isinstance(items, _Plan):
-                yield from _walk(items, item)
-
-
-def walk_format(schema: dict[str, Any], instance: Any, fmt: str) -> Iterator[tuple[Any, Any]]:
-    """Yield (container, key) for every value in ``instance`` whose schema has ``format == fmt``."""
-    plan = _plan(schema, fmt)
-    if plan is not None:
-        yield from _walk(plan, instance)
-
-
-def _copy(value: Any) -> Any:
-    """A deep copy of JSON data (dicts, lists, scalars); much cheaper than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {key: _copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy(item) for item in value]
-    return value
-
-
 def timestamps_to_epoch(schema: dict[str, Any], instance: Any) -> Any:
-    """Copy ``instance`` with every aws-timestamp value turned into epoch seconds (the wire form)."""
-    result = _copy(instance)
-    for container, key in walk_format(schema, result, TIMESTAMP_FORMAT):
-        container[key] = parse_timestamp(container[key])
-    return result
+    """A copy of ``instance`` with every aws-timestamp value turned into epoch seconds (the wire form).
+
+    The top-level object and the containers on the way to a timestamp are copied; other values are shared
+    with ``instance``, which is read, never changed (the runner rewrites only what it copied).
+    """
+    convert = _converter_of(schema, TIMESTAMP_FORMAT, parse_timestamp, True)
+    result = convert(instance) if convert is not None else instance
+    return dict(result) if result is instance and isinstance(result, dict) else result
+
+
+def _iso_of_epoch(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return iso_utc(value)
+    return value
 
 
 def epochs_to_iso(schema: dict[str, Any], instance: Any) -> Any:
     """Turn every date-time value of a response (epoch numbers on the wire) into ISO-8601 UTC in place."""
-    for container, key in walk_format(schema, instance, "date-time"):
-        value = container[key]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            container[key] = iso_utc(value)
-    return instance
+    convert = _converter_of(schema, "date-time", _iso_of_epoch, False)
+    return convert(instance) if convert is not None else instance
