@@ -368,13 +368,14 @@ _MAX_CLIENTS = 16  # rotating temporary credentials must not pile up sessions
 
 def client_for(settings: Settings) -> MeteringClient:
     """A process-wide client per configuration, so the connection pool survives between messages."""
+    key = settings.cache_key  # two SHA-256 digests: computed once per message
     with _CLIENTS_LOCK:
-        client = _CLIENTS.get(settings.cache_key)
+        client = _CLIENTS.get(key)
         if client is None:
-            client = _CLIENTS[settings.cache_key] = MeteringClient(settings)
+            client = _CLIENTS[key] = MeteringClient(settings)
             while len(_CLIENTS) > _MAX_CLIENTS:
                 _CLIENTS.popitem(last=False)[1].close()
-        _CLIENTS.move_to_end(settings.cache_key)
+        _CLIENTS.move_to_end(key)
         return client
 
 

@@ -35,33 +35,42 @@ def parse_timestamp(value: Any) -> int:
     """Convert an accepted timestamp form to whole epoch seconds (fractions truncated, as botocore)."""
     if type(value) is int and 0 <= value < _EPOCH_MS_THRESHOLD:
         return value  # epoch seconds already (the common case, and what the wire carries)
-    if isinstance(value, bool):
-        raise TimestampError("not a timestamp")
-    if isinstance(value, str) and _NUMERIC.match(value.strip()):
-        value = float(value.strip())
-    if isinstance(value, (int, float)):
-        if math.isnan(value) or math.isinf(value) or value < 0:
-            raise TimestampError("not a timestamp")
-        seconds = value / 1000 if value >= _EPOCH_MS_THRESHOLD else value
-        if seconds >= 253402300800:  # year 10000
-            raise TimestampError("not a timestamp")
-        return int(seconds)
     if isinstance(value, str):
-        match = _ISO.match(value.strip())
-        if not match:
-            raise TimestampError("not a timestamp")
-        text = value.strip().replace("z", "Z").replace("t", "T")
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        offset = match.group(8)
-        if offset not in ("Z", "z") and ":" not in offset:
-            text = text[: -len(offset)] + offset[:3] + ":" + offset[3:]
-        try:
-            parsed = datetime.fromisoformat(text.replace(" ", "T"))
-        except ValueError as exc:
-            raise TimestampError("not a timestamp") from exc
-        return int(parsed.timestamp() // 1)
-    raise TimestampError("not a timestamp")
+        return _parse_text(value)
+    return _parse_number(value)
+
+
+def _parse_number(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TimestampError("not a timestamp")
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise TimestampError("not a timestamp")
+    seconds = value / 1000 if value >= _EPOCH_MS_THRESHOLD else value
+    if seconds >= 253402300800:  # year 10000
+        raise TimestampError("not a timestamp")
+    return int(seconds)
+
+
+@lru_cache(maxsize=4096)  # the texts of a flow repeat (a few hours, many records): each is parsed once
+def _parse_text(value: str) -> int:
+    """Epoch seconds of a timestamp text (a refused text raises every time: exceptions are not cached)."""
+    text = value.strip()
+    if _NUMERIC.match(text):
+        return _parse_number(float(text))
+    match = _ISO.match(text)
+    if not match:
+        raise TimestampError("not a timestamp")
+    text = text.replace("z", "Z").replace("t", "T")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    offset = match.group(8)
+    if offset not in ("Z", "z") and ":" not in offset:
+        text = text[: -len(offset)] + offset[:3] + ":" + offset[3:]
+    try:
+        parsed = datetime.fromisoformat(text.replace(" ", "T"))
+    except ValueError as exc:
+        raise TimestampError("not a timestamp") from exc
+    return int(parsed.timestamp() // 1)
 
 
 def is_timestamp(value: Any) -> bool:
