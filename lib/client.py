@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 from requests_aws4auth import AWS4Auth
 
 from . import jsontext
@@ -322,7 +321,7 @@ class MeteringClient:
         """
         full = requests.PreparedRequest()
         full.method, full.url, full.body = prep.method, prep.url, prep.body
-        full.headers = CaseInsensitiveDict(prep.headers)
+        full.headers = prep.headers  # type: ignore[assignment]  # a plain dict (see _Signed) is all the adapter reads
         resp = self._adapter.send(full, timeout=self.timeout, verify=True, proxies=self._proxies)
         content = resp.content  # read here: a connection dropped mid-body is a transport failure too
         return _Answer(resp.status_code, resp.reason or "", resp.headers, content)
