@@ -189,11 +189,13 @@ def match_key(record: dict[str, Any]) -> tuple[Any, ...]:
 
 def _same(wire: dict[str, Any], echoed: dict[str, Any]) -> bool:
     """``match_key(wire) == match_key(echoed)``, answered from the members as sent when the echo repeats them
-    (the usual answer: the same decimal text, the same epoch seconds), by value otherwise."""
-    sent = wire.get(quantity.RECORD.decimal)
-    if (sent is not None and echoed.get(quantity.RECORD.decimal) == sent
-            and echoed.get("Timestamp") == wire.get("Timestamp") and echoed.get("Dimension") == wire.get("Dimension")
-            and _who(echoed) == _who(wire) and type(wire.get("Timestamp")) is int):
+    exactly (the usual answer: the same decimal text, the same epoch seconds), by value otherwise."""
+    get, sent = echoed.get, wire.get
+    text, stamp = sent("QuantityAsDecimal"), sent("Timestamp")
+    if (text is not None and get("QuantityAsDecimal") == text and type(stamp) is int and get("Timestamp") == stamp
+            and get("Dimension") == sent("Dimension") and get("CustomerIdentifier") == sent("CustomerIdentifier")
+            and get("CustomerAWSAccountId") == sent("CustomerAWSAccountId")
+            and get("LicenseArn") == sent("LicenseArn")):
         return True
     return match_key(echoed) == match_key(wire)
 

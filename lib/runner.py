@@ -165,8 +165,9 @@ def _run_batch(op: Operation, ctx: Any, client: MeteringClient, wire: dict[str, 
     outcome = run_batch(op, client, wire, now=now, window_hours=options.window_hours,
                         out_of_window=options.out_of_window, same_hour=options.same_hour_records)
     summary = batch_summary(op, outcome)
-    logger.info("%s: %d record(s) in %d call(s); %s", op.name, summary["RecordCount"], outcome.calls,
-                ", ".join(f"{k}={v}" for k, v in summary["StatusCounts"].items() if v))
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("%s: %d record(s) in %d call(s); %s", op.name, summary["RecordCount"], outcome.calls,
+                    ", ".join(f"{k}={v}" for k, v in summary["StatusCounts"].items() if v))
     if options.emit_per_record:
         for result, record_body in zip(outcome.results, summary["Results"], strict=True):
             if result.request_id:
