@@ -15,10 +15,13 @@ credentials, so the figure is the connector's own throughput, not its default pa
 Every run also ends in the exact audit (billed exactly once, none missing). Prints figures and ratios
 ours/peer; asserts nothing.
 
-    python bench/e2e_flow.py [--messages 240] [--paced 60 --paced-rate 4] [--calls-per-second 1000]
-                             [--modes quotas-off] [--pairs 3]
+    python bench/e2e_flow.py [--messages 240] [--messages-off 3000] [--paced 60 --paced-rate 4]
+                             [--calls-per-second 1000] [--modes quotas-off] [--pairs 3]
 
-Step 2's CPU per message (its sailor processes, from /proc) is printed for every run.
+Every run also prints the CPU per message of step 2's sailor processes and of all the other processes of
+the flow (steps 1 and 3, the emulator, the broker). Quotas off, all of them together keep the two cores
+busy, so records/s goes as the inverse of their total CPU per message: the ratio ours/peer is about
+(others + peer's step 2) / (others + our step 2).
 
 ``--modes`` picks the runs (comma-separated: quotas-on, quotas-off, paced; default all three);
 ``--pairs N`` repeats each back-to-back pair (ours, then the peer) N times and prints every pair's ratio
@@ -31,13 +34,14 @@ and what the connector adds.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,18 +56,32 @@ NAMES = {"python": "ours (Python sailor + connector)", "node": "peer (Node sailo
 FLOOR = Path(__file__).resolve().parent / "transport_floor"
 
 
-def step2_cpu(flow: MeteringFlow) -> float:
-    """User + system CPU seconds used so far by step 2's sailor processes (Linux /proc; 0 elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for proc in flow.step2_procs():
-        try:
-            with open(f"/proc/{proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its live children so far (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        proc = psutil.Process(pid)
+        total = 0.0
+        for one in [proc, *proc.children(recursive=True)]:
+            times = one.cpu_times()
+            total += times.user + times.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+def flow_cpu(flow: MeteringFlow, broker: RabbitBroker) -> dict[str, float]:
+    """CPU seconds so far of every process of the flow: step 2's sailors, steps 1 and 3, the emulator and
+    the broker. The machine's two cores are shared by all of them, so when they keep it busy, records/s is
+    inversely proportional to their total CPU per message (the part the two step-2s differ in is step 2's)."""
+    emulator = flow.emulator.proc
+    return {
+        "step2": sum(_cpu_seconds(p.pid) for p in flow.step2_procs()),
+        "steps 1+3": sum(_cpu_seconds(p.pid) for step in ("step_1", "step_3") for p in flow.procs.get(step, [])),
+        "emulator": _cpu_seconds(emulator.pid if emulator is not None else None),
+        "broker": _cpu_seconds(broker.pid),
+    }
 
 
 def run(
@@ -85,7 +103,7 @@ def run(
                        step2_dir=FLOOR if step2 == "floor" else None)
     label = f"{step2} quotas={'on' if quotas else 'off'}{' paced' if paced else ''}"
     with MeteringFlow(workdir, broker, plan, opts) as flow:
-        cpu_before = step2_cpu(flow)
+        cpu_before = flow_cpu(flow, broker)
         if paced:
             flow.publish_paced(paced)
         else:
@@ -98,7 +116,8 @@ def run(
                 print(f"\r  {label}: {f.progress_line()}   ", end="", file=sys.stderr, flush=True)
 
         flow.wait_done(timeout=900, on_progress=progress)
-        cpu = step2_cpu(flow) - cpu_before
+        cpu_after = flow_cpu(flow, broker)
+        cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
         print(file=sys.stderr)
         audit = flow.audit()
         stats = op_stats(flow.emulator.stats(), "BatchMeterUsage")
@@ -112,7 +131,8 @@ def run(
         "calls": stats.get("calls", 0),
         "throttled": stats.get("throttled", 0),
         "errors": len(flow.errors),
-        "cpu_ms": 1000 * cpu / messages,  # step 2's CPU per message (settle time included: idle)
+        "cpu_ms": 1000 * cpu["step2"] / messages,  # step 2's CPU per message (settle time included: idle)
+        "rest_ms": 1000 * (sum(cpu.values()) - cpu["step2"]) / messages,  # every other process of the flow
     }
 
 
@@ -124,7 +144,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=240, help="messages of 25 records per bulk run")
+    parser.add_argument("--messages", type=int, default=240, help="messages of 25 records in the quotas-on run")
+    parser.add_argument("--messages-off", type=int, default=3000,
+                        help="messages of 25 records in the quotas-off runs: several seconds each, so that both "
+                             "sides are measured in their steady state (the Node peer's JIT compiler warms up "
+                             "during the first second or two; 600 messages took about a second)")
     parser.add_argument("--paced", type=int, default=60, help="messages of the paced latency run")
     parser.add_argument("--paced-rate", type=float, default=4.0, help="messages per second in the paced run")
     parser.add_argument(
@@ -158,9 +182,8 @@ def main() -> None:
                     else:
                         quotas = mode == "quotas on"
                         cps = "" if quotas else args.calls_per_second
-                        res = run(
-                            broker, Path(tmp) / f"run{n}", step2, quotas, args.messages, calls_per_second=cps
-                        )
+                        count = args.messages if quotas else args.messages_off
+                        res = run(broker, Path(tmp) / f"run{n}", step2, quotas, count, calls_per_second=cps)
                     results[(mode, pair, step2)] = res
     report(results, modes, args.pairs)
 
@@ -169,15 +192,17 @@ def report(results: dict[tuple[str, int, str], dict[str, Any]], modes: list[str]
     print()
     print(
         f"{'run':52} {'records':>7} {'rec/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'calls':>6} {'thrott':>6} "
-        f"{'errors':>6} {'cpu/msg':>8}  audit"
+        f"{'errors':>6} {'step 2':>8} {'others':>8}  audit"
     )
     for (mode, pair, step2), r in results.items():
         name = f"{NAMES[step2]}, {mode}" + (f" #{pair + 1}" if pairs > 1 else "")
         print(
             f"{name:52} {r['records']:>7} {r['rps']:>8.1f} {r['p50'] or 0:>8.0f} "
             f"{r['p99'] or 0:>8.0f} {r['calls']:>6} {r['throttled']:>6} {r['errors']:>6} "
-            f"{r['cpu_ms']:>6.2f}ms  {'EXACT' if r['exact'] else 'FAILED'}"
+            f"{r['cpu_ms']:>6.2f}ms {r['rest_ms']:>6.2f}ms  {'EXACT' if r['exact'] else 'FAILED'}"
         )
+    print("(step 2 / others: CPU per message of step 2's sailor processes / of steps 1 and 3, the emulator and "
+          "the broker)")
     print()
     if "quotas on" in modes:
         on = statistics.median(results[("quotas on", p, "python")]["rps"] for p in range(pairs))

@@ -85,6 +85,11 @@ class RabbitBroker:
             "log.file.level = warning\n"
         )
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's launcher process (the Erlang VM runs as its child), or None when it is not running."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     def start(self, timeout: float = 90.0) -> Self:
         if self._proc and self._proc.poll() is None:
             return self
