@@ -3,8 +3,9 @@
 Instances are valid seeds (the examples, the builders' records) mutated at random paths — members
 removed, unknown members added, values swapped for ones of other types, strings cut to or past their
 length bounds, the schema's own enum/const values put elsewhere — so every keyword of every schema is
-exercised on both sides of its rule. Each answer (the failed keywords, by path) must equal jsonschema's,
-and so must the problems reported to the user.
+exercised on both sides of its rule. Each answer of the closure tree (the failed keywords, by path) must
+equal jsonschema's, and so must the problems reported to the user; the generated boolean validator (the
+valid path) must give jsonschema's verdict on every one of those instances.
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ from typing import Any
 import pytest
 
 from lib.schema import SCHEMA_DIR, json_schema
-from lib.validation import Failure, _compile, describe, failures, problems
+from lib.validation import (
+    Failure,
+    _compile,
+    _compile_valid,
+    compiled,
+    compiled_valid,
+    describe,
+    failures,
+    problems,
+    valid,
+)
 from spec.connector.builders import ACCESS_KEY, LICENSE, PRODUCT, REG_TOKEN, SECRET_KEY, a_record
 from spec.support.jsonschema_reference import reference_failures
 
@@ -192,14 +203,22 @@ def test_given_mutated_instances_then_the_compiled_checks_fail_exactly_the_keywo
     rnd = random.Random(f"validation-{schema_name}")
     seeds = _seeds(schema_name)
     keywords: Counter[str] = Counter()
+    verdicts: Counter[bool] = Counter()
     for case in range(CASES_PER_SCHEMA):
         instance = seeds[case % len(seeds)] if case < len(seeds) else _mutate(rnd.choice(seeds), rnd, pool, names)
-        ours, reference = failures(schema_name, instance), reference_failures(schema_name, instance)
-        assert _key(ours) == _key(reference), (schema_name, instance)
+        reference = reference_failures(schema_name, instance)
+        # the closure tree itself, on every instance (failures() runs it only when the valid path says invalid)
+        assert _key(compiled(schema_name)(instance) or []) == _key(reference), (schema_name, instance)
+        assert _key(failures(schema_name, instance)) == _key(reference), (schema_name, instance)
         assert problems(schema_name, instance) == describe(reference)
+        # the generated boolean validator: jsonschema's verdict
+        assert valid(schema_name, instance) is (not reference), (schema_name, instance)
         keywords.update(f.keyword for f in reference)
+        verdicts[not reference] += 1
     # the corpus reaches the rules: every rule keyword the schema uses fails on some instance
     assert _rules(schema, set()) <= set(keywords), (_rules(schema, set()) - set(keywords), keywords)
+    # and both verdicts, many times
+    assert verdicts[True] >= 100 and verdicts[False] >= 500, verdicts
 
 
 RULES = {"type", "required", "additionalProperties", "minItems", "maxItems", "minLength", "maxLength", "pattern",
@@ -228,11 +247,48 @@ def test_given_the_seeds_then_they_are_valid() -> None:
             for seed in _seeds(schema_name):
                 assert reference_failures(schema_name, seed) == [], (schema_name, seed)
                 assert problems(schema_name, seed) == []
+                assert valid(schema_name, seed) is True
+                assert compiled_valid(schema_name) is compiled_valid(schema_name)  # generated once per process
 
 
-@pytest.mark.parametrize("schema", [{"type": "string", "uniqueItems": True}, {"$ref": "#/x"},
-                                    {"items": [{"type": "string"}]}, {"additionalProperties": {"type": "string"}},
-                                    {"properties": {"a": {"patternProperties": {"^x": {}}}}}])
-def test_given_a_keyword_outside_the_compiled_subset_then_compiling_refuses_the_schema(schema: Any) -> None:
+UNSUPPORTED: list[Any] = [
+    {"type": "string", "uniqueItems": True}, {"$ref": "#/x"}, {"items": [{"type": "string"}]},
+    {"additionalProperties": {"type": "string"}}, {"properties": {"a": {"patternProperties": {"^x": {}}}}},
+    False, "string", {"items": True}, {"items": {}, "prefixItems": [{}]}, {"additionalProperties": True},
+    {"oneOf": [{"required": ["a"]}, {"required": ["b"], "dependentRequired": {}}]},
+    {"not": {"$defs": {}}}, {"allOf": [{"items": False}]}, {"if": {"$anchor": "x"}},
+    {"if": {"type": "object"}, "then": {"minProperties": 1}}, {"if": {}, "else": {"contains": {}}},
+    # refused even where the rule could never apply (a string has no members, no items)
+    {"type": "string", "properties": {"a": {"$ref": "#"}}}, {"type": "integer", "items": {"uniqueItems": True}},
+    {"properties": {"a": {"properties": {"b": {"items": {"properties": {"c": {"unevaluatedItems": False}}}}}}}},
+]
+
+
+@pytest.mark.parametrize("schema", UNSUPPORTED)
+def test_given_a_keyword_outside_the_compiled_subset_then_both_compilers_refuse_the_schema(schema: Any) -> None:
     with pytest.raises(ValueError):
         _compile(schema)
+    with pytest.raises(ValueError):
+        _compile_valid(schema)
+
+
+def _outcome(build: Any, schema: Any) -> str:
+    try:
+        build(schema)
+    except Exception as exc:  # noqa: BLE001 - the kind of refusal is what is compared
+        return type(exc).__name__
+    return "compiled"
+
+
+@pytest.mark.parametrize("schema", [
+    *UNSUPPORTED,
+    True, {}, {"title": "annotations only", "description": "x", "default": 1, "examples": []},
+    {"then": {"$ref": "#"}, "else": {"uniqueItems": True}},  # without `if`, then/else only annotate (both compilers)
+    {"type": "no-such-type"}, {"type": ["string", "nope"]}, {"type": []}, {"pattern": "("}, {"pattern": "[\\s\\S]*"},
+    {"enum": 5}, {"oneOf": [True, {}]}, {"not": True}, {"if": True, "then": {}, "else": {}},
+    *(json_schema(name) for name in SCHEMAS),
+])
+def test_given_any_schema_then_the_boolean_compiler_refuses_exactly_what_the_closure_compiler_refuses(
+        schema: Any) -> None:
+    assert _outcome(_compile_valid, schema) == _outcome(_compile, schema)
+
