@@ -20,6 +20,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 # Epoch numbers at or above this are milliseconds (1e11 s would be the year 5138).
 _EPOCH_MS_THRESHOLD = 100_000_000_000
+_MAX_EPOCH = 253_402_300_800  # 10000-01-01T00:00:00Z: later instants are refused
+_MAX_EPOCH_MS = _MAX_EPOCH * 1000
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|z|[+-]\d{2}:?\d{2})$"
 )
@@ -43,10 +45,10 @@ def parse_timestamp(value: Any) -> int:
 def _parse_number(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TimestampError("not a timestamp")
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise TimestampError("not a timestamp")
+    if value >= _MAX_EPOCH_MS or value < 0 or math.isnan(value):  # (checked before any float arithmetic: JSON
+        raise TimestampError("not a timestamp")                   # integers of any length are ints here)
     seconds = value / 1000 if value >= _EPOCH_MS_THRESHOLD else value
-    if seconds >= 253402300800:  # year 10000
+    if seconds >= _MAX_EPOCH:
         raise TimestampError("not a timestamp")
     return int(seconds)
 

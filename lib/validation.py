@@ -27,7 +27,7 @@ import linecache
 import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any, NamedTuple
 
 from . import quantity
@@ -407,19 +407,6 @@ _TYPE_TESTS: dict[str, tuple[str, str | None]] = {
 }
 
 
-@lru_cache(maxsize=1024)
-def _timestamp_text(text: str) -> bool:
-    return is_timestamp(text)
-
-
-def _timestamp(value: Any) -> bool:
-    """is_timestamp, remembering its answers for short plain strings (a batch repeats the same few hours; the
-    cache holds at most 1024 strings of at most 64 characters)."""
-    if type(value) is str and len(value) <= 64:
-        return _timestamp_text(value)
-    return is_timestamp(value)
-
-
 def _among(value: Any, options: Sequence[Any]) -> bool:
     """``enum``: the value equals one of the options (JSON equality, as the closures' _enum)."""
     return any(_equal(option, value) for option in options)
@@ -466,7 +453,7 @@ class _Writer:
     def __init__(self) -> None:
         self.namespace: dict[str, Any] = {"_EPOCH_LIMIT": _EPOCH_LIMIT, "_among": _among, "_equal": _equal,
                                           "_is_integer": _is_integer, "_is_number": _is_number,
-                                          "_timestamp": _timestamp}
+                                          "_timestamp": is_timestamp}
         self.functions: list[str] = []  # the source of each finished function
         self.count = 0
 

@@ -20,10 +20,12 @@ from metering_emulator.testing import EmulatorServer
 from lib import jsontext, quantity
 from lib.batch import BatchOutcome, RecordResult, _same, match_key
 from lib.client import MeteringClient, Settings
+from lib.errors import Problem
 from lib.operations import OPERATIONS
 from lib.resilience import Pacer
 from lib.runner import batch_summary, run
 from lib.schema import iso_utc, json_schema, timestamps_to_epoch
+from lib.validation import problems
 from spec.connector.builders import PRODUCT, SESSION_HOUR, StepContext, a_config, a_message
 from spec.connector.scripted import Canned, ScriptedServer
 
@@ -196,3 +198,10 @@ def test_given_a_summary_then_its_timestamps_are_iso_and_the_records_are_copies(
     summary = batch_summary(BATCH, outcome)
     assert summary["Results"][0]["UsageRecord"]["Timestamp"] == iso_utc(HOUR)
     assert record["Timestamp"] == HOUR
+
+
+def test_given_a_timestamp_integer_of_any_length_then_it_is_a_problem_named_not_a_crash() -> None:
+    body = {"ProductCode": PRODUCT, "UsageRecords": [
+        {"Timestamp": 10**400, "CustomerIdentifier": "c", "Dimension": "d", "Quantity": 1}]}
+    assert problems(BATCH.in_schema, body) == [Problem(
+        "/UsageRecords/0/Timestamp", "must be ISO-8601 with an offset or Z, epoch seconds or epoch milliseconds")]
