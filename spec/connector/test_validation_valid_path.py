@@ -235,12 +235,39 @@ def test_given_a_valid_instance_then_the_closure_tree_is_not_run(monkeypatch: py
         ran.append(schema_name)
         return closures(schema_name)
     monkeypatch.setattr(validation, "compiled", spy)
+    for _ in range(validation.GENERATE_AFTER):  # a schema in regular use (see the next test for the first uses)
+        problems("batchMeterUsage.in.json", _batch(_record()))
+    ran.clear()
     assert problems("batchMeterUsage.in.json", _batch(_record())) == []
     assert failures("batchMeterUsage.in.json", _batch(_record())) == []
     assert ran == []
     assert [p.path for p in problems("batchMeterUsage.in.json", _batch(_record(Quantity=True)))] == [
         "/UsageRecords/0/Quantity"]
     assert ran == ["batchMeterUsage.in.json"]
+
+
+def test_given_a_schema_first_used_then_the_closure_tree_answers_until_it_is_in_regular_use(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    generated: list[str] = []
+    generate = validation.compiled_valid
+
+    def spy(schema_name: str) -> Any:
+        generated.append(schema_name)
+        return generate(schema_name)
+    monkeypatch.setattr(validation, "compiled_valid", spy)
+    monkeypatch.setattr(validation, "_uses", {})
+    monkeypatch.setattr(validation, "_quick", {})
+    bad = _batch(_record(Quantity=True))
+    for use in range(validation.GENERATE_AFTER - 1):
+        if use % 2:
+            assert [p.path for p in problems("batchMeterUsage.in.json", bad)] == ["/UsageRecords/0/Quantity"]
+        else:
+            assert problems("batchMeterUsage.in.json", _batch(_record())) == []
+    assert generated == [] and validation._uses["batchMeterUsage.in.json"] == validation.GENERATE_AFTER - 1
+    assert failures("batchMeterUsage.in.json", _batch(_record())) == []
+    assert generated == ["batchMeterUsage.in.json"]
+    assert problems("batchMeterUsage.in.json", _batch(_record())) == []
+    assert generated == ["batchMeterUsage.in.json"]  # generated once, then reused
 
 
 def test_given_the_epoch_bound_of_the_quick_test_then_is_timestamp_agrees_on_both_sides() -> None:
