@@ -227,14 +227,20 @@ def test_given_a_configuration_then_all_three_agree(cfg: Any, expected: bool) ->
     assert _verdicts("config.json", cfg) == (expected, expected, expected)
 
 
-def test_given_a_valid_instance_then_the_closure_tree_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    ran: list[str] = []
-    closures = validation.compiled
+def _spy(monkeypatch: pytest.MonkeyPatch, compiler: str) -> list[str]:
+    """Replace ``validation.<compiler>`` by a wrapper; returns the list of schema names it is asked for."""
+    asked: list[str] = []
+    real = getattr(validation, compiler)
 
     def spy(schema_name: str) -> Any:
-        ran.append(schema_name)
-        return closures(schema_name)
-    monkeypatch.setattr(validation, "compiled", spy)
+        asked.append(schema_name)
+        return real(schema_name)
+    monkeypatch.setattr(validation, compiler, spy)
+    return asked
+
+
+def test_given_a_valid_instance_then_the_closure_tree_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = _spy(monkeypatch, "compiled")
     for _ in range(validation.GENERATE_AFTER):  # a schema in regular use (see the next test for the first uses)
         problems("batchMeterUsage.in.json", _batch(_record()))
     ran.clear()
@@ -248,13 +254,7 @@ def test_given_a_valid_instance_then_the_closure_tree_is_not_run(monkeypatch: py
 
 def test_given_a_schema_first_used_then_the_closure_tree_answers_until_it_is_in_regular_use(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    generated: list[str] = []
-    generate = validation.compiled_valid
-
-    def spy(schema_name: str) -> Any:
-        generated.append(schema_name)
-        return generate(schema_name)
-    monkeypatch.setattr(validation, "compiled_valid", spy)
+    generated = _spy(monkeypatch, "compiled_valid")
     monkeypatch.setattr(validation, "_uses", {})
     monkeypatch.setattr(validation, "_quick", {})
     bad = _batch(_record(Quantity=True))
