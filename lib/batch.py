@@ -132,9 +132,6 @@ def window_bounds(now: float, hours: int) -> tuple[int, int]:
     return earliest, int(now) + FUTURE_TOLERANCE
 
 
-_size = jsontext.size
-
-
 def chunk(indexes: list[int], records: list[dict[str, Any]], product_code: str | None,
           max_items: int, max_bytes: int) -> list[list[int]]:
     """Greedy split into calls of at most ``max_items`` records whose body stays under ``max_bytes``."""
@@ -148,7 +145,7 @@ def chunk(indexes: list[int], records: list[dict[str, Any]], product_code: str |
     current: list[int] = []
     size = base
     for index in indexes:
-        record_size = _size(records[index]) + 1  # comma
+        record_size = jsontext.size(records[index]) + 1  # comma
         if base + record_size >= max_bytes:
             raise MeteringError("ValidationFailed", "a usage record is too large for one call",
                                 operation="BatchMeterUsage",

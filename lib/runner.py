@@ -102,9 +102,6 @@ def summary_budget() -> int:
     return limit // 2
 
 
-_json_size = jsontext.size
-
-
 def summary_parts(summary: dict[str, Any], budget: int) -> list[dict[str, Any]]:
     """The summary as one message, or split into parts of at most ``budget`` bytes when it is larger.
 
@@ -112,14 +109,14 @@ def summary_parts(summary: dict[str, Any], budget: int) -> list[dict[str, Any]]:
     carries a slice of ``Results`` (input order kept) with the whole message's counts, and ``Part`` /
     ``PartCount`` so the next step can tell the parts belong together.
     """
-    if _json_size(summary) <= budget:
+    if jsontext.size(summary) <= budget:
         return [summary]
     head = {key: value for key, value in summary.items() if key != "Results"}
-    base = _json_size({**head, "Results": [], "Part": 10**6, "PartCount": 10**6})
+    base = jsontext.size({**head, "Results": [], "Part": 10**6, "PartCount": 10**6})
     slices: list[list[dict[str, Any]]] = [[]]
     size = base
     for entry in summary["Results"]:
-        entry_size = _json_size(entry) + 1
+        entry_size = jsontext.size(entry) + 1
         if slices[-1] and size + entry_size > budget:
             slices.append([])
             size = base
