@@ -13,7 +13,8 @@ answer with jsonschema's own on generated instances. (Compiled checks need no js
 
 Two compilers read the same schema view. The closure tree (``compiled``) finds every failure and says where;
 the generated boolean validator (``compiled_valid``, see :class:`_Writer`) only says whether the instance is
-valid, about five times faster than the tree, and answers first: a valid instance — almost every message — never
+valid, about five times faster than the tree, and answers first once a schema is in regular use (its
+``GENERATE_AFTER``-th validation in the process): from then on a valid instance — almost every message — never
 reaches the tree. Both refuse the same schemas and give the same verdicts (test_validation_reference.py,
 test_validation_valid_path.py).
 
@@ -438,7 +439,8 @@ class _Writer:
     and per member (about 70 µs for a body of 25 usage records). The same rules written out as straight-line code
     — nested ``if``/``for`` statements that follow the schema's nesting and ``return False`` at the first broken
     rule — answer "valid or not?" about five times faster. The closure tree stays the one that explains failures:
-    :func:`failures` and :func:`problems` run it only when the generated function says the instance is invalid.
+    :func:`failures` and :func:`problems` run it only when the generated function says the instance is invalid
+    (or while a schema has been used fewer than ``GENERATE_AFTER`` times, before its function is written).
 
     Each keyword is written with the guards and the rule of the closure builder of the same name (``minimum``
     applies to numbers only, ``pattern`` searches, ``enum`` compares with _equal, ...), testing the common exact
@@ -631,7 +633,7 @@ def valid(schema_name: str, instance: Any) -> bool:
 # code it will not use again); from the GENERATE_AFTER-th on, the generated function answers first.
 GENERATE_AFTER = 8
 _uses: dict[str, int] = {}
-_quick: dict[str, Callable[[Any], bool]] = {}
+_quick: dict[str, Callable[[Any], bool]] = {}  # the generated functions of the schemas in regular use
 
 
 def _quick_check(schema_name: str) -> Callable[[Any], bool] | None:
@@ -706,10 +708,7 @@ def _quantity_hint(parts: Sequence[str | int]) -> str:
 
 def problems(schema_name: str, instance: Any) -> list[Problem]:
     """Every schema problem of ``instance``, one per path, sorted by path (empty when valid)."""
-    quick = _quick_check(schema_name)
-    if quick is not None and quick(instance):
-        return []
-    found = compiled(schema_name)(instance)
+    found = failures(schema_name, instance)
     return describe(found) if found else []
 
 
