@@ -17,6 +17,7 @@ ours/peer; asserts nothing.
 
     python bench/e2e_flow.py [--messages 240] [--messages-off 3000] [--paced 60 --paced-rate 4]
                              [--calls-per-second 1000] [--modes quotas-off] [--pairs 3]
+                             [--floor] [--http-client]
 
 Every run also prints the CPU per message of step 2's sailor processes and of all the other processes of
 the flow (steps 1 and 3, the emulator, the broker). Quotas off, all of them together keep the two cores
@@ -28,7 +29,9 @@ busy, so records/s goes as the inverse of their total CPU per message: the ratio
 and their median. ``--floor`` adds, to every quotas-off pair, a run of ``bench/transport_floor``: the
 Python sailor calling the emulator through ``MeteringClient.call`` alone (requests + requests-aws4auth),
 without the connector's own logic, so the report splits ours' cost into the transport with the sailor
-and what the connector adds.
+and what the connector adds. ``--http-client`` adds a run of the connector with a plain ``http.client``
+exchange in place of requests' (and, with ``--floor``, of the floor): bench only, what a cheaper transport
+would buy (bench/transport_floor patches the exchange in its own process).
 """
 
 from __future__ import annotations
@@ -52,8 +55,11 @@ from spec.support.rabbit import RabbitBroker
 CEILING = 250.0
 MODES = ("quotas on", "quotas off", "paced")
 NAMES = {"python": "ours (Python sailor + connector)", "node": "peer (Node sailor + aws-sdk)",
-         "floor": "transport floor (sailor + client only)"}
+         "floor": "transport floor (sailor + client only)",
+         "floor-hc": "floor with http.client (not requests)",
+         "ours-hc": "ours with http.client (not requests)"}
 FLOOR = Path(__file__).resolve().parent / "transport_floor"
+FLOORS = (("floor", "transport floor"), ("ours-hc", "ours with http.client"), ("floor-hc", "floor with http.client"))
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -95,12 +101,18 @@ def run(
 ) -> dict[str, Any]:
     """One flow run; returns its figures. ``calls_per_second``: ours' credential field (empty = default).
 
-    ``step2``: python (the connector), node (the peer) or floor (bench/transport_floor in the Python sailor).
+    ``step2``: python (the connector), node (the peer), floor (bench/transport_floor in the Python sailor)
+    floor-hc (the same with its http.client exchange instead of requests') or ours-hc (the connector's
+    action over that exchange).
     """
     plan = UsagePlan.make(messages=messages, records_per_message=1 if paced else 25)
     fields = {"callsPerSecond": calls_per_second} if calls_per_second and step2 != "node" else {}
+    floor = step2 in ("floor", "floor-hc", "ours-hc")
+    env = {"FLOOR_TRANSPORT": "http.client"} if step2.endswith("-hc") else {}
+    if step2 == "ours-hc":
+        env["FLOOR_ACTION"] = "connector"
     opts = FlowOptions(step2="node" if step2 == "node" else "python", quotas=quotas, step2_fields=fields,
-                       step2_dir=FLOOR if step2 == "floor" else None)
+                       step2_dir=FLOOR if floor else None, step2_env=env)
     label = f"{step2} quotas={'on' if quotas else 'off'}{' paced' if paced else ''}"
     with MeteringFlow(workdir, broker, plan, opts) as flow:
         cpu_before = flow_cpu(flow, broker)
@@ -133,6 +145,7 @@ def run(
         "errors": len(flow.errors),
         "cpu_ms": 1000 * cpu["step2"] / messages,  # step 2's CPU per message (settle time included: idle)
         "rest_ms": 1000 * (sum(cpu.values()) - cpu["step2"]) / messages,  # every other process of the flow
+        "parts_ms": {name: 1000 * value / messages for name, value in cpu.items() if name != "step2"},
     }
 
 
@@ -161,6 +174,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1, help="back-to-back pairs (ours, peer) per mode")
     parser.add_argument("--floor", action="store_true",
                         help="add a transport-floor run (bench/transport_floor) to every quotas-off pair")
+    parser.add_argument("--http-client", action="store_true",
+                        help="add to every quotas-off pair a run of the connector with a plain http.client "
+                             "exchange instead of requests' (and of the floor, with --floor): what a cheaper "
+                             "transport would buy (bench only)")
     args = parser.parse_args()
     modes = [m.strip().replace("-", " ") for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -174,7 +191,10 @@ def main() -> None:
         n = 0
         for mode in modes:
             for pair in range(args.pairs):
-                kinds = ("python", "floor", "node") if args.floor and mode == "quotas off" else ("python", "node")
+                kinds = ["python", "node"]
+                if mode == "quotas off":
+                    kinds[1:1] = ((["floor"] if args.floor else []) + (["ours-hc"] if args.http_client else [])
+                                  + (["floor-hc"] if args.floor and args.http_client else []))
                 for step2 in kinds:
                     n += 1
                     if mode == "paced":
@@ -203,6 +223,10 @@ def report(results: dict[tuple[str, int, str], dict[str, Any]], modes: list[str]
         )
     print("(step 2 / others: CPU per message of step 2's sailor processes / of steps 1 and 3, the emulator and "
           "the broker)")
+    for (mode, pair, step2), r in results.items():
+        parts = ", ".join(f"{name} {ms:.2f}ms" for name, ms in r["parts_ms"].items())
+        print(f"  others in {NAMES[step2].split(' (')[0]}, {mode}" + (f" #{pair + 1}" if pairs > 1 else "")
+              + f": {parts}")
     print()
     if "quotas on" in modes:
         on = statistics.median(results[("quotas on", p, "python")]["rps"] for p in range(pairs))
@@ -219,12 +243,13 @@ def report(results: dict[tuple[str, int, str], dict[str, Any]], modes: list[str]
                 f"p99 latency {ratio(py['p99'], node['p99'])}, step 2 CPU per message "
                 f"{ratio(py['cpu_ms'], node['cpu_ms'])}"
             )
-            floor = results.get((mode, pair, "floor"))
-            if floor is not None:
-                print(f"transport floor / peer, {mode}{f' pair {pair + 1}' if pairs > 1 else ''}: records/s "
-                      f"{ratio(floor['rps'], node['rps'])}, step 2 CPU per message "
-                      f"{ratio(floor['cpu_ms'], node['cpu_ms'])}")
-        for step2, who in (("python", "ours"), ("floor", "transport floor")):
+            for kind, who in FLOORS:
+                floor = results.get((mode, pair, kind))
+                if floor is not None:
+                    print(f"{who} / peer, {mode}{f' pair {pair + 1}' if pairs > 1 else ''}: records/s "
+                          f"{ratio(floor['rps'], node['rps'])}, step 2 CPU per message "
+                          f"{ratio(floor['cpu_ms'], node['cpu_ms'])}")
+        for step2, who in (("python", "ours"), *FLOORS):
             rps = [results[(mode, p, step2)]["rps"] / results[(mode, p, "node")]["rps"]
                    for p in range(pairs) if (mode, p, step2) in results and results[(mode, p, "node")]["rps"]]
             if pairs > 1 and rps:
