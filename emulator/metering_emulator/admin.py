@@ -16,6 +16,9 @@ from .fixtures import FixtureError, parse_customer, parse_fixtures
 from .state import ConfigError, State
 
 PREFIX = "/_emulator/"
+# ``GET stats`` → ``audit``: records sent with ProductCode and a LicenseArn in one request, and records
+# billed twice because one customer's hour and dimension was metered both by ProductCode and by LicenseArn.
+AUDIT_COUNTERS = ("productCodeWithLicenseArn", "productCodeAndLicenseArnSameHour")
 Handler = Callable[[State, Any, dict[str, str]], tuple[int, Any]]
 
 
@@ -105,7 +108,7 @@ def _records(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
 def _stats(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:
     with state.lock:
         return 200, {"operations": {op: s.as_json() for op, s in state.stats.items()},
-                     "audit": {"productCodeWithLicenseArn": state.audit["productCodeWithLicenseArn"]}}
+                     "audit": {name: state.audit[name] for name in AUDIT_COUNTERS}}
 
 
 def _get_faults(state: State, body: Any, query: dict[str, str]) -> tuple[int, Any]:

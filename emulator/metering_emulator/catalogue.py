@@ -51,6 +51,10 @@ class Operation(NamedTuple):
     dry_run_member: str | None = None
     # The Config attribute (state.py) holding how many hours back a record's Timestamp is accepted.
     window: str | None = None
+    # Whether a Timestamp exactly the window's age is still accepted (MeterUsage: "more than six hours after
+    # events occur, the records won't be accepted") or not (BatchMeterUsage: "aren't accepted 24 hours or
+    # more after an event"). The age is measured from now, not from the start of the hour.
+    window_inclusive: bool = False
     # Records of the previous calendar month are refused once the month-end grace period has passed.
     month_end_cutoff: bool = False
     # The list member of the result holding records left unprocessed: an ``unprocessed`` fault applies.
@@ -96,7 +100,7 @@ OPERATIONS: dict[str, Operation] = {
             output_shape="MeterUsageResult", iam_action="aws-marketplace:MeterUsage", quota_per_second=10,
             errors=_EVERY + _METERING + ("InvalidEndpointRegionException", "DuplicateRequestException",
                                          "IdempotencyConflictException", "CustomerNotEntitledException"),
-            dry_run_member="DryRun", window="meter_usage_window_hours",
+            dry_run_member="DryRun", window="meter_usage_window_hours", window_inclusive=True,
             long_term_key_refusal=_METER_USAGE_NEEDS_A_ROLE,
         ),
         Operation(

@@ -26,11 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixtures", help="fixtures JSON file (default: the built-in demo fixtures)")
     p.add_argument("--no-quotas", action="store_true", help="switch off the per-account request-rate quotas")
     p.add_argument("--batch-meter-usage-window-hours", type=float, default=24.0,
-                   help="how far back BatchMeterUsage timestamps are accepted, from the start of the current "
-                        "hour (default 24)")
+                   help="BatchMeterUsage timestamps are accepted while less than this many hours old "
+                        "(default 24)")
     p.add_argument("--meter-usage-window-hours", type=float, default=6.0,
-                   help="how far back MeterUsage timestamps are accepted, from the start of the current hour "
-                        "(default 6)")
+                   help="MeterUsage timestamps are accepted while at most this many hours old (default 6)")
     p.add_argument("--timestamp-window-hours", type=float, default=None,
                    help="deprecated alias: set both windows to the same number of hours")
     p.add_argument("--month-end-grace-hours", type=float, default=6.0,

@@ -56,8 +56,12 @@ def month_start(epoch: float) -> int:
 
 
 def _check_window(state: State, timestamp: float, op: Operation) -> None:
-    """The accepted range: back to the hours of the operation's window (``op.window``, a Config attribute)
-    before the start of the current hour, up to a little ahead.
+    """The accepted range: back to exactly the hours of the operation's window (``op.window``, a Config
+    attribute) before now, up to a little ahead (``futureToleranceSeconds``).
+
+    The age limit is not hour-aligned. With ``op.window_inclusive`` (MeterUsage: "more than six hours after
+    events occur, the records won't be accepted") a timestamp exactly the window's age is still accepted;
+    without it (BatchMeterUsage: "Usage records aren't accepted 24 hours or more after an event") it is not.
 
     With ``op.month_end_cutoff`` (BatchMeterUsage: "We accept usage records for the previous billing month until
     06:00 UTC on the first day of the next month", botocore 1.44 model) a timestamp of an earlier calendar
@@ -67,12 +71,15 @@ def _check_window(state: State, timestamp: float, op: Operation) -> None:
         raise TypeError(f"the catalogue gives {op.name} no timestamp window")
     now = state.now()
     hours: float = getattr(state.config, op.window)
-    lower = floor_hour(now) - hours * 3600
+    lower = now - hours * 3600
     upper = now + state.config.future_tolerance_seconds
-    if not lower <= timestamp <= upper:
+    in_window = lower <= timestamp if op.window_inclusive else lower < timestamp
+    if not (in_window and timestamp <= upper):
+        oldest = "at or after" if op.window_inclusive else "after"
         raise AwsError(
             "TimestampOutOfBoundsException",
-            f"Timestamp {iso(timestamp)} is outside the accepted window {iso(lower)} to {iso(upper)}.",
+            f"Timestamp {iso(timestamp)} is outside the accepted window: {op.name} takes timestamps {oldest} "
+            f"{iso(lower)} ({hours:g} hours before now) and up to {iso(upper)}.",
         )
     if op.month_end_cutoff:
         start = month_start(now)
@@ -220,8 +227,11 @@ def meter_usage(state: State, caller: Credential, body: dict[str, Any], op: Oper
     if op.dry_run_member is not None and body.get(op.dry_run_member):
         raise AwsError("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
     token = body.get("ClientToken")
-    fingerprint = json.dumps(_by_value({k: v for k, v in body.items() if k != "ClientToken"}, "UsageQuantity",
-                                       "UsageQuantityAsDecimal"), sort_keys=True)
+    # DryRun "Defaults to false if not specified" (model): false, null and absent are one request (true never
+    # gets here). Members sent as null are members not sent.
+    fingerprint = json.dumps(_by_value({k: v for k, v in body.items()
+                                        if k not in ("ClientToken", "DryRun") and v is not None},
+                                       "UsageQuantity", "UsageQuantityAsDecimal"), sort_keys=True)
     if token is not None:
         known = state.client_tokens.get((caller.caller_id, token))
         if known is not None:
@@ -349,11 +359,21 @@ def _batch_quantities(state: State, records: list[dict[str, Any]], products: lis
 def _batch_record(state: State, r: dict[str, Any], product: Product, quantity: Decimal, member: str | None,
                   both: bool) -> dict[str, Any]:
     """One processed record's result: hourly dedupe per fixture customer (one agreement), however the record
-    names it; the same quantity again is Success with the first MeteringRecordId, another is DuplicateRecord."""
+    names it, and per billing basis; the same quantity again is Success with the first MeteringRecordId,
+    another is DuplicateRecord.
+
+    The basis is ``license`` for a record with a LicenseArn, else ``product``. The two are billed apart:
+    "Sending metering records with both ProductCode and LicenseArn for the same customer within the same hour
+    will result in duplicate billing" (model, BatchMeterUsageRequest.ProductCode). A record billed in an hour
+    in which the same customer (account) and dimension already has a record of the other basis is marked
+    ``doubleBilledWith`` and counted in ``audit.productCodeAndLicenseArnSameHour``.
+    """
     customer = _find_customer(product, r)
     if customer is None or not customer.active(state.now()):
         return {"UsageRecord": echo(state, r), "Status": "CustomerNotSubscribed"}
-    key = ("BatchMeterUsage", product.code, customer.key(), r["Dimension"], str(floor_hour(r["Timestamp"])))
+    basis = "license" if r.get("LicenseArn") is not None else "product"
+    hour = str(floor_hour(r["Timestamp"]))
+    key = ("BatchMeterUsage", product.code, customer.key(), basis, r["Dimension"], hour)
     existing = state.record_index.get(key)
     if existing is not None:
         if existing["quantity"] == quantity:
@@ -374,7 +394,14 @@ def _batch_record(state: State, r: dict[str, Any], product: Product, quantity: D
         stored["usageAllocations"] = r["UsageAllocations"]
     if both:  # AWS documents duplicate billing for this mix; it does not refuse it
         stored["productCodeWithLicenseArn"] = True
+    buyer = ("BatchMeterUsage", product.code, customer.account_id or customer.key(), r["Dimension"], hour)
+    bases = state.billing_bases.setdefault(buyer, {})
+    other = bases.get("product" if basis == "license" else "license")
+    if other is not None:
+        stored["doubleBilledWith"] = other
+        state.audit["productCodeAndLicenseArnSameHour"] += 1
     rec = _store(state, key, stored)
+    bases.setdefault(basis, rec["meteringRecordId"])
     return {"UsageRecord": echo(state, r), "MeteringRecordId": rec["meteringRecordId"], "Status": "Success"}
 
 

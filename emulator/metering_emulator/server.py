@@ -157,10 +157,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             status, payload, media = workload.handle(self.server.state, self.command, path, self._headers())
             self._reply_plain(status, payload, request_id, media)
         elif sts.is_sts_request(self.command, path, self._headers()):  # STS Query protocol (sts.py)
-            status, payload = sts.handle(self.server.state, self._headers(), body, request_id)
+            status, payload = sts.handle(self.server.state, self._headers(), body, request_id, path, query)
             self._reply_plain(status, payload, request_id, "text/xml")
         else:
-            self._service(path, body, request_id)
+            self._service(path, query, body, request_id)
 
     def _admin(self, path: str, query: str, body: bytes, request_id: str) -> None:
         try:
@@ -175,7 +175,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             return
         self._reply(status, payload, request_id, content_type="application/json")
 
-    def _service(self, path: str, body: bytes, request_id: str) -> None:
+    def _service(self, path: str, query: str, body: bytes, request_id: str) -> None:
         state = self.server.state
         operation = "(unknown)"
         try:
@@ -191,7 +191,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             operation = name
             with state.lock:
                 state.stats_for(operation).calls += 1
-            self._serve_operation(state, OPERATIONS[operation], body, request_id)
+            self._serve_operation(state, OPERATIONS[operation], path, query, body, request_id)
         except AwsError as err:
             self._count_error(state, operation, err)
             self._reply(err.status, err.body(), request_id, err.error_type)
@@ -201,7 +201,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._count_error(state, operation, bug)
             self._reply(bug.status, bug.body(), request_id, bug.error_type)
 
-    def _serve_operation(self, state: State, op: Operation, body: bytes, request_id: str) -> None:
+    def _serve_operation(self, state: State, op: Operation, path: str, query: str, body: bytes,
+                         request_id: str) -> None:
         operation = op.name
         media_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if media_type != CONTENT_TYPE:
@@ -212,7 +213,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             now = state.emulator_now()  # wall time (+ clockOffsetSeconds), not the usage clock
             region = state.config.region
             lookup = sts.credential_lookup(state)  # fixture keys and the sessions STS issued
-        caller = sigv4.verify("POST", "/", self._headers(), body, lookup, region, now)
+        # The request's own path and query string are signed parts: a query added after signing fails.
+        caller = sigv4.verify(self.command, path, self._headers(), body, lookup, region, now, query=query)
         sts.refuse_long_term_keys(state, op, caller)
         if state.faults.fire("drop", operation) is not None:
             self.close_connection = True

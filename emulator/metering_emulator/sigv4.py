@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 from .errors import AwsError
 
@@ -129,6 +130,39 @@ def _signed_headers(names: list[str], headers: Mapping[str, str], date: str) -> 
     return amz_date
 
 
+def _uri_encode(text: str) -> str:
+    """SigV4's URI encoding: every byte but the unreserved ``A-Z a-z 0-9 - _ . ~`` as ``%XX`` (upper case)."""
+    return quote(text, safe="-_.~")
+
+
+def canonical_uri(path: str) -> str:
+    """The canonical URI of a request path as it came on the request line: dot segments removed, then
+    URI-encoded once more (services other than S3 encode the already encoded path again), ``/`` kept."""
+    segments: list[str] = []
+    for segment in path.split("/")[1:]:
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in (".", ""):
+            segments.append(segment)
+    normal = "/" + "/".join(segments)
+    if path.endswith("/") and normal != "/":
+        normal += "/"
+    return quote(normal, safe="/~")
+
+
+def canonical_query(query: str) -> str:
+    """The canonical query string of a raw query: each name and value decoded and URI-encoded again, pairs
+    sorted by encoded name, then value, a name without ``=`` taking an empty value, joined by ``&``."""
+    if not query:
+        return ""
+    pairs = []
+    for item in query.split("&"):
+        name, _, value = item.partition("=")
+        pairs.append((_uri_encode(unquote(name)), _uri_encode(unquote(value))))
+    return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+
+
 def verify(
     method: str,
     path: str,
@@ -138,9 +172,12 @@ def verify(
     region: str,
     now: float,
     service: str = SIGNING_NAME,
+    query: str = "",
 ) -> Credential:
     """Verify a signed request and return its credential, or raise the AwsError AWS would send.
 
+    ``path`` and ``query`` are the request target's path and raw query string (without ``?``) as they came;
+    both are part of the canonical request, so a query added after signing does not verify.
     ``headers`` maps lower-case names to values (repeated headers already joined with ``,``).
     ``now`` is the emulator clock in epoch seconds.
     """
@@ -153,7 +190,8 @@ def verify(
     scope_service = service
     canonical_headers = "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names)
     canonical_request = "\n".join(
-        [method, path, "", canonical_headers, signed, hashlib.sha256(body).hexdigest()]
+        [method, canonical_uri(path), canonical_query(query), canonical_headers, signed,
+         hashlib.sha256(body).hexdigest()]
     )
     scope = f"{date}/{scope_region}/{scope_service}/aws4_request"
     string_to_sign = "\n".join(

@@ -182,6 +182,9 @@ class State:
             t.token: IssuedToken(t.product_code, t.customer, now) for t in self.fixtures.tokens
         }
         self.audit: Counter[str] = Counter()  # e.g. records sent with ProductCode and LicenseArn
+        # BatchMeterUsage's billing bases per (operation, product, customer account, dimension, hour):
+        # {"product" | "license": the first MeteringRecordId billed on that basis} (operations._batch_record).
+        self.billing_bases: dict[tuple[str, ...], dict[str, str]] = {}
 
     def emulator_now(self) -> float:
         """The emulator clock: wall time plus ``clockOffsetSeconds`` (drives the SigV4 skew check)."""

@@ -433,8 +433,10 @@ def _assume_role_with_web_identity(state: State, params: dict[str, str], request
     return _result_xml("AssumeRoleWithWebIdentity", inner, request_id)
 
 
-def handle(state: State, headers: dict[str, str], body: bytes, request_id: str) -> tuple[int, bytes]:
-    """Serve one STS request; returns (status, XML body). Errors are STS XML errors."""
+def handle(state: State, headers: dict[str, str], body: bytes, request_id: str, path: str = "/",
+           query: str = "") -> tuple[int, bytes]:
+    """Serve one STS request; returns (status, XML body). Errors are STS XML errors. ``path`` and ``query``
+    (the raw query string) are the request target's, which the SigV4 signature covers."""
     try:
         try:
             params = {k: v[-1] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
@@ -455,8 +457,8 @@ def handle(state: State, headers: dict[str, str], body: bytes, request_id: str) 
         try:
             # STS is signed for its own service name; the global endpoint is signed for us-east-1 and a
             # regional one for its region, so the scope's region is taken as it comes.
-            caller = sigv4.verify("POST", "/", headers, body, lookup, scope.group(1) if scope else "us-east-1",
-                                  now, service="sts")
+            caller = sigv4.verify("POST", path, headers, body, lookup, scope.group(1) if scope else "us-east-1",
+                                  now, service="sts", query=query)
         except AwsError as err:
             code, status = _STS_AUTH_CODES.get(err.error_type, (err.error_type, err.status))
             raise StsError(code, err.message, status) from None

@@ -83,11 +83,12 @@ def signed(emu: EmulatorServer, operation: str | None, body: Any, *, access_key:
            secret_key: str = SECRET_KEY, token: str | None = None, region: str = "us-east-1",
            service: str = "aws-marketplace", target: str | None = None,
            content_type: str = "application/x-amz-json-1.1", extra: dict[str, str] | None = None,
-           drop: tuple[str, ...] = ()) -> Reply:
-    """POST / signed with SigV4 by botocore; ``body`` may be bytes, text or a JSON-able object.
+           drop: tuple[str, ...] = (), path: str = "/", send_path: str | None = None) -> Reply:
+    """POST signed with SigV4 by botocore; ``body`` may be bytes, text or a JSON-able object.
 
-    ``extra`` headers are added after signing (so they are unsigned); ``drop`` removes headers after
-    signing.
+    ``path`` is the request target signed (default ``/``; it may carry a query string) and ``send_path``
+    the one sent, when it differs. ``extra`` headers are added after signing (so they are unsigned); ``drop``
+    removes headers after signing.
     """
     raw = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
     headers = {"Content-Type": content_type}
@@ -95,12 +96,12 @@ def signed(emu: EmulatorServer, operation: str | None, body: Any, *, access_key:
         headers["X-Amz-Target"] = target
     elif operation is not None:
         headers["X-Amz-Target"] = f"AWSMPMeteringService.{operation}"
-    request = AWSRequest(method="POST", url=emu.url + "/", data=raw, headers=headers)
+    request = AWSRequest(method="POST", url=emu.url + path, data=raw, headers=headers)
     SigV4Auth(Credentials(access_key, secret_key, token), service, region).add_auth(request)
     prepared = request.prepare()
     out = {k: v for k, v in prepared.headers.items() if k.lower() not in {d.lower() for d in drop}}
     out.update(extra or {})
-    return send(emu, "POST", "/", raw, out)
+    return send(emu, "POST", path if send_path is None else send_path, raw, out)
 
 
 def now() -> int:

@@ -116,6 +116,38 @@ def test_given_the_old_single_window_name_then_it_sets_both_windows(emu: Emulato
     assert "timestampWindowHours" not in config
 
 
+def test_given_a_frozen_clock_then_the_windows_are_exact_ages_not_hour_aligned(emu: EmulatorServer) -> None:
+    """BatchMeterUsage: "Usage records aren't accepted 24 hours or more after an event"; MeterUsage: "more
+    than six hours after events occur, the records won't be accepted" (botocore model). Measured from now,
+    not from the start of the current hour."""
+    emu.admin.set_clock(now="2026-12-10T13:30:00Z", frozen=True)
+    c = client(emu)
+
+    def batch(ts: int) -> str:
+        try:
+            result = c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(ts, Quantity=1)])
+        except c.exceptions.TimestampOutOfBoundsException:
+            return "out"
+        return str(result["Results"][0]["Status"])
+
+    def meter(ts: int) -> str:
+        try:
+            c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="users", UsageQuantity=1)
+        except c.exceptions.TimestampOutOfBoundsException:
+            return "out"
+        return "Success"
+
+    assert batch(_epoch("2026-12-09T13:05:00Z")) == "out", "24 h 25 min old: after the start of the hour - 24 h"
+    assert batch(_epoch("2026-12-09T13:30:00Z")) == "out", "exactly 24 h old"
+    assert batch(_epoch("2026-12-09T13:30:01Z")) == "Success", "a second under 24 h old"
+    assert meter(_epoch("2026-12-10T07:05:00Z")) == "out", "6 h 25 min old: after the start of the hour - 6 h"
+    assert meter(_epoch("2026-12-10T07:29:59Z")) == "out", "a second over 6 h old"
+    assert meter(_epoch("2026-12-10T07:30:00Z")) == "Success", "exactly 6 h old"
+    emu.admin.set_config(batch_meter_usage_window_hours=2, meter_usage_window_hours=2)
+    assert batch(_epoch("2026-12-10T11:30:00Z")) == "out" and batch(_epoch("2026-12-10T11:30:01Z")) == "Success"
+    assert meter(_epoch("2026-12-10T11:29:59Z")) == "out" and meter(_epoch("2026-12-10T11:30:00Z")) == "Success"
+
+
 # -- decimal quantities -----------------------------------------------------------------------------------
 
 
@@ -187,6 +219,22 @@ def test_given_meter_usage_then_dedupe_and_client_tokens_compare_by_value(emu: E
     assert [r["quantityDecimal"] for r in emu.admin.records()["records"]] == ["5"]
 
 
+def test_given_a_client_token_then_dry_run_false_is_the_same_request_as_no_dry_run(emu: EmulatorServer) -> None:
+    """DryRun "Defaults to false if not specified" (botocore model): sending false changes nothing."""
+    c = client(emu)
+    ts = now()
+    first = c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="users", UsageQuantity=3,
+                          ClientToken="dry-1")
+    again = c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="users", UsageQuantity=3,
+                          ClientToken="dry-1", DryRun=False)
+    assert again["MeteringRecordId"] == first["MeteringRecordId"]
+    other = c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="api_calls", UsageQuantity=2,
+                          ClientToken="dry-2", DryRun=False)
+    assert c.meter_usage(ProductCode=PRODUCT, Timestamp=ts, UsageDimension="api_calls", UsageQuantity=2,
+                         ClientToken="dry-2")["MeteringRecordId"] == other["MeteringRecordId"]
+    assert len(emu.admin.records()["records"]) == 2
+
+
 @pytest.mark.parametrize(("call", "code", "text"), [
     (lambda c: c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[_rec(now(), Quantity=1, QuantityAsDecimal="1")]),
      "ValidationException", "'usageRecords.1.member.quantity' and 'usageRecords.1.member.quantityAsDecimal'"),
@@ -240,7 +288,42 @@ def test_given_product_code_with_license_records_then_accepted_but_flagged_for_a
     flagged = {r["meteringRecordId"]: r.get("productCodeWithLicenseArn", False)
                for r in emu.admin.records()["records"]}
     assert sorted(flagged.values()) == [False, True]
-    assert emu.admin.stats()["audit"] == {"productCodeWithLicenseArn": 1}
+    assert emu.admin.stats()["audit"] == {"productCodeWithLicenseArn": 1, "productCodeAndLicenseArnSameHour": 0}
+
+
+@pytest.mark.parametrize("license_first", [False, True])
+def test_given_product_code_and_license_arn_records_of_one_customer_hour_then_billed_twice_and_audited(
+    emu: EmulatorServer, license_first: bool
+) -> None:
+    """"Sending metering records with both ProductCode and LicenseArn for the same customer within the same
+    hour will result in duplicate billing" (botocore model): a client migrating to LicenseArn that still
+    sends ProductCode records in the same hour is caught double-billing."""
+    c = client(emu)
+    ts = now()
+    by_code = {"Timestamp": ts, "CustomerAWSAccountId": ACCOUNT, "Dimension": "users", "Quantity": 5}
+
+    def send_by_code() -> dict[str, Any]:
+        return dict(c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[by_code])["Results"][0])
+
+    def send_by_license() -> dict[str, Any]:
+        return dict(c.batch_meter_usage(UsageRecords=[_lic(ts, LICENSE_ARN, Quantity=5)])["Results"][0])
+
+    sends = [send_by_license, send_by_code] if license_first else [send_by_code, send_by_license]
+    first, second = (send() for send in sends)
+    assert (first["Status"], second["Status"]) == ("Success", "Success")
+    assert first["MeteringRecordId"] != second["MeteringRecordId"], "product- and license-based usage bill apart"
+    # each basis still deduplicates its own resends
+    assert [send()["MeteringRecordId"] for send in sends] == [first["MeteringRecordId"], second["MeteringRecordId"]]
+    records = {r["meteringRecordId"]: r for r in emu.admin.records()["records"]}
+    assert len(records) == 2
+    assert sum(r["quantity"] for r in records.values()) == 10, "billed twice"
+    assert "doubleBilledWith" not in records[first["MeteringRecordId"]]
+    assert records[second["MeteringRecordId"]]["doubleBilledWith"] == first["MeteringRecordId"]
+    assert emu.admin.stats()["audit"] == {"productCodeWithLicenseArn": 0, "productCodeAndLicenseArnSameHour": 1}
+    # another dimension or hour of the same customer is not a double billing
+    c.batch_meter_usage(ProductCode=PRODUCT, UsageRecords=[{**by_code, "Dimension": "api_calls"}])
+    c.batch_meter_usage(UsageRecords=[_lic(ts - 3600, LICENSE_ARN, Quantity=5)])
+    assert emu.admin.stats()["audit"]["productCodeAndLicenseArnSameHour"] == 1
 
 
 def test_given_the_legacy_demo_token_then_resolve_customer_returns_the_identifier_and_the_agreement(

@@ -1,4 +1,5 @@
-"""Known-answer SigV4 vectors (botocore 1.43.11 captures, copied into data/) replayed byte-for-byte."""
+"""Known-answer SigV4 vectors (botocore 1.43.11 captures, copied into data/) replayed byte-for-byte, and the
+request target (path and query string) as a signed part of the request."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 from metering_emulator.testing import EmulatorServer
+
+from spec.emulator.support import DEMO_TOKEN, signed
 
 DATA = json.loads((Path(__file__).parent / "data" / "sigv4_vectors.json").read_text(encoding="utf-8"))
 VECTORS: list[dict[str, Any]] = DATA["vectors"]
@@ -45,9 +48,10 @@ def vector_emu() -> Any:
         yield emu
 
 
-def _replay(emu: EmulatorServer, vector: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """Send the captured request bytes unchanged (Host header included) and parse the reply."""
-    head = f"{vector['method']} {vector['path']} HTTP/1.1\r\n"
+def _replay(emu: EmulatorServer, vector: dict[str, Any], path: str | None = None) -> tuple[int, dict[str, Any]]:
+    """Send the captured request bytes unchanged (Host header included; ``path`` replaces the request
+    target) and parse the reply."""
+    head = f"{vector['method']} {path or vector['path']} HTTP/1.1\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in vector["headers"]) + "Connection: close\r\n\r\n"
     with socket.create_connection(("127.0.0.1", emu.port), timeout=10) as sock:
         sock.sendall(head.encode("latin-1") + vector["body"].encode("utf-8"))
@@ -115,3 +119,37 @@ def test_given_a_captured_request_when_one_body_byte_changes_then_the_signature_
     status, body = _replay(vector_emu, vector)
     assert (status, body["__type"]) == (400, "InvalidSignatureException")
     assert vector_emu.admin.records()["records"] == []
+
+
+def test_given_a_captured_request_when_a_query_string_is_added_then_the_signature_does_not_verify(
+    vector_emu: EmulatorServer,
+) -> None:
+    vector = VECTORS[2]
+    assert vector["path"] == "/"
+    for path in ("/?Action=Anything&x=1", "/?x"):
+        vector_emu.admin.reset()
+        vector_emu.admin.set_config(clock_offset_seconds=_vector_time(vector) - time.time())
+        status, body = _replay(vector_emu, vector, path)
+        assert (status, body["__type"]) == (400, "InvalidSignatureException"), path
+        assert vector_emu.admin.records()["records"] == []
+
+
+@pytest.mark.parametrize(("signed_as", "sent_as", "verifies"), [
+    ("/", "/?Action=Anything&x=1", False),
+    ("/?Action=Anything&x=1", "/", False),
+    ("/?Action=Anything&x=1", "/?Action=Anything&x=2", False),
+    ("/?Action=Anything&x=1", "/?Action=Anything&x=1", True),
+    ("/?b=2&a=1&a=0", "/?a=0&a=1&b=2", True),  # the canonical query is sorted by name, then value
+    ("/?note=a%20b%2Fc&empty=", "/?note=a%20b%2Fc&empty=", True),
+])
+def test_given_a_botocore_signed_request_then_its_query_string_is_part_of_the_signature(
+    emu: EmulatorServer, signed_as: str, sent_as: str, verifies: bool
+) -> None:
+    reply = signed(emu, "ResolveCustomer", {"RegistrationToken": DEMO_TOKEN}, path=signed_as, send_path=sent_as)
+    if verifies:
+        assert reply.status == 200, reply.body
+        assert reply.json()["ProductCode"]
+    else:
+        assert (reply.status, reply.error_type) == (400, "InvalidSignatureException")
+        assert reply.json()["message"] == (
+            "The request signature we calculated does not match the signature you provided.")

@@ -9,8 +9,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
-from botocore.credentials import ContainerProvider, InstanceMetadataProvider
+from botocore.credentials import ContainerProvider, Credentials, InstanceMetadataProvider
 from botocore.exceptions import ClientError
 from botocore.utils import ContainerMetadataFetcher, InstanceMetadataFetcher
 from metering_emulator.testing import EmulatorServer
@@ -105,6 +107,22 @@ def test_given_untrusted_or_unknown_or_bad_signature_when_assume_role_then_sts_e
         with pytest.raises(ClientError) as info:
             call(**kwargs)
         assert info.value.response["Error"]["Code"] == code, kwargs
+
+
+@pytest.mark.parametrize(("signed_as", "sent_as", "status"), [("/", "/", 200), ("/", "/?Action=GetCallerIdentity", 403),
+                                                            ("/?x=1", "/?x=1", 200)])
+def test_given_a_signed_assume_role_then_its_query_string_is_part_of_the_signature(
+    idem: EmulatorServer, signed_as: str, sent_as: str, status: int
+) -> None:
+    form = (f"Action=AssumeRole&Version=2011-06-15&RoleArn={SELLER_ROLE}&RoleSessionName=q1"
+            f"&ExternalId={EXTERNAL_ID}").encode()
+    request = AWSRequest(method="POST", url=idem.url + signed_as, data=form,
+                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    SigV4Auth(Credentials(SOURCE_KEY, SOURCE_SECRET), "sts", "us-east-1").add_auth(request)
+    reply = send(idem, "POST", sent_as, form, dict(request.prepare().headers.items()))
+    assert reply.status == status, reply.body
+    if status != 200:
+        assert b"<Code>SignatureDoesNotMatch</Code>" in reply.body
 
 
 def test_given_short_sessions_when_they_expire_then_metering_says_expired_token(idem: EmulatorServer) -> None:
