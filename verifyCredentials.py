@@ -71,8 +71,14 @@ def _credential_source(err: MeteringError, settings: Settings) -> str | None:
                 "EC2 instance role (instance metadata). Run the step in a pod, task or instance with an IAM role, "
                 "or choose Access keys or Assume role from access keys.")
     if err.operation == "credentials" and err.code == "ConnectionError":
+        if "container credentials endpoint" in err.aws_message:
+            return ("Could not reach the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / "
+                    "FULL_URI) to read the workload identity; try again, or check the task's network.")
         where = settings.sts_endpoint_url or "AWS_ENDPOINT_URL_STS or the regional endpoint"
         return f"Could not reach STS ({where}); check the STS endpoint URL and the network."
+    if err.operation == "credentials" and settings.auth_mode == ASSUME_ROLE and settings.role_source != WORKLOAD:
+        return (f"The role could not be assumed with access key {settings.access_key_id}: {err.code}: "
+                f"{err.aws_message}. Check the access keys, the Role ARN and the STS endpoint URL.")
     if err.operation == "credentials":
         return f"The workload identity could not be read: {err.code}: {err.aws_message}"
     return None
@@ -82,6 +88,8 @@ def _explain(err: MeteringError, settings: Settings) -> str:
     source = _credential_source(err, settings)
     if source is not None:
         return source
+    if err.code == "RequestNotSent":
+        return f"The credentials cannot be sent: {err.classification.hint} ({err.aws_message})."
     if err.kind == CREDENTIALS:
         return _region_or_credentials(err, settings)
     if err.kind == REGION or err.code in ("ConnectionError", "TLSError"):
@@ -108,7 +116,9 @@ def check(credentials: dict[str, Any], client: MeteringClient | None = None) -> 
     try:
         settings = Settings.from_cfg(credentials)
     except MeteringError as err:
-        return {"verified": False, "reason": "Incomplete credentials: " + "; ".join(map(str, err.problems))}
+        missing = all(problem.problem == "is required" for problem in err.problems)
+        return {"verified": False, "reason": ("Incomplete" if missing else "Invalid") + " credentials: "
+                + "; ".join(map(str, err.problems))}
     client = client or MeteringClient(settings, backoff=Backoff(max_attempts=3), timeout=(5.0, 15.0),
                                       pacer_for=lambda op: Pacer(op.rate_per_second))
     offered = [action for action in operations_in(settings.region) if action in PAYLOADS]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import ipaddress
 import logging
+import re
+import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +24,7 @@ from . import jsontext
 from .credentials import role_credentials, session_rejected
 from .errors import ErrorClass, Kind, MeteringError, Problem, parse_code
 from .operations import Operation
+from .redact import scrub_known
 from .resilience import Backoff, Pacer, Sleep, shared_pacer
 
 # Two different strings that are easy to confuse: the host prefix and the SigV4 service name (botocore model
@@ -55,6 +59,23 @@ def default_endpoint(region: str) -> str:
     """The regional endpoint; China regions live under amazonaws.com.cn."""
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return f"https://{ENDPOINT_PREFIX}.{region}.{suffix}"
+
+
+# The credential values that end up in a header (the access key in Authorization, the session token in
+# X-Amz-Security-Token) or in the signing key: AWS issues them as printable ASCII without spaces. Anything else
+# (a line break pasted with the token, a control or non-Latin-1 character) would make http.client raise with
+# the value in its message, so such values are refused up front, by field name and rule, never by value.
+_CREDENTIAL_FIELDS = (("accessKeyId", "access_key_id"), ("secretAccessKey", "secret_access_key"),
+                      ("sessionToken", "session_token"))
+_PRINTABLE = re.compile(r"[!-~]*")
+CREDENTIAL_RULE = ("must contain only printable ASCII characters, without spaces, line breaks, control or "
+                   "non-ASCII characters (check for a line break or space copied with it)")
+
+
+def credential_problems(values: dict[str, Any]) -> list[Problem]:
+    """The credential fields of ``values`` (keyed by their cfg names) that hold characters AWS never issues."""
+    return [Problem(f"/{name}", CREDENTIAL_RULE) for name, _ in _CREDENTIAL_FIELDS
+            if isinstance(values.get(name), str) and not _PRINTABLE.fullmatch(values[name])]
 
 
 def _check_tls(field: str, url: str | None) -> None:
@@ -94,7 +115,13 @@ class Settings(NamedTuple):
                external_id: str | None = None, role_source: str = "accessKeys",
                role_session_name: str | None = None, session_duration: int | None = None,
                sts_endpoint_url: str | None = None) -> Settings:
-        """Settings from typed arguments (library use); only the TLS and duration rules are checked here."""
+        """Settings from typed arguments (library use); only the TLS, duration and credential character rules
+        are checked here."""
+        bad = credential_problems({"accessKeyId": access_key_id, "secretAccessKey": secret_access_key,
+                                   "sessionToken": session_token})
+        if bad:
+            raise MeteringError("ValidationFailed", f"{len(bad)} problem(s) in the configuration",
+                                operation="configuration", problems=bad)
         _check_tls("endpointUrl", endpoint_url)
         _check_tls("stsEndpointUrl", sts_endpoint_url)
         if session_duration is not None and not 900 <= session_duration <= 43200:
@@ -113,12 +140,17 @@ class Settings(NamedTuple):
         """Validate a step ``cfg`` against schemas/config.json and build the settings; raise on any problem."""
         from .validation import problems  # jsonschema is imported only where a cfg is validated
 
+        mode = cfg.get("authMode") or "accessKeys"
+        keys = mode == "accessKeys" or (mode == "assumeRole" and cfg.get("roleSource") != "workloadIdentity")
         found = problems("config.json", cfg)
+        if keys:  # every problem at once: the schema's and the credential characters (one entry per path)
+            texts = {problem.path: problem.problem for problem in found}
+            for problem in credential_problems(cfg):
+                texts[problem.path] = "; ".join(filter(None, (texts.get(problem.path), problem.problem)))
+            found = [Problem(path, text) for path, text in sorted(texts.items())]
         if found:
             raise MeteringError("ValidationFailed", f"{len(found)} problem(s) in the configuration",
                                 operation="configuration", problems=found)
-        mode = cfg.get("authMode") or "accessKeys"
-        keys = mode == "accessKeys" or (mode == "assumeRole" and cfg.get("roleSource") != "workloadIdentity")
         role = mode == "assumeRole"
         return cls.create(cfg.get("accessKeyId", "") if keys else "", cfg.get("secretAccessKey", "") if keys else "",
                           region=cfg.get("region") or DEFAULT_REGION,
@@ -132,6 +164,11 @@ class Settings(NamedTuple):
                           session_duration=int(cfg["sessionDurationSeconds"])
                           if role and cfg.get("sessionDurationSeconds") else None,
                           sts_endpoint_url=cfg.get("stsEndpointUrl") or None if mode != "accessKeys" else None)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The configured secret values (masked in every text built from a third party's message)."""
+        return tuple(v for v in (self.secret_access_key, self.session_token, self.external_id) if v)
 
     @property
     def credential_key(self) -> str:
@@ -153,6 +190,41 @@ class Settings(NamedTuple):
         if self.auth_mode == "accessKeys":
             return self.access_key_id
         return self.role_arn or f"workload:{self.credential_key[:16]}"
+
+
+UNSENDABLE = ErrorClass(False, Kind.CREDENTIALS, "a credential or header holds a character HTTP does not allow "
+                        "(a line break, control or non-Latin-1 character); re-enter the credentials")
+# ssl errors that mean the network cut the handshake short (retried, as botocore retries its SSLError); any
+# other TLS failure, a certificate that does not verify above all, is the endpoint's and is not retried.
+_CUT_SHORT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError, ConnectionError, TimeoutError)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: requests' and urllib3's ``args[0]``/``reason`` and the exception chain."""
+    found: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(found) < 16:
+        item = todo.pop(0)
+        if not isinstance(item, BaseException) or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        todo += [getattr(item, "reason", None), item.__cause__, item.__context__, *item.args[:1]]
+    return found
+
+
+def _tls_error(exc: BaseException, operation: str) -> MeteringError:
+    """A certificate that does not verify is permanent; a handshake cut short by the network is retried."""
+    causes = _causes(exc)
+    if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes):
+        return MeteringError("TLSError", type(exc).__name__, operation=operation,
+                             classification=ErrorClass(False, Kind.REGION, "TLS verification of the endpoint failed"))
+    cut = next((cause for cause in causes if isinstance(cause, _CUT_SHORT)), None)
+    if cut is not None:
+        return MeteringError("ConnectionError", f"TLS handshake cut short ({type(cut).__name__})",
+                             operation=operation)
+    return MeteringError("TLSError", type(exc).__name__, operation=operation,
+                         classification=ErrorClass(False, Kind.REGION, "the TLS handshake with the endpoint failed "
+                                                   "(is it an HTTPS endpoint?)"))
 
 
 class _Answer(NamedTuple):
@@ -288,9 +360,7 @@ class MeteringClient:
         try:
             answer = self._exchange(self._prepare(body, headers))
         except requests.exceptions.SSLError as exc:
-            raise MeteringError("TLSError", type(exc).__name__, operation=op.name,
-                                classification=ErrorClass(False, Kind.REGION,
-                                                          "TLS verification of the endpoint failed")) from None
+            raise _tls_error(exc, op.name) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
             raise MeteringError("ConnectionError", type(exc).__name__, operation=op.name) from None
@@ -298,6 +368,14 @@ class MeteringClient:
             raise MeteringError("InvalidResponse", type(exc).__name__, operation=op.name,
                                 classification=ErrorClass(False, Kind.REGION,
                                                           "is the endpoint URL right?")) from None
+        except (ValueError, TypeError) as exc:
+            # Raised by http.client/urllib3 (or the signer) for a value it cannot send, e.g. "Invalid header
+            # value b'<the session token>\\n'" or a UnicodeEncodeError: the text may hold a secret, so only
+            # the type is kept. Not retryable: the same request would fail the same way.
+            raise MeteringError("RequestNotSent", f"the request could not be sent ({type(exc).__name__})",
+                                operation=op.name, classification=UNSENDABLE) from None
+        except (OSError, http.client.HTTPException) as exc:  # a transport failure requests did not wrap
+            raise MeteringError("ConnectionError", type(exc).__name__, operation=op.name) from None
         request_id = answer.headers.get("x-amzn-RequestId")
         if answer.status < 300:
             try:
@@ -311,7 +389,7 @@ class MeteringClient:
                                                               "is the endpoint URL right?"))
             log.debug("%s %d request id %s", op.name, answer.status, request_id)
             return data, request_id
-        raise self._error(op, answer, request_id)
+        raise self._error(op, answer, request_id, self._secrets())
 
     def _exchange(self, prep: _Signed) -> _Answer:
         """Send one signed request through the session's pooled adapter and read the whole reply.
@@ -336,9 +414,22 @@ class MeteringClient:
                 self._auth(signed)
         return signed
 
+    def _secrets(self) -> tuple[str, ...]:
+        """The configured secrets and those of the current temporary credentials (the learnt ones are
+        masked by :func:`scrub_known` too; these are named so a reply is masked even before that)."""
+        values = self.settings.secrets
+        current = self._credentials.current() if self._credentials is not None else None
+        if current is not None:
+            values += tuple(v for v in (current.secret_key, current.token) if v)
+        return values
+
     @staticmethod
-    def _error(op: Operation, resp: _Answer, request_id: str | None) -> MeteringError:
-        """Parse an error reply the way botocore does (body ``__type`` first, then the header)."""
+    def _error(op: Operation, resp: _Answer, request_id: str | None, secrets: tuple[str, ...] = ()) -> MeteringError:
+        """Parse an error reply the way botocore does (body ``__type`` first, then the header).
+
+        AWS's message is masked before it is cut: an InvalidSignatureException quotes the canonical request,
+        ``x-amz-security-token:<session token>`` included, and a token cut in half would escape the log filter.
+        """
         try:
             data = jsontext.loads(resp.content)
         except ValueError:
@@ -356,7 +447,7 @@ class MeteringClient:
         if code == "ExpiredTokenException" and (op.name != "ResolveCustomer" or "security token" in message.lower()):
             # Same code for an expired STS session token (any operation) and an expired registration token.
             classification = ErrorClass(False, Kind.CREDENTIALS, "the session token of the credentials has expired")
-        return MeteringError(code, message[:500], operation=op.name, status=resp.status,
+        return MeteringError(code, scrub_known(message, secrets)[:500], operation=op.name, status=resp.status,
                              request_id=request_id, classification=classification)
 
 

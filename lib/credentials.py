@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from .errors import CREDENTIALS, TRANSIENT, ErrorClass, MeteringError
-from .redact import register_secrets, scrub_known
+from .redact import guard, register_secrets, scrub_known
 
 if TYPE_CHECKING:
     from .client import Settings
@@ -48,15 +49,19 @@ def session_rejected(err: MeteringError) -> bool:
     return err.code in SESSION_REJECTED
 
 
-def _quiet_botocore() -> None:
+def _quiet_botocore(secrets: tuple[str, ...] = ()) -> None:
     """botocore logs request and response bodies at DEBUG (``botocore.parsers``, ``botocore.endpoint``):
     STS answers carry the session credentials, AssumeRoleWithWebIdentity requests the token. Those
-    loggers are capped at INFO so no DEBUG configuration of the platform can print them."""
+    loggers are capped at INFO so no DEBUG configuration of the platform can print them. What they still
+    log (``botocore.credentials`` warns with the traceback of a failed refresh, whose text may quote a
+    header value) is masked with the configured secrets and those learnt at run time."""
     for name in ("botocore", "botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.auth",
-                 "botocore.credentials", "botocore.utils"):
+                 "botocore.credentials", "botocore.utils", "botocore.httpsession", "botocore.retryhandler",
+                 "botocore.retries.standard"):
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO or logger.level < logging.INFO:
             logger.setLevel(logging.INFO)
+        guard(logger, secrets)
 
 
 class _NeverStore(dict):  # type: ignore[type-arg]
@@ -80,17 +85,73 @@ def _register_workload_secrets() -> None:
     register_secrets(v for v in values if v)
 
 
+# What botocore's text says when the ECS/EKS container credentials endpoint could not be reached
+# (botocore.utils.ContainerMetadataFetcher._get_response: one of its RETRYABLE_HTTP_ERRORS).
+_CONTAINER_UNREACHABLE = "Received error when attempting to retrieve container metadata"
+_CONTAINER_BUSY = re.compile(r"Received non 200 response (?:5\d\d|429) from container metadata")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling (botocore re-raises without ``from``)."""
+    found: list[BaseException] = []
+    item: BaseException | None = exc
+    while item is not None and len(found) < 16 and not any(item is seen for seen in found):
+        found.append(item)
+        item = item.__cause__ or item.__context__
+    return found
+
+
+def _network_failure(exc: BaseException) -> BaseException | None:
+    """The transient network failure behind ``exc`` (a connection refused, closed or timed out, a TLS
+    handshake cut short), or None when the credentials or the configuration are at fault.
+
+    The same failures botocore retries itself (``botocore.retries.standard``: its ``ConnectionError`` and
+    ``HTTPClientError``, e.g. ``ConnectionClosedError``, ``ReadTimeoutError``), except a certificate that does
+    not verify and an ``HTTPClientError`` that is not about the connection (a header value it cannot send).
+    """
+    import ssl
+
+    from botocore import exceptions as bexc
+
+    chain = _chain(exc)
+    if any(isinstance(item, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(item)
+           for item in chain):
+        return None
+    for item in chain:
+        if isinstance(item, (bexc.ConnectionError, bexc.ConnectionClosedError, bexc.ReadTimeoutError,
+                             bexc.ResponseStreamingError, ConnectionError, TimeoutError)):
+            return item
+    if isinstance(exc, bexc.CredentialRetrievalError) and (
+            _CONTAINER_UNREACHABLE in str(exc) or _CONTAINER_BUSY.search(str(exc))):
+        return exc
+    return None
+
+
+def _unreadable(settings: Settings) -> ErrorClass:
+    """The hint for a failure that is neither STS's answer nor the network, by where credentials come from."""
+    if settings.auth_mode == ASSUME_ROLE and settings.role_source != WORKLOAD:
+        return ErrorClass(False, CREDENTIALS, "the role could not be assumed with the access keys (check the "
+                          "access keys, the Role ARN and the STS endpoint URL)")
+    return ErrorClass(False, CREDENTIALS, "the workload identity could not be read (check the container's "
+                      "credentials endpoint)")
+
+
 def translate(exc: BaseException, settings: Settings) -> MeteringError:
-    """A botocore failure while resolving credentials as a MeteringError a user can act on."""
+    """A botocore failure while resolving credentials as a MeteringError a user can act on.
+
+    Every text taken from botocore is masked with the configured secrets and those learnt at run time: an
+    ``HTTPClientError`` quotes the header value http.client refused, which may be the session token.
+    """
     from botocore import exceptions as bexc
 
     if isinstance(exc, MeteringError):
         return exc
+    secrets = settings.secrets
     if isinstance(exc, bexc.ClientError):
         error = exc.response.get("Error", {})
         meta = exc.response.get("ResponseMetadata", {})
         code = str(error.get("Code") or "Unknown")
-        message = scrub_known(str(error.get("Message") or ""))
+        message = scrub_known(str(error.get("Message") or ""), secrets)
         operation = exc.operation_name or "AssumeRole"
         if code in _STS_TRANSIENT or int(meta.get("HTTPStatusCode") or 0) >= 500:
             kind = ErrorClass(True, TRANSIENT, "STS is unavailable; retried")
@@ -102,15 +163,16 @@ def translate(exc: BaseException, settings: Settings) -> MeteringError:
                               "this identity and the External ID must match")
         return MeteringError(code, message[:500], operation=operation, status=meta.get("HTTPStatusCode"),
                              request_id=meta.get("RequestId"), classification=kind)
-    if isinstance(exc, (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ReadTimeoutError)):
-        return MeteringError("ConnectionError", f"could not reach STS ({type(exc).__name__})",
+    cause = _network_failure(exc)
+    if cause is not None:  # retryable (ERROR_TABLE's ConnectionError): retried in the step, then rebounded
+        where = ("the container credentials endpoint" if isinstance(exc, bexc.CredentialRetrievalError)
+                 else "STS")
+        return MeteringError("ConnectionError", f"could not reach {where} ({type(cause).__name__})",
                              operation="credentials")
     if isinstance(exc, bexc.ParamValidationError):
-        return MeteringError("ValidationFailed", scrub_known(str(exc))[:500], operation="configuration")
-    text = scrub_known(str(exc))[:500]
-    return MeteringError(type(exc).__name__, text, operation="credentials",
-                         classification=ErrorClass(False, CREDENTIALS, "the workload identity could not be "
-                                                   "read (check the container's credentials endpoint)"))
+        return MeteringError("ValidationFailed", scrub_known(str(exc), secrets)[:500], operation="configuration")
+    text = scrub_known(str(exc), secrets)[:500]
+    return MeteringError(type(exc).__name__, text, operation="credentials", classification=_unreadable(settings))
 
 
 class RoleCredentials:
@@ -126,6 +188,7 @@ class RoleCredentials:
         self._lock = threading.RLock()
         self._current: Any = None  # a botocore RefreshableCredentials / Credentials
         self._seen_key: str | None = None
+        self._frozen: Any = None  # the credentials handed out last (their secrets are masked in errors)
         self.resolutions = 0  # how often the credentials were resolved from scratch (tests, logs)
         self.refreshes = 0  # how many distinct temporary keys were used
 
@@ -134,6 +197,10 @@ class RoleCredentials:
         with self._lock:
             self._current = None
             self._seen_key = None
+
+    def current(self) -> Any:
+        """The credentials handed out last (botocore's ``ReadOnlyCredentials``), or None; never resolves."""
+        return self._frozen
 
     def method(self) -> str | None:
         """botocore's name of the provider that produced the credentials (e.g. ``container-role``)."""
@@ -162,6 +229,7 @@ class RoleCredentials:
                 self._tune(self._current)
                 log.info("using temporary credentials %s from %s", frozen.access_key,
                          getattr(self._current, "method", "botocore"))
+            self._frozen = frozen
             return frozen
 
     @staticmethod
@@ -228,8 +296,8 @@ class RoleCredentials:
             DeferredRefreshableCredentials,
         )
 
-        _quiet_botocore()
         settings = self.settings
+        _quiet_botocore(settings.secrets)
         session, create = self._client_creator()
         if settings.auth_mode == WORKLOAD:
             return self._workload(session, create)

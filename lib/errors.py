@@ -73,6 +73,11 @@ ERROR_TABLE: dict[str, ErrorClass] = {
     "IdempotencyConflictException": ErrorClass(False, CONFLICT,
                                                "the ClientToken was used before with other parameters"),
     "CustomerNotEntitledException": ErrorClass(False, PERMISSION, "the customer has no valid subscription"),
+    # Not a modeled error shape: named in the model's RegisterUsage documentation (botocore 1.44.8), thrown
+    # on the first RegisterUsage of a task or pod whose AWS account is not subscribed to the product.
+    "CustomerNotSubscribedException": ErrorClass(False, PERMISSION, "the customer's AWS account running the "
+                                                 "workload is not subscribed to the product (or the subscription "
+                                                 "is not active)"),
     "InvalidPublicKeyVersionException": ErrorClass(False, INPUT, "unknown PublicKeyVersion"),
     "PlatformNotSupportedException": ErrorClass(False, PERMISSION,
                                                 "only ECS, EKS and Fargate tasks may register usage"),

@@ -19,9 +19,21 @@ def register_secrets(values: Iterable[str]) -> None:
     _RUNTIME.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_LENGTH)
 
 
-def scrub_known(text: str) -> str:
-    """``text`` with every run-time secret masked (for error texts built from a third party's message)."""
-    for secret in sorted(_RUNTIME, key=len, reverse=True):
+def _forms(secret: str) -> set[str]:
+    """The ways a secret shows up in a third party's text: as is, stripped, and escaped as Python prints
+    it (``Invalid header value b'<token>\\n'`` from http.client, ``'\\u2019'`` in a str repr)."""
+    forms = {secret, secret.strip(), repr(secret)[1:-1], repr(secret.encode("utf-8", "backslashreplace"))[2:-1]}
+    return {form for form in forms if len(form) >= _MIN_SECRET_LENGTH}
+
+
+def scrub_known(text: str, also: Iterable[str | None] = ()) -> str:
+    """``text`` with every run-time secret, and every value of ``also`` (the configured secrets), masked
+    (for error texts built from a third party's message: AWS's, botocore's, an HTTP library's)."""
+    secrets = set(_RUNTIME)
+    for value in also:
+        if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH:
+            secrets |= _forms(value)
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
     return text
@@ -35,8 +47,10 @@ class SecretFilter(logging.Filter):
         self.secrets: set[str] = set()
 
     def add(self, values: Iterable[str]) -> None:
-        """Register more secret values."""
-        self.secrets.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_LENGTH)
+        """Register more secret values (and the forms a third party's text may quote them in)."""
+        for value in values:
+            if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH:
+                self.secrets |= _forms(value)
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret masked (longest first, so overlapping secrets mask fully)."""
@@ -46,7 +60,8 @@ class SecretFilter(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Render the message, mask it, and drop the args so handlers cannot re-render them."""
+        """Render the message, mask it, and drop the args so handlers cannot re-render them; render the
+        traceback too (an exception's text may quote a secret) and hand the handlers only its masked text."""
         if self.secrets or _RUNTIME:
             try:
                 message = record.getMessage()
@@ -55,7 +70,17 @@ class SecretFilter(logging.Filter):
             record.msg, record.args = self.scrub(message), None
             if record.exc_text:
                 record.exc_text = self.scrub(record.exc_text)
+            elif record.exc_info:
+                rendered = _FORMATTER.formatException(record.exc_info)
+                masked = self.scrub(rendered)
+                if masked != rendered:  # the exception quotes a secret: handlers get the masked text only
+                    record.exc_text, record.exc_info = masked, None
+            if record.stack_info:
+                record.stack_info = self.scrub(record.stack_info)
         return True
+
+
+_FORMATTER = logging.Formatter()
 
 
 def secret_values(cfg: dict[str, Any]) -> list[str]:

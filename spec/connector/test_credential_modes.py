@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from elasticio_sailor import Rebound
 from metering_emulator.testing import EmulatorServer
 
 import lib.credentials
 import verifyCredentials
+from lib.client import MeteringClient, Settings
 from lib.errors import MeteringError
+from lib.resilience import Backoff
 from spec.connector.builders import PRODUCT, REG_TOKEN, StepContext, a_record, hour_start, run_action
+from spec.connector.scripted import DroppingServer
 from spec.support.identity import (
     EXTERNAL_ID,
     SELLER_ROLE,
@@ -261,3 +265,57 @@ def test_given_the_access_key_mode_then_botocore_is_not_imported_and_the_role_mo
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize("source", ["sts", "container"])
+def test_given_the_credential_source_drops_the_connection_then_it_is_retried_and_the_message_rebounded(
+        emu: EmulatorServer, container: Any, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """A connection STS or the ECS credentials endpoint closes without answering (botocore's
+    ConnectionClosedError, alone or inside a CredentialRetrievalError) is transient, not bad credentials."""
+    import botocore.utils
+
+    monkeypatch.setattr(botocore.utils.ContainerMetadataFetcher, "SLEEP_TIME", 0)  # botocore's own retries
+    container("none")
+    sleeps: list[float] = []
+    with DroppingServer() as dropping:
+        if source == "sts":
+            cfg = cfg_for("assume-role-from-keys", emu, stsEndpointUrl=dropping.url)
+        else:
+            monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", dropping.url + "/v2/credentials/task-1")
+            cfg = cfg_for("workload-ecs", emu)
+        client = MeteringClient(Settings.from_cfg(cfg), backoff=Backoff(base=0.01, cap=0.02, max_attempts=2),
+                                sleep=sleeps.append)
+        with pytest.raises(Rebound) as raised:
+            run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg, client=client)
+        first = dropping.connections
+        client.backoff = Backoff(max_attempts=1)
+        reason = verifyCredentials.check(cfg, client=client)["reason"]
+    cause = raised.value.__cause__
+    assert isinstance(cause, MeteringError)
+    assert (cause.code, cause.operation, cause.kind, cause.retryable) == ("ConnectionError", "credentials",
+                                                                         "transient", True)
+    where = "STS" if source == "sts" else "the container credentials endpoint"
+    assert f"could not reach {where} (ConnectionClosedError)" in cause.aws_message
+    assert len(sleeps) == 1 and first >= 2  # resolved again on the retry
+    assert reason.startswith("Could not reach STS" if source == "sts" else "Could not reach the container")
+    assert "ResolveCustomer" not in emu.admin.stats()["operations"]
+
+
+def test_given_the_container_endpoint_refuses_the_authorization_token_then_it_is_not_retried(
+        emu: EmulatorServer, container: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Genuinely bad workload configuration stays a permanent credentials failure."""
+    import botocore.utils
+
+    monkeypatch.setattr(botocore.utils.ContainerMetadataFetcher, "SLEEP_TIME", 0)
+    container("ecs")
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "cAuth.Wrong.Token.0000")
+    cfg = cfg_for("workload-ecs", emu)
+    sleeps: list[float] = []
+    client = MeteringClient(Settings.from_cfg(cfg), backoff=Backoff(max_attempts=3), sleep=sleeps.append)
+    with pytest.raises(MeteringError) as raised:
+        run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg, client=client)
+    err = raised.value
+    assert (err.code, err.operation, err.kind, err.retryable) == ("CredentialRetrievalError", "credentials",
+                                                                  "credentials", False)
+    assert "workload identity could not be read" in str(err) and sleeps == []
+    assert "cAuth.Wrong.Token.0000" not in str(err)

@@ -31,7 +31,7 @@ from spec.connector.builders import (
     hour_start,
     run_action,
 )
-from spec.connector.scripted import Canned, ScriptedServer
+from spec.connector.scripted import Canned, DroppingServer, ScriptedServer
 from spec.support.ports import free_port
 
 Setup = Callable[[EmulatorServer], None]
@@ -109,7 +109,9 @@ BATCH_REFUSALS: list[tuple[str, Setup, dict[str, Any]]] = [
          "Dimension": "users"}]}),
     ("InvalidCustomerIdentifierException", _strict,
      {"ProductCode": PRODUCT, "UsageRecords": [a_record(customer="nobody")]}),
-    ("ValidationException", _nothing, {"UsageRecords": [a_record()]}),
+    # ValidationException: every record the emulator refuses with it is refused locally first now (a
+    # CustomerIdentifier record without ProductCode, an account record without LicenseArn and ProductCode);
+    # the raw client's mapping of it is tested below.
 ]
 
 
@@ -142,6 +144,20 @@ def test_given_input_the_schema_would_stop_when_sent_raw_then_the_server_error_i
     with pytest.raises(MeteringError) as raised:
         client.call(OPERATIONS["batchMeterUsage"], payload)
     assert raised.value.code == code and raised.value.retryable is False and raised.value.request_id
+
+
+def test_given_a_record_naming_no_product_when_sent_raw_then_aws_validation_exception_is_kept_and_final(
+        metering_emulator: EmulatorServer) -> None:
+    """The action refuses such a record before calling (lib/validation.py batch_problems); sent anyway, the
+    server's ValidationException keeps its code and request id and is not retried."""
+    client = MeteringClient(_settings(metering_emulator.url))
+    payload = {"UsageRecords": [{"Timestamp": hour_start(), "CustomerAWSAccountId": "111122223333",
+                                 "Dimension": "users", "Quantity": 1}]}
+    with pytest.raises(MeteringError) as raised:
+        client.call(OPERATIONS["batchMeterUsage"], payload)
+    assert raised.value.code == "ValidationException" and raised.value.retryable is False
+    assert raised.value.request_id and raised.value.aws_message
+    assert metering_emulator.admin.stats()["operations"]["BatchMeterUsage"]["calls"] == 1
 
 
 def _fixtures(**credential: Any) -> Setup:
@@ -311,3 +327,63 @@ def test_given_nothing_listening_then_it_is_a_retryable_connection_error_and_the
     working.close()  # a closed client opens a new pool on its next call, as requests' adapter does
     assert working.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "emu-demo-registration-token-0001"}
                         ).data["CustomerIdentifier"] == "cust-demo-0001"
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no trust store knows, and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_given_an_endpoint_whose_certificate_does_not_verify_then_it_is_a_tls_error_not_retried(
+        tmp_path: Path) -> None:
+    import ssl
+
+    cert_file, key_file = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    with ScriptedServer([_aws_error(200, {})]) as server:
+        server._httpd.socket = context.wrap_socket(server._httpd.socket, server_side=True)
+        sleeps: list[float] = []
+        client = MeteringClient(_settings(server.url.replace("http://", "https://")),
+                                backoff=Backoff(max_attempts=3), sleep=sleeps.append)
+        with pytest.raises(MeteringError) as raised:
+            client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
+    err = raised.value
+    assert (err.code, err.kind, err.retryable, sleeps) == ("TLSError", "region-or-endpoint", False, [])
+    assert "TLS verification of the endpoint failed" in str(err) and server.requests == []
+
+
+def test_given_a_tls_handshake_cut_short_by_the_network_then_it_is_retried_and_the_message_rebounded() -> None:
+    sleeps: list[float] = []
+    with DroppingServer() as dropping:
+        url = dropping.url.replace("http://", "https://")
+        client = MeteringClient(_settings(url), backoff=Backoff(base=0.01, cap=0.05, max_attempts=3),
+                                sleep=sleeps.append)
+        with pytest.raises(Rebound) as raised:
+            run_action("resolveCustomer", {"RegistrationToken": "t"}, a_config(url), client=client)
+    cause = raised.value.__cause__
+    assert isinstance(cause, MeteringError)
+    assert (cause.code, cause.kind, cause.retryable) == ("ConnectionError", "transient", True)
+    assert "TLS handshake cut short" in cause.aws_message
+    assert len(sleeps) == 2 and dropping.connections == 3

@@ -11,8 +11,13 @@ import pytest
 from elasticio_sailor.messages import format_error
 from metering_emulator.testing import EmulatorServer
 
+import lib.credentials
 import verifyCredentials
+from lib.client import CREDENTIAL_RULE, MeteringClient, Settings
+from lib.errors import MeteringError
+from lib.operations import OPERATIONS
 from lib.redact import SecretFilter
+from lib.resilience import Backoff
 from spec.connector.builders import (
     PRODUCT,
     REG_TOKEN,
@@ -25,6 +30,9 @@ from spec.connector.builders import (
     hour_start,
     run_action,
 )
+from spec.connector.scripted import Canned, ScriptedServer
+from spec.support.identity import EXTERNAL_ID, SELLER_ROLE, SOURCE_KEY, SOURCE_SECRET, identity_fixtures
+from spec.support.ports import closed_port_url
 
 WRONG_SECRET = "Wrong+Secret/ForTheScan/abcdefghijklmnop"
 
@@ -179,3 +187,136 @@ def test_given_the_role_modes_at_debug_then_no_session_credential_token_or_exter
     for secret in secrets:
         leaked = [w for w in windows(secret) if w in text]
         assert not leaked, f"secret fragment leaked: {leaked[:1]}"
+
+
+# Characters AWS never puts in a credential, each of which http.client refuses in a header with the value in
+# its message ("Invalid header value b'<token>\\n'", a UnicodeEncodeError quoting the string).
+BAD_CHARACTERS = {"line-break-at-the-end": "{}\n", "line-break-inside": "{}\r\nX-Injected: 1",
+                  "control": "{}\x00", "non-latin-1": "{}\u2019x", "space-at-the-end": "{} "}
+CREDENTIAL_VALUES = {"accessKeyId": TEMP_ACCESS_KEY, "secretAccessKey": TEMP_SECRET_KEY,
+                     "sessionToken": SESSION_TOKEN}
+ARGUMENTS = {"accessKeyId": "access_key_id", "secretAccessKey": "secret_access_key", "sessionToken": "session_token"}
+
+
+def scanned(captured: Capture, *outputs: Any) -> str:
+    """Everything a user or an operator could see: the log lines and the outputs as JSON."""
+    return "\n".join(captured.lines) + "\n" + json.dumps(list(outputs), default=repr)
+
+
+def error_outputs(err: BaseException) -> list[Any]:
+    return [str(err), repr(err), format_error(err), getattr(err, "error_details", None)]
+
+
+def assert_no_fragment(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        leaked = [w for w in windows(secret.strip()) if w in text]
+        assert not leaked, f"secret fragment leaked: {leaked[:1]}"
+
+
+@pytest.mark.parametrize("mode", ["accessKeys", "assumeRole"])
+@pytest.mark.parametrize("bad", sorted(BAD_CHARACTERS))
+@pytest.mark.parametrize("field", sorted(CREDENTIAL_VALUES))
+def test_given_a_credential_with_a_character_aws_never_issues_then_it_is_refused_by_field_and_rule_unsent(
+        captured: Capture, field: str, bad: str, mode: str) -> None:
+    value = BAD_CHARACTERS[bad].format(CREDENTIAL_VALUES[field])
+    cfg = a_config(closed_port_url(), **{**CREDENTIAL_VALUES, field: value})
+    if mode == "assumeRole":
+        cfg.update(authMode="assumeRole", roleArn=SELLER_ROLE, externalId=EXTERNAL_ID,
+                   stsEndpointUrl=closed_port_url())
+    ctx = StepContext()
+    with pytest.raises(MeteringError) as raised:
+        run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg, ctx=ctx)
+    err = raised.value
+    assert (err.code, err.operation, err.retryable) == ("ValidationFailed", "configuration", False)
+    assert [problem.path for problem in err.problems] == [f"/{field}"]
+    assert err.problems[0].problem.endswith(CREDENTIAL_RULE)  # after the schema's own pattern, if it has one
+    typed = {ARGUMENTS[name]: cfg[name] for name in CREDENTIAL_VALUES}
+    with pytest.raises(MeteringError) as raised_by_create:  # library use: the same rule, by field
+        Settings.create(**typed, endpoint_url=cfg["endpointUrl"])
+    assert [problem.path for problem in raised_by_create.value.problems] == [f"/{field}"]
+    reason = verifyCredentials.verify(ctx, cfg)
+    assert reason["verified"] is False and f"/{field}: " in reason["reason"]
+    text = scanned(captured, *error_outputs(err), reason, ctx.events)
+    assert_no_fragment(text, TEMP_SECRET_KEY, SESSION_TOKEN, value)
+
+
+@pytest.mark.parametrize("bad", ["\n", "\r\nX-Injected: 1", "\u2019"], ids=["line-break", "crlf", "non-latin-1"])
+def test_given_settings_built_without_the_checks_when_the_token_cannot_be_sent_then_the_error_holds_no_value(
+        metering_emulator: EmulatorServer, captured: Capture, bad: str) -> None:
+    """Library use that builds Settings directly: http.client's ValueError/UnicodeEncodeError, which quote
+    the header value, become a MeteringError that names neither the value nor the exception's text."""
+    token = SESSION_TOKEN + bad + "tail-of-the-token"
+    settings = Settings.create(TEMP_ACCESS_KEY, TEMP_SECRET_KEY, endpoint_url=metering_emulator.url
+                               )._replace(session_token=token)
+    sleeps: list[float] = []
+    client = MeteringClient(settings, backoff=Backoff(max_attempts=3), sleep=sleeps.append)
+    with pytest.raises(MeteringError) as raised:
+        client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": REG_TOKEN})
+    err = raised.value
+    assert (err.code, err.kind, err.retryable, sleeps) == ("RequestNotSent", "credentials", False, [])
+    result = verifyCredentials.check(a_config(metering_emulator.url), client=client)
+    assert result["verified"] is False and "cannot be sent" in result["reason"]
+    assert_no_fragment(scanned(captured, *error_outputs(err), result), token, TEMP_SECRET_KEY)
+
+
+def test_given_the_role_mode_when_botocore_quotes_the_configured_token_then_it_is_masked_with_the_keys_hint(
+        metering_emulator: EmulatorServer, captured: Capture) -> None:
+    """botocore's HTTPClientError quotes the header value it could not send: the configured secrets (not only
+    those learnt at run time) are masked, and the hint is about the access keys, not a workload identity."""
+    metering_emulator.admin.load_fixtures(identity_fixtures())
+    token = "FwoGZXIvYXdzEXAMPLESESSIONTOKENsecretpart\n"
+    settings = Settings.create(SOURCE_KEY, SOURCE_SECRET, endpoint_url=metering_emulator.url,
+                               auth_mode="assumeRole", role_arn=SELLER_ROLE, external_id=EXTERNAL_ID,
+                               sts_endpoint_url=metering_emulator.url)._replace(session_token=token)
+    client = MeteringClient(settings, backoff=Backoff(max_attempts=1))
+    try:
+        with pytest.raises(MeteringError) as raised:
+            client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": REG_TOKEN})
+    finally:
+        lib.credentials.clear_cache()
+    err = raised.value
+    assert (err.operation, err.kind, err.retryable) == ("credentials", "credentials", False)
+    assert "***" in err.aws_message and "access keys" in str(err) and "workload identity" not in str(err)
+    assert_no_fragment(scanned(captured, *error_outputs(err)), token, SOURCE_SECRET, EXTERNAL_ID)
+
+
+LONG_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLE" + "Zx9/Qw3+" * 45  # longer than the 500 characters an AWS message keeps
+
+
+def _signature_mismatch(headers: dict[str, str]) -> Canned:
+    """AWS's InvalidSignatureException: it quotes the canonical request it expected, token included."""
+    sent = {name.lower(): value for name, value in headers.items()}
+    canonical = "POST\n/\n\n" + "".join(f"{name}:{sent[name]}\n" for name in (
+        "content-type", "host", "x-amz-date", "x-amz-security-token", "x-amz-target"))
+    message = ("The request signature we calculated does not match the signature you provided. Check your AWS "
+               "Secret Access Key and signing method. Consult the service documentation for details.\n\nThe "
+               "Canonical String for this request should have been\n'" + canonical + "'")
+    body = json.dumps({"__type": "InvalidSignatureException", "message": message}).encode()
+    return Canned(400, body, {"x-amzn-RequestId": "rid-signature"})
+
+
+@pytest.mark.parametrize("mode", ["access-keys", "assume-role"])
+def test_given_aws_quotes_the_canonical_request_then_the_token_is_masked_before_the_message_is_cut(
+        metering_emulator: EmulatorServer, captured: Capture, mode: str) -> None:
+    metering_emulator.admin.load_fixtures(identity_fixtures())
+    ctx = StepContext()
+    with ScriptedServer([_signature_mismatch]) as server:
+        if mode == "access-keys":
+            cfg = a_config(server.url, accessKeyId=TEMP_ACCESS_KEY, secretAccessKey=TEMP_SECRET_KEY,
+                           sessionToken=LONG_TOKEN)
+        else:
+            cfg = a_config(server.url, authMode="assumeRole", accessKeyId=SOURCE_KEY, secretAccessKey=SOURCE_SECRET,
+                           roleArn=SELLER_ROLE, externalId=EXTERNAL_ID, stsEndpointUrl=metering_emulator.url)
+        try:
+            with pytest.raises(MeteringError) as raised:
+                run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg, ctx=ctx)
+            sent = [headers.get("X-Amz-Security-Token") or headers.get("x-amz-security-token") or ""
+                    for headers, _ in server.requests]
+        finally:
+            lib.credentials.clear_cache()
+    err = raised.value
+    assert (err.code, err.request_id, err.retryable) == ("InvalidSignatureException", "rid-signature", False)
+    assert err.aws_message.startswith("The request signature we calculated does not match")
+    assert "x-amz-security-token:***\nx-amz-target:AWSMPMeteringService.ResolveCustomer" in err.aws_message
+    assert len(sent) == 1 and len(sent[0]) > 100
+    assert_no_fragment(scanned(captured, *error_outputs(err), ctx.events), sent[0], LONG_TOKEN, TEMP_SECRET_KEY)
