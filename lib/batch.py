@@ -3,8 +3,8 @@
 The steps, in order (docs/metering-api.md has the AWS rules each one follows):
 
 1. **Window.** AWS refuses a whole call when one record's timestamp is out of bounds, so records it
-   would refuse are taken out first (:func:`window_bounds`: 24 h back, hour-aligned, and nothing of the
-   previous month after 06:00 UTC on the 1st) and reported as ``TimestampOutOfBounds``.
+   would refuse are taken out first (:func:`window_bounds`: less than 24 h old, exactly as the model says,
+   and nothing of the previous month after 06:00 UTC on the 1st) and reported as ``TimestampOutOfBounds``.
 2. **Wire form.** Each record is rewritten to decimal quantity members (:mod:`lib.quantity`).
 3. **Summing** (step option ``sameHourRecords: sum``): records of one customer (and license), dimension
    and hour become one record, allocations merged by tag set. AWS would keep only the first of them.
@@ -13,7 +13,17 @@ The steps, in order (docs/metering-api.md has the AWS rules each one follows):
    is split in halves until the bad records stand alone; every other record is still metered and the
    bad ones are reported ``Rejected`` (or ``TimestampOutOfBounds``) with AWS's code and message.
 6. **Resubmission** of ``UnprocessedRecords`` (and of records AWS did not answer for) with backoff;
-   AWS deduplicates, so sending a record again is safe.
+   AWS deduplicates, so sending a record again is safe. Only records not yet answered are resubmitted,
+   and a resubmission refused for one record isolates among those alone: a record answered once (billed
+   or not) is never sent or reported again.
+7. **Window again, before every call** (each chunk, resubmission round and isolation call): a long
+   message may outlive the month-end cut-off or a record's 24 h while it is sent, and AWS would then
+   refuse every later call carrying such a record. The window is checked at the time of the call
+   (``clock``): records now outside are reported ``TimestampOutOfBounds`` as in step 1, without being
+   sent, and the rest of the call is sent (a summed record loses only its members now outside). With
+   ``out_of_window: fail`` nothing more is sent: the message fails naming them (and what was billed).
+   It costs one comparison per call until the message's oldest record leaves the window, then one per
+   record of each call.
 
 Every incoming record ends with exactly one :class:`RecordResult`. A failure that stops the message
 after some records were billed carries those records (:attr:`BatchFailure.billed`).
@@ -22,6 +32,7 @@ after some records were billed carries those records (:attr:`BatchFailure.billed
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -92,8 +103,9 @@ class BatchFailure(MeteringError):
         text = super()._text()
         billed = getattr(self, "billed", [])
         if billed:
-            text += (f"; {len(billed)} record(s) had been metered before this failure "
-                     f"(their ids are in billedRecords)")
+            # A retryable failure is rebounded, not emitted as an error: lib/runner.py logs the ids then.
+            where = "the step's log" if self.retryable else "billedRecords"
+            text += f"; {len(billed)} record(s) had been metered before this failure (their ids are in {where})"
         return text
 
     @property
@@ -104,6 +116,18 @@ class BatchFailure(MeteringError):
             {"RecordIndex": r.position, "Status": r.status, "MeteringRecordId": r.metering_record_id,
              "RequestId": r.request_id} for r in self.billed]
         return details
+
+
+class _Refused(Exception):
+    """A call refused with an isolatable error, and the units it carried: none of them answered yet.
+
+    Raised by :meth:`_Sender._send_rounds` so that isolation splits only what is still unanswered: units
+    answered by an earlier round of the same call were recorded and must never be sent or reported again.
+    """
+
+    def __init__(self, cause: MeteringError, units: list[_Unit]) -> None:
+        super().__init__(str(cause))
+        self.cause, self.units = cause, units
 
 
 class _Unit(NamedTuple):
@@ -119,22 +143,48 @@ def month_start(now: float) -> int:
     return int(datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp())
 
 
-def window_bounds(now: float, hours: int) -> tuple[int, int]:
-    """Accepted [earliest, latest] epoch seconds for BatchMeterUsage at ``now``.
+# The month-end part of the window's lower bound, cached: it changes twice a month. [begin, until): while
+# the time is in there, the bound is at least ``floor`` (None: the previous month is still accepted).
+_month_part: list[tuple[float, float, int | None]] = [(0.0, 0.0, None)]
 
-    ``hours`` back from the start of the current hour; from 06:00 UTC on the 1st, nothing before the
-    month began (the month-end cut-off); a little into the future for clock skew.
+
+def earliest_accepted(now: float, hours: int) -> int:
+    """``window_bounds(now, hours)[0]``: the first whole epoch second accepted at ``now``, cheap to ask
+    before every call (the month-end part is computed once per half month, not once per call)."""
+    begin, until, floor = _month_part[0]
+    if not begin <= now < until:
+        start = month_start(now)
+        cut = start + MONTH_END_GRACE
+        begin, until, floor = (start, cut, None) if now < cut else (cut, month_start(start + 32 * 86400), start)
+        _month_part[0] = (begin, until, floor)
+    earliest = math.floor(now) - hours * 3600 + 1  # the first whole second t with now - t < hours
+    return earliest if floor is None or earliest >= floor else floor
+
+
+def outside_problem(position: int, hours: int) -> Problem:
+    """The problem reported for an incoming record outside the window (``out_of_window: fail``)."""
+    return Problem(f"/UsageRecords/{position}/Timestamp",
+                   f"is outside the accepted window (less than {hours} h old, and not of "
+                   f"the previous month after 06:00 UTC on the 1st)")
+
+
+def window_bounds(now: float, hours: int) -> tuple[int, int]:
+    """Accepted [earliest, latest] whole epoch seconds (timestamps are whole seconds) for BatchMeterUsage at ``now``.
+
+    Less than ``hours`` old, measured exactly from ``now`` (the model: records "aren't accepted 24 hours or
+    more after an event", so one exactly ``hours`` old is refused); from 06:00 UTC on the 1st, nothing before
+    the month began (the month-end cut-off); a little into the future for clock skew.
     """
-    earliest = int(now // 3600 * 3600) - hours * 3600
-    start = month_start(now)
-    if now >= start + MONTH_END_GRACE:
-        earliest = max(earliest, start)
-    return earliest, int(now) + FUTURE_TOLERANCE
+    return earliest_accepted(now, hours), int(now) + FUTURE_TOLERANCE
 
 
 def chunk(indexes: list[int], records: list[dict[str, Any]], product_code: str | None,
-          max_items: int, max_bytes: int) -> list[list[int]]:
-    """Greedy split into calls of at most ``max_items`` records whose body stays under ``max_bytes``."""
+          max_items: int, max_bytes: int, positions: list[tuple[int, ...]] | None = None) -> list[list[int]]:
+    """Greedy split into calls of at most ``max_items`` records whose body stays under ``max_bytes``.
+
+    ``positions[index]`` are the incoming records ``records[index]`` stands for (when it is a unit, possibly
+    summed): a record too large for one call is named by them; without it, by ``index``.
+    """
     base = _ENVELOPE + len((product_code or "").encode("utf-8"))
     if len(indexes) <= max_items and indexes:
         # One call if the whole list fits: its JSON is the records', a comma each and the brackets, so
@@ -147,10 +197,14 @@ def chunk(indexes: list[int], records: list[dict[str, Any]], product_code: str |
     for index in indexes:
         record_size = jsontext.size(records[index]) + 1  # comma
         if base + record_size >= max_bytes:
+            named = positions[index] if positions is not None else (index,)
             raise MeteringError("ValidationFailed", "a usage record is too large for one call",
                                 operation="BatchMeterUsage",
-                                problems=[Problem(f"/UsageRecords/{index}",
-                                                  f"serialises to {max_bytes} bytes or more")])
+                                problems=[Problem(f"/UsageRecords/{position}",
+                                                  f"serialises to {max_bytes} bytes or more"
+                                                  + (" (summed with the records of the same hour)"
+                                                     if len(named) > 1 else ""))
+                                          for position in named])
         if current and (len(current) >= max_items or size + record_size >= max_bytes):
             chunks.append(current)
             current, size = [], base
@@ -246,11 +300,20 @@ def _merge(wires: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def run_batch(op: Operation, client: MeteringClient, body: dict[str, Any], *, now: float, window_hours: int,
-              out_of_window: str, same_hour: str = "send", sleep: Callable[[float], None] = time.sleep) -> BatchOutcome:
+              out_of_window: str, same_hour: str = "send", sleep: Callable[[float], None] = time.sleep,
+              clock: Callable[[], float] | None = None) -> BatchOutcome:
     """Send every record of ``body`` (timestamps already epoch seconds); raise only for whole-call failures.
 
+    ``now`` is the time of the first window check; ``clock`` tells the time of each call after it (step 7
+    of the module docstring): lib/runner.py passes the step's clock (``time.time``). Without it, the time
+    is ``now`` plus the time elapsed since (``time.monotonic``).
     A failure raised after some records were billed is a :class:`BatchFailure` listing them.
     """
+    if clock is None:
+        started = time.monotonic()
+
+        def clock() -> float:
+            return now + (time.monotonic() - started)
     assert op.batch_member is not None
     records: list[dict[str, Any]] = body.get(op.batch_member) or []
     product = body.get("ProductCode") or None
@@ -258,16 +321,14 @@ def run_batch(op: Operation, client: MeteringClient, body: dict[str, Any], *, no
     outside = [i for i, r in enumerate(records) if not earliest <= r["Timestamp"] <= latest]
     if outside:
         log.warning("%d of %d usage record(s) fall outside the accepted timestamp window "
-                    "(%d h, hour-aligned, month-end cut-off at 06:00 UTC on the 1st); record indexes: %s",
+                    "(less than %d h old, month-end cut-off at 06:00 UTC on the 1st); record indexes: %s",
                     len(outside), len(records), window_hours,
                     ", ".join(map(str, outside[:50])) + (" …" if len(outside) > 50 else ""))
         if out_of_window == "fail":
             raise MeteringError(
                 "TimestampOutOfBoundsException", "records outside the timestamp window; nothing was sent",
                 operation=op.name,
-                problems=[Problem(f"/UsageRecords/{i}/Timestamp",
-                                  f"is outside the accepted window of {window_hours} h (or of the previous "
-                                  f"month after 06:00 UTC on the 1st)") for i in outside])
+                problems=[outside_problem(i, window_hours) for i in outside])
     outcome = BatchOutcome(results=[RecordResult(i, records[i], OUT_OF_WINDOW) for i in outside])
     skipped = set(outside)
     pending = [i for i in range(len(records)) if i not in skipped]
@@ -275,10 +336,12 @@ def run_batch(op: Operation, client: MeteringClient, body: dict[str, Any], *, no
         units = _sum_units(records, pending)
     else:
         units = [_Unit((i,), quantity.to_wire(records[i], quantity.RECORD)) for i in pending]
-    sender = _Sender(op, client, product, records, outcome, sleep)
+    sender = _Sender(op, client, product, records, outcome, sleep,
+                     _Window(clock, window_hours, out_of_window, units))
     wires = [unit.wire for unit in units]
     try:
-        for part in chunk(list(range(len(units))), wires, product, op.batch_max_items, op.batch_max_bytes):
+        for part in chunk(list(range(len(units))), wires, product, op.batch_max_items, op.batch_max_bytes,
+                          [unit.positions for unit in units]):
             sender.send([units[i] for i in part])
     except MeteringError as err:
         billed = sorted((r for r in outcome.results if r.metering_record_id), key=lambda r: r.position)
@@ -291,32 +354,55 @@ def run_batch(op: Operation, client: MeteringClient, body: dict[str, Any], *, no
     return outcome
 
 
+class _Window:
+    """What the window check before each call needs (step 7 of the module docstring)."""
+
+    def __init__(self, clock: Callable[[], float], hours: int, out_of_window: str, units: list[_Unit]) -> None:
+        self.clock, self.hours, self.out_of_window, self.units = clock, hours, out_of_window, units
+        # Nothing can have left the window while the bound is at most the oldest timestamp to be sent.
+        self.oldest = min((unit.wire["Timestamp"] for unit in units), default=0)
+
+    def earliest(self) -> int | None:
+        """The window's lower bound now, or None while every unit of the message is still inside."""
+        earliest = earliest_accepted(self.clock(), self.hours)
+        return earliest if earliest > self.oldest else None
+
+
 class _Sender:
     """Sends chunks of units, isolates records AWS refuses, resubmits unprocessed ones."""
 
     def __init__(self, op: Operation, client: MeteringClient, product: str | None, records: list[dict[str, Any]],
-                 outcome: BatchOutcome, sleep: Callable[[float], None]) -> None:
+                 outcome: BatchOutcome, sleep: Callable[[float], None], window: _Window) -> None:
         self.op, self.client, self.product, self.records = op, client, product, records
-        self.outcome, self.sleep = outcome, sleep
+        self.outcome, self.sleep, self.window = outcome, sleep, window
 
     def send(self, units: list[_Unit]) -> None:
-        """Meter ``units`` (one call, or several when a record has to be isolated)."""
+        """Meter ``units`` (one call, or several when a record has to be isolated).
+
+        Each unit is answered exactly once: when a call is refused for one record, only the units that call
+        carried are split and sent again, never those an earlier round already answered (and recorded).
+        """
         try:
             self._send_rounds(units)
-        except MeteringError as err:
-            if err.code not in ISOLATABLE:
-                raise
-            if len(units) == 1:
-                self._reject(units[0], err)
+        except _Refused as refused:
+            err, rest = refused.cause, refused.units
+            if len(rest) == 1:
+                self._reject(rest[0], err)
                 return
             if self.outcome.isolation_calls >= MAX_ISOLATION_CALLS:
-                raise
+                raise err from None
+            current = self._in_window(rest)
+            if current is not rest:  # some left the window since (reported): the others may well pass now
+                if current:
+                    self.outcome.isolation_calls += 1
+                    self.send(current)
+                return
             log.info("%s: %s refused a call of %d record(s); splitting it to isolate the record(s) at fault",
-                     self.op.name, err.code, len(units))
-            half = len(units) // 2
+                     self.op.name, err.code, len(rest))
+            half = len(rest) // 2
             self.outcome.isolation_calls += 2
-            self.send(units[:half])
-            self.send(units[half:])
+            self.send(rest[:half])
+            self.send(rest[half:])
 
     def _reject(self, unit: _Unit, err: MeteringError) -> None:
         status = OUT_OF_WINDOW if err.code == "TimestampOutOfBoundsException" else REJECTED
@@ -329,14 +415,28 @@ class _Sender:
                 None, unit.positions if len(unit.positions) > 1 else ()))
 
     def _send_rounds(self, queue: list[_Unit]) -> None:
+        """Send ``queue``, then what AWS left unanswered, until every unit is answered (and recorded).
+
+        An isolatable refusal raises :class:`_Refused` with the units of the refused call only (in any round:
+        the units answered by earlier rounds are recorded already); any other failure propagates. Before each
+        call the units that left the window meanwhile are taken out (:meth:`_in_window`).
+        """
         rounds = 0
         while queue:
+            queue = self._in_window(queue)
+            if not queue:
+                return
             payload: dict[str, Any] = {}
             if self.product is not None:
                 payload["ProductCode"] = self.product
             payload[self.op.batch_member or ""] = [unit.wire for unit in queue]
             self.outcome.calls += 1
-            reply = self.client.call(self.op, payload)
+            try:
+                reply = self.client.call(self.op, payload)
+            except MeteringError as err:
+                if err.code in ISOLATABLE:
+                    raise _Refused(err, queue) from err
+                raise
             if reply.request_id:
                 self.outcome.request_ids.append(reply.request_id)
             results = reply.data.get("Results") or []
@@ -370,11 +470,58 @@ class _Sender:
                          len(queue), delay, rounds)
                 self.sleep(delay)
 
+    def _in_window(self, units: list[_Unit]) -> list[_Unit]:
+        """``units`` (the same list) when all are inside the window now; else those inside, after reporting
+        the records now outside ``TimestampOutOfBounds`` (not sent), or raising with ``out_of_window: fail``.
+
+        A summed unit carries its earliest member's timestamp: its members still inside are summed anew.
+        """
+        earliest = self.window.earliest()
+        if earliest is None:
+            return units
+        kept: list[_Unit] = []
+        gone: list[int] = []
+        for unit in units:
+            if unit.wire["Timestamp"] >= earliest:
+                kept.append(unit)
+                continue
+            left = [p for p in unit.positions if self.records[p]["Timestamp"] < earliest]
+            gone.extend(left)
+            if len(left) < len(unit.positions):  # a summed unit: the rest of its hour is still inside
+                # (its sum is at most the one that fitted, so it fits: one unit, never more)
+                kept.extend(_sum_units(self.records, [p for p in unit.positions if p not in left]))
+        if not gone:
+            return units
+        if self.window.out_of_window == "fail":
+            raise self._left_window(earliest)
+        gone.sort()
+        log.warning("%s: %d usage record(s) left the accepted timestamp window while the message was being sent "
+                    "(less than %d h old, month-end cut-off at 06:00 UTC on the 1st); reported %s, not sent; "
+                    "record indexes: %s", self.op.name, len(gone), self.window.hours, OUT_OF_WINDOW,
+                    ", ".join(map(str, gone[:50])) + (" …" if len(gone) > 50 else ""))
+        self.outcome.results.extend(RecordResult(p, self.records[p], OUT_OF_WINDOW) for p in gone)
+        return kept
+
+    def _left_window(self, earliest: int) -> MeteringError:
+        """``out_of_window: fail`` once records left the window mid-message: the error naming every record
+        not answered yet that is outside now (run_batch adds the records billed so far)."""
+        answered = {result.position for result in self.outcome.results}
+        waiting = sorted(p for unit in self.window.units for p in unit.positions if p not in answered)
+        outside = [p for p in waiting if self.records[p]["Timestamp"] < earliest]
+        return MeteringError(
+            "TimestampOutOfBoundsException",
+            f"{len(outside)} record(s) left the timestamp window while the message was being sent (the month-end "
+            f"cut-off or their {self.window.hours} h passed); they and the {len(waiting) - len(outside)} other "
+            f"record(s) not answered yet were not sent", operation=self.op.name,
+            problems=[outside_problem(p, self.window.hours) for p in outside])
+
     def _record(self, unit: _Unit, result: dict[str, Any], request_id: str | None) -> None:
         status = str(result.get("Status") or "Unknown")
-        sent = unit.wire.get(quantity.RECORD.decimal)  # the wire always carries the decimal member
-        billed = (quantity.canonical(sent) if isinstance(sent, str)
-                  else quantity.render(quantity.value_of(unit.wire, quantity.RECORD)))
+        billed: str | None = None  # only what AWS billed: a record of any other status was not billed (now)
+        if status == SUCCESS:
+            sent = unit.wire.get(quantity.RECORD.decimal)  # the wire always carries the decimal member
+            billed = (quantity.canonical(sent) if isinstance(sent, str)
+                      else quantity.render(quantity.value_of(unit.wire, quantity.RECORD)))
         summed = unit.positions if len(unit.positions) > 1 else ()
         record_id = result.get("MeteringRecordId")
         for position in unit.positions:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import jsontext, quantity
-from .batch import KNOWN_STATUSES, BatchOutcome, RecordResult, run_batch
+from .batch import KNOWN_STATUSES, BatchFailure, BatchOutcome, RecordResult, run_batch
 from .client import MeteringClient, client_for, settings_for
 from .errors import DRY_RUN, MeteringError
 from .operations import Operation
@@ -25,6 +25,10 @@ TOKEN_NAMESPACE = uuid.UUID("6f1d3a52-8a4e-4c1e-9a57-3f0c8f2b7d10")
 
 # Answers to a DryRun call that mean "not permitted" rather than a failure.
 DRY_RUN_DENIED = ("UnauthorizedException", "AccessDeniedException")
+
+# A rebound's reason travels in the redelivered message's AMQP headers (``reboundReason``): keep it short.
+REBOUND_REASON_IDS = 10  # billed records named in the reason (all of them are in the step's log)
+BILLED_PER_LOG_LINE = 100
 
 log = logging.getLogger(__name__)
 
@@ -145,22 +149,56 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
     client = client or client_for(settings)
     try:
         if op.batch_member:
-            return _run_batch(op, ctx, client, wire, options, now(), logger)
+            return _run_batch(op, ctx, client, wire, options, now, logger)
         return _run_single(op, ctx, client, wire, msg, logger)
     except MeteringError as err:
         logger.warning("%s failed: %s (retryable=%s)", op.name, err, err.retryable)
         if err.retryable:
-            raise Rebound(str(err)) from err
+            raise Rebound(rebound_reason(op, err, logger)) from err
         raise
 
 
+def _billed_entry(result: RecordResult) -> str:
+    return f"#{result.position}={result.metering_record_id} ({result.status})"
+
+
+def rebound_reason(op: Operation, err: MeteringError, logger: logging.Logger) -> str:
+    """The reason of the rebound that follows the retryable failure ``err``.
+
+    A batch that failed after some records were metered (:class:`BatchFailure`) is rebounded too: the
+    redelivery sends those records again and AWS answers an identical record with the same id, so nothing is
+    billed twice. The error event with ``billedRecords`` is not emitted then, so their ids are logged here
+    first (position, MeteringRecordId, status; at warning level, every one of them) and the first few go into
+    the reason as well. Should AWS's window or the month-end cut-off pass before the redelivery, those
+    records come back ``TimestampOutOfBounds``: these log lines are then where their ids are.
+    """
+    text = str(err.cause) if isinstance(err, BatchFailure) else str(err)
+    billed = err.billed if isinstance(err, BatchFailure) else []
+    if not billed:
+        return text
+    for start in range(0, len(billed), BILLED_PER_LOG_LINE):
+        part = billed[start:start + BILLED_PER_LOG_LINE]
+        logger.warning("%s: %d record(s) were metered before the failure; the message is rebounded and the "
+                       "redelivery re-sends them (AWS answers with the same ids). Metered (%d-%d of %d): %s",
+                       op.name, len(billed), start + 1, start + len(part), len(billed),
+                       ", ".join(_billed_entry(r) for r in part))
+    named = ", ".join(_billed_entry(r) for r in billed[:REBOUND_REASON_IDS])
+    more = f" and {len(billed) - REBOUND_REASON_IDS} more" if len(billed) > REBOUND_REASON_IDS else ""
+    return (f"{text}; {len(billed)} record(s) had been metered before this failure: {named}{more} "
+            f"(all are in the step's log; the redelivery re-sends them and AWS answers with the same ids)")
+
+
 def _run_batch(op: Operation, ctx: Any, client: MeteringClient, wire: dict[str, Any], options: StepOptions,
-               now: float, logger: logging.Logger) -> dict[str, Any] | None:
-    """Batch Meter Usage: one summary (or its parts, or one message per record)."""
+               now: Callable[[], float], logger: logging.Logger) -> dict[str, Any] | None:
+    """Batch Meter Usage: one summary (or its parts, or one message per record).
+
+    ``now`` is the step's clock: the window is checked with it before the first call and again before each
+    later one (a long message may outlive the month-end cut-off or a record's 24 h: lib/batch.py, step 7).
+    """
     from elasticio_sailor import new_message
 
-    outcome = run_batch(op, client, wire, now=now, window_hours=options.window_hours,
-                        out_of_window=options.out_of_window, same_hour=options.same_hour_records)
+    outcome = run_batch(op, client, wire, now=now(), window_hours=options.window_hours,
+                        out_of_window=options.out_of_window, same_hour=options.same_hour_records, clock=now)
     summary = batch_summary(op, outcome)
     if logger.isEnabledFor(logging.INFO):
         logger.info("%s: %d record(s) in %d call(s); %s", op.name, summary["RecordCount"], outcome.calls,

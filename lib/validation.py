@@ -6,10 +6,13 @@ of small check functions for the subset of JSON Schema (draft 2020-12) the schem
 ``minLength``/``maxLength``, ``pattern``, ``minimum``/``maximum``, ``enum``, ``const``, ``format``
 (only ``aws-timestamp`` is checked, as before), ``oneOf``, ``allOf``, ``not``, ``if``/``then``/``else`` —
 with each keyword's semantics as the JSON Schema 2020-12 validation spec and the jsonschema package
-(``jsonschema/_keywords.py``) define them. A keyword outside that subset makes compiling fail, so a schema
-cannot silently gain a rule nobody checks; spec/connector/test_validation_reference.py compares every
-answer with jsonschema's own on generated instances. (Compiled checks need no jsonschema import — about
-50 ms at start — and run about ten times faster per message.)
+(``jsonschema/_keywords.py``) define them, but for one point where jsonschema departs from the spec: a
+``pattern`` is an ECMA-262 regex, whose ``$`` matches only at the very end (jsonschema's ``re.search`` also
+lets it match before a trailing newline, so ``"17\\n"`` would pass ``^[0-9]+$``; see :func:`ecma_regex`).
+A keyword outside that subset makes compiling fail, so a schema cannot silently gain a rule nobody checks;
+spec/connector/test_validation_reference.py compares every answer with jsonschema's own on generated
+instances (its ``pattern`` given the ECMA meaning, spec/support/jsonschema_reference.py). (Compiled checks
+need no jsonschema import — about 50 ms at start — and run about ten times faster per message.)
 
 Two compilers read the same schema view. The closure tree (``compiled``) finds every failure and says where;
 the generated boolean validator (``compiled_valid``, see :class:`_Writer`) only says whether the instance is
@@ -35,8 +38,8 @@ from . import quantity
 from .errors import Problem
 from .schema import TIMESTAMP_FORMAT, is_timestamp, json_schema
 
-__all__ = ["Failure", "Problem", "batch_problems", "compiled", "compiled_valid", "describe", "failures", "problems",
-           "request_problems", "valid"]
+__all__ = ["Failure", "Problem", "batch_problems", "compiled", "compiled_valid", "describe", "ecma_regex", "failures",
+           "problems", "request_problems", "valid"]
 
 
 class Failure(NamedTuple):
@@ -215,10 +218,50 @@ def _bound(keyword: str, applies: Callable[[Any], bool], fails: Callable[[Any, A
     return build
 
 
+def ecma_regex(pattern: str) -> str:
+    """``pattern`` (an ECMA-262 regular expression, as JSON Schema's ``pattern`` is) as a Python regex that matches
+    the same strings with ``re.search``: each ``$`` that is an anchor becomes ``\\Z``.
+
+    Without the multiline flag an ECMA ``$`` matches only at the very end of the input, Python's also before a
+    trailing newline: ``^[0-9]+$`` would take ``"17\\n"``, which AWS refuses. A ``$`` escaped (``\\$``) or inside a
+    character class (``[$]``) is a literal and stays. A class opening with ``]`` (``[]...]``, ``[^]...]``) reads
+    differently in the two dialects (ECMA: the empty class, or any character), so it raises ValueError.
+    The other dialect differences (Python's ``\\d``, ``\\w`` and ``\\s`` take Unicode beyond ECMA's) are not translated.
+    """
+    out: list[str] = []
+    index, end, in_class = 0, len(pattern), False
+    while index < end:
+        char = pattern[index]
+        if char == "\\":  # an escape: the next character is never special here (nor a class's end)
+            out.append(pattern[index:index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            start = index + 2 if pattern.startswith("^", index + 1) else index + 1
+            if pattern.startswith("]", start):
+                raise ValueError(f"pattern {pattern!r}: a class opening with ']' means different things "
+                                 "in ECMA-262 and Python")
+            out.append(pattern[index:start])
+            index, in_class = start, True
+            continue
+        elif char == "$":
+            char = "\\Z"
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _search(pattern: str) -> Callable[[str], Any]:
+    """The ``re.search`` of ``pattern`` with ECMA-262's meaning (:func:`ecma_regex`)."""
+    return re.compile(ecma_regex(pattern)).search
+
+
 def _pattern(value: Any, schema: Mapping[str, Any]) -> Check | None:
     if value in _ANY_STRING:
         return None
-    search = re.compile(value).search
+    search = _search(value)
 
     def check(instance: Any) -> list[Failure] | None:
         if isinstance(instance, str) and not search(instance):
@@ -330,7 +373,7 @@ def _leaf(schema: Mapping[str, Any]) -> Check:
     kind = _type(schema["type"], schema) if "type" in schema else _nothing
     min_length, max_length = schema.get("minLength", 0), schema.get("maxLength")
     pattern = schema.get("pattern")
-    search = re.compile(pattern).search if pattern is not None and pattern not in _ANY_STRING else None
+    search = _search(pattern) if pattern is not None and pattern not in _ANY_STRING else None
     minimum, maximum = schema.get("minimum"), schema.get("maximum")
     bounded = minimum is not None or maximum is not None
     timestamp = schema.get("format") == TIMESTAMP_FORMAT
@@ -508,7 +551,7 @@ class _Writer:
             out.append(f"if len({v}) > {self.literal(rules['maxLength'])}: return False")
         pattern: Any = rules.get("pattern")
         if "pattern" in rules and pattern not in _ANY_STRING:
-            search = self.name(re.compile(pattern).search, "search")
+            search = self.name(_search(pattern), "search")
             if pattern in _NONEMPTY_STRING:
                 out.append(f"if not ({v} if type({v}) is str else {search}({v})): return False")
             else:
@@ -722,7 +765,8 @@ def describe(found: Sequence[Failure]) -> list[Problem]:
 
 
 def batch_problems(body: Any, member: str) -> list[Problem]:
-    """Batch-wide rules a schema cannot state: quantities of every record, ProductCode vs LicenseArn."""
+    """Batch-wide rules a schema cannot state: quantities of every record, ProductCode vs LicenseArn and
+    CustomerIdentifier."""
     if not isinstance(body, dict):
         return []
     records = body.get(member) or []
@@ -736,6 +780,22 @@ def batch_problems(body: Any, member: str) -> list[Problem]:
         found.append(Problem("/ProductCode", f"must be left out when records carry a LicenseArn "
                                              f"(/{member}/{first}/LicenseArn and {len(with_license) - 1} more): "
                                              "AWS bills records sent with both twice"))
+    legacy = [i for i, r in enumerate(records) if isinstance(r, dict) and "CustomerIdentifier" in r]
+    if not body.get("ProductCode") and legacy:
+        # "ProductCode is required only for legacy integrations that use CustomerIdentifier" (botocore model,
+        # BatchMeterUsageRequest.ProductCode): AWS refuses such a request as a whole.
+        first = legacy[0]
+        found.append(Problem("/ProductCode", f"is required when records carry a CustomerIdentifier "
+                                             f"(/{member}/{first}/CustomerIdentifier and {len(legacy) - 1} more): "
+                                             "a legacy record names its product by the request's ProductCode"))
+    if not body.get("ProductCode"):
+        # Without the request's ProductCode, "the LicenseArn in each UsageRecord identifies both the product and
+        # the specific agreement" (same doc string): a record with neither names no product, and AWS refuses it.
+        for index, record in enumerate(records):
+            if isinstance(record, dict) and "CustomerAWSAccountId" in record and not record.get("LicenseArn"):
+                found.append(Problem(f"/{member}/{index}/LicenseArn",
+                                     "is required when the request has no ProductCode: it names the product "
+                                     "and the agreement the usage is billed to"))
     return found
 
 

@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from metering_emulator.testing import EmulatorServer
 
+from actions import registerUsage as register_usage
+from lib.errors import MeteringError
 from spec.connector.builders import (
     ACCOUNT,
     CUSTOMER,
@@ -22,6 +24,7 @@ from spec.connector.builders import (
     TEMP_SECRET_KEY,
     StepContext,
     a_config,
+    a_message,
     a_record,
     hour_start,
     run_action,
@@ -128,6 +131,28 @@ def test_given_a_container_product_when_registering_then_the_signed_token_verifi
                padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
     claims = json.loads(b64url(payload))
     assert claims["nonce"] == "n-42" and claims["productCode"] == PRODUCT
+
+
+def test_given_a_whole_public_key_version_written_as_1_0_when_registering_then_it_is_sent_as_the_integer_1(
+        metering_emulator: EmulatorServer) -> None:
+    """Mapping tools often make 1.0 of a number; JSON Schema counts it an integer, AWS's integer member does not."""
+    body = {"ProductCode": PRODUCT, "PublicKeyVersion": 1.0, "Nonce": "n-1"}
+    cfg = a_config(metering_emulator.url)
+    with pytest.raises(MeteringError) as raised:  # what AWS answers when 1.0 goes out as it is
+        run_action("registerUsage", body, cfg)
+    assert raised.value.code == "SerializationException"
+    message = a_message(body)
+    out = register_usage.process(StepContext(), message, cfg, {})
+    assert out is not None
+    claims = json.loads(b64url(out["body"]["Signature"].split(".")[1]))
+    assert claims["publicKeyVersion"] == 1 and claims["nonce"] == "n-1"
+    assert message["body"]["PublicKeyVersion"] == 1.0  # the incoming message is left as it was
+    fractional = a_message({**body, "PublicKeyVersion": 1.5})
+    assert register_usage.whole_key_version(fractional) is fractional  # left for the schema to refuse
+    with pytest.raises(MeteringError) as refused:
+        register_usage.process(StepContext(), fractional, cfg, {})
+    assert refused.value.code == "ValidationFailed"
+    assert [(p.path, p.problem) for p in refused.value.problems] == [("/PublicKeyVersion", "must be a whole number")]
 
 
 def test_given_temporary_credentials_when_calling_then_the_session_token_is_sent_and_accepted(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 import copy
 import json
+import logging
+import time
 from typing import Any
 
 import pytest
@@ -11,11 +14,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from metering_emulator.testing import DEFAULT_FIXTURES, EmulatorServer
 
-from lib.batch import chunk, window_bounds
+from lib.batch import chunk, run_batch, window_bounds
 from lib.client import MeteringClient, Settings
 from lib.errors import MeteringError
-from lib.resilience import Pacer
-from spec.connector.builders import PRODUCT, a_config, a_record, hour_start, run_action
+from lib.operations import OPERATIONS, Operation
+from lib.resilience import Backoff, Pacer
+from lib.runner import REBOUND_REASON_IDS, batch_summary
+from spec.connector.builders import (
+    ACCESS_KEY,
+    ACCOUNT,
+    LICENSE,
+    PRODUCT,
+    SECRET_KEY,
+    SESSION_HOUR,
+    StepContext,
+    a_config,
+    a_record,
+    hour_start,
+    run_action,
+)
+
+BATCH = OPERATIONS["batchMeterUsage"]
 
 DIMENSIONS = ["users", "api_calls", "storage_gb"]
 
@@ -138,9 +157,11 @@ def test_given_large_records_when_chunking_then_every_call_stays_under_one_megab
     assert [i for p in parts for i in p] == list(range(12))
 
 
-def test_given_a_time_then_the_window_is_hour_aligned() -> None:
+def test_given_a_time_then_the_window_is_exact_and_a_record_exactly_its_hours_old_is_refused() -> None:
+    # The model: "Usage records aren't accepted 24 hours or more after an event" (no hour alignment).
     earliest, latest = window_bounds(13.5 * 3600, 6)
-    assert earliest == 7 * 3600 and latest == 13.5 * 3600 + 300
+    assert earliest == 7.5 * 3600 + 1 and latest == 13.5 * 3600 + 300
+    assert window_bounds(1_000_000_000.25, 24)[0] == 1_000_000_000 - 24 * 3600 + 1  # (2001-09-09T01:46:40Z)
 
 
 @given(st.lists(st.integers(min_value=1, max_value=300_000), max_size=120))
@@ -190,3 +211,228 @@ def test_given_one_call_worth_of_records_near_the_size_limit_then_chunking_split
             chunk(list(range(len(records))), records, PRODUCT, 25, limit)
         return
     assert chunk(list(range(len(records))), records, PRODUCT, 25, limit) == expected
+
+
+# --- audit fixes: exactly one report per record, billed quantities, paths, rebounds, exact window ----------
+
+
+def at(text: str) -> int:
+    """Epoch seconds of an ISO UTC time ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def direct_client(url: str, **kwargs: Any) -> MeteringClient:
+    return MeteringClient(Settings.create(ACCESS_KEY, SECRET_KEY, endpoint_url=url), **kwargs)
+
+
+def test_given_a_resubmitted_record_refused_after_the_others_were_answered_then_each_record_is_reported_once(
+        metering_emulator: EmulatorServer) -> None:
+    # Round 1: record 0 comes back unprocessed, 1 and 2 are billed. The backoff crosses 24 h for records 0
+    # and 1, so round 2 ([0]) is refused for its timestamp: only record 0 may be isolated, never 1 again.
+    metering_emulator.admin.set_clock(now="2026-12-10T13:59:58Z", frozen=True)
+    metering_emulator.admin.add_fault(type="unprocessed", count=1, operations=["BatchMeterUsage"])
+    records = [a_record(timestamp=at("2026-12-09T13:59:59Z"), quantity=1),
+               a_record(customer="cust-demo-0002", dimension="api_calls", timestamp=at("2026-12-09T14:00:00Z"),
+                        quantity=5),
+               a_record(customer="cust-demo-0002", timestamp=at("2026-12-10T13:00:00Z"), quantity=2)]
+
+    def backoff(_delay: float) -> None:  # time passes while the connector waits
+        metering_emulator.admin.set_clock(now="2026-12-10T14:00:05Z", frozen=True)
+
+    outcome = run_batch(BATCH, direct_client(metering_emulator.url), {"ProductCode": PRODUCT, "UsageRecords": records},
+                        now=at("2026-12-10T13:59:58Z"), window_hours=24, out_of_window="skip", sleep=backoff)
+    summary = batch_summary(BATCH, outcome)
+    assert [(r["RecordIndex"], r["Status"]) for r in summary["Results"]] == [
+        (0, "TimestampOutOfBounds"), (1, "Success"), (2, "Success")]
+    assert summary["RecordCount"] == 3 and summary["StatusCounts"]["Success"] == 2
+    assert summary["Results"][0]["ErrorCode"] == "TimestampOutOfBoundsException"
+    stored = metering_emulator.admin.records()["records"]
+    assert sorted((r["quantity"], r["submissions"]) for r in stored) == [(2, 1), (5, 1)]
+    ids = {r["quantity"]: r["meteringRecordId"] for r in stored}
+    assert [summary["Results"][i]["MeteringRecordId"] for i in (1, 2)] == [ids[5], ids[2]]
+    assert outcome.calls == 2  # round 1 and the refused round 2: nothing answered was sent again
+
+
+def test_given_records_aws_did_not_bill_then_no_billed_quantity_is_reported(metering_emulator: EmulatorServer) -> None:
+    first = [a_record(quantity=1)]
+    run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": first}, a_config(metering_emulator.url))
+    records = [a_record(quantity=250), a_record(customer="cust-unknown-9", quantity=40),
+               a_record(customer="cust-demo-0002", quantity=7)]
+    out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": records},
+                     a_config(metering_emulator.url))["body"]
+    assert [r["Status"] for r in out["Results"]] == ["DuplicateRecord", "CustomerNotSubscribed", "Success"]
+    assert [r.get("BilledQuantity") for r in out["Results"]] == [None, None, "7"]
+
+
+def test_given_a_record_too_large_for_a_call_after_a_skipped_one_then_the_error_names_its_input_path() -> None:
+    tags = [{"Key": f"key{j}" + "k" * 90, "Value": "v" * 256} for j in range(5)]
+    big = {"Timestamp": SESSION_HOUR, "CustomerAWSAccountId": ACCOUNT, "LicenseArn": LICENSE, "Dimension": "users",
+           "QuantityAsDecimal": "2500",
+           "UsageAllocations": [{"AllocatedUsageQuantityAsDecimal": "1",
+                                 "Tags": [dict(tag, Value=f"{i:06d}" + tag["Value"][6:]) for tag in tags]}
+                                for i in range(2500)]}
+    small = {key: value for key, value in big.items() if key != "UsageAllocations"}
+    records = [dict(small, Timestamp=SESSION_HOUR - 30 * 3600), dict(small, QuantityAsDecimal="1"), big]
+    with pytest.raises(MeteringError) as raised:  # no client: nothing may be sent
+        run_batch(BATCH, None, {"UsageRecords": records}, now=time.time(),  # type: ignore[arg-type]
+                  window_hours=24, out_of_window="skip")
+    assert [p.path for p in raised.value.problems] == ["/UsageRecords/2"]
+
+
+class _FailingAfterFirstCall(MeteringClient):
+    """A client whose calls after the first meet an AWS-side outage (the emulator answers 500)."""
+
+    def __init__(self, emu: EmulatorServer) -> None:
+        super().__init__(Settings.create(ACCESS_KEY, SECRET_KEY, endpoint_url=emu.url),
+                         backoff=Backoff(base=0.001, cap=0.002), sleep=lambda _s: None)
+        self.emu, self.count = emu, 0
+
+    def call(self, op: Operation, payload: dict[str, Any]) -> Any:
+        self.count += 1
+        if self.count == 2:
+            self.emu.admin.add_fault(type="error500", rate=1.0, operations=["BatchMeterUsage"])
+        return super().call(op, payload)
+
+
+def test_given_a_retryable_failure_after_partial_billing_then_the_billed_ids_are_logged_and_named_in_the_rebound(
+        metering_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture) -> None:
+    from elasticio_sailor import Rebound
+
+    metering_emulator.admin.load_fixtures(many_customers(10))
+    metering_emulator.admin.set_config(quotas=False)
+    ctx = StepContext()
+    with caplog.at_level(logging.WARNING), pytest.raises(Rebound) as raised:
+        run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": distinct_records(30)},
+                   a_config(metering_emulator.url), ctx=ctx, client=_FailingAfterFirstCall(metering_emulator))
+    stored = metering_emulator.admin.records()["records"]
+    assert len(stored) == 25
+    ids = [r["meteringRecordId"] for r in stored]
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == ctx.logger.name)
+    assert all(record_id in logged for record_id in ids)  # every billed record's id reaches the step's log
+    assert "#0=" in logged and "(Success)" in logged and "25 record(s) were metered" in logged
+    assert SECRET_KEY not in caplog.text
+    reason = str(raised.value)
+    assert "25 record(s) had been metered" in reason and "billedRecords" not in reason
+    assert sum(record_id in reason for record_id in ids) == REBOUND_REASON_IDS and "and 15 more" in reason
+    assert len(reason) < 2000
+
+
+def test_given_the_exact_24_hour_window_then_records_are_checked_to_the_second(
+        metering_emulator: EmulatorServer) -> None:
+    now = "2026-12-10T10:30:00Z"
+    metering_emulator.admin.set_clock(now=now, frozen=True)
+    records = [a_record(timestamp=at("2026-12-09T10:30:01Z"), quantity=1),  # 24 h - 1 s old: accepted
+               a_record(customer="cust-demo-0002", timestamp=at("2026-12-09T10:30:00Z")),  # exactly 24 h: refused
+               a_record(dimension="api_calls", timestamp=at("2026-12-09T10:10:00Z"))]  # hour-aligned would send it
+    out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": records},
+                     a_config(metering_emulator.url), now=lambda: float(at(now)))["body"]
+    assert [r["Status"] for r in out["Results"]] == ["Success", "TimestampOutOfBounds", "TimestampOutOfBounds"]
+    assert "ErrorCode" not in out["Results"][1] and "ErrorCode" not in out["Results"][2]  # held back, not sent
+    assert [(r["customerIdentifier"], r["dimension"]) for r in metering_emulator.admin.records()["records"]] == [
+        ("cust-demo-0001", "users")]
+    assert batch_calls(metering_emulator) == 1
+
+
+
+# --- the window checked again before every call (a long message outliving a record's 24 h) --------------
+
+
+class _Clocks:
+    """The connector's clock and AWS's (the emulator's), moved together."""
+
+    def __init__(self, emu: EmulatorServer, now: str) -> None:
+        self.emu, self.now = emu, float(at(now))
+        emu.admin.set_clock(now=now, frozen=True)
+
+    def move(self, now: str) -> None:
+        self.emu.admin.set_clock(now=now, frozen=True)
+        self.now = float(at(now))
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _MovingTimeAfterCall(MeteringClient):
+    """A client after whose ``after``-th call both clocks read ``then`` (the call took that long)."""
+
+    def __init__(self, clocks: _Clocks, after: int, then: str) -> None:
+        super().__init__(Settings.create(ACCESS_KEY, SECRET_KEY, endpoint_url=clocks.emu.url))
+        self.clocks, self.after, self.then = clocks, after, then
+        self.payloads: list[dict[str, Any]] = []
+
+    def call(self, op: Operation, payload: dict[str, Any]) -> Any:
+        self.payloads.append(copy.deepcopy(payload))
+        try:
+            return super().call(op, payload)
+        finally:
+            if len(self.payloads) == self.after:
+                self.clocks.move(self.then)
+
+
+def test_given_a_record_reaching_24_hours_during_the_resubmission_backoff_then_it_is_not_sent_again(
+        metering_emulator: EmulatorServer) -> None:
+    # Record 0 comes back unprocessed; during the backoff it becomes 24 h old on both clocks. It is reported
+    # TimestampOutOfBounds (as the first window check would) without the refused call it used to cost.
+    clocks = _Clocks(metering_emulator, "2026-12-10T13:59:58Z")
+    metering_emulator.admin.add_fault(type="unprocessed", count=1, operations=["BatchMeterUsage"])
+    records = [a_record(timestamp=at("2026-12-09T13:59:59Z"), quantity=1),
+               a_record(customer="cust-demo-0002", timestamp=at("2026-12-10T13:00:00Z"), quantity=2)]
+    outcome = run_batch(BATCH, direct_client(metering_emulator.url), {"ProductCode": PRODUCT, "UsageRecords": records},
+                        now=clocks(), window_hours=24, out_of_window="skip",
+                        sleep=lambda _delay: clocks.move("2026-12-10T14:00:05Z"), clock=clocks)
+    summary = batch_summary(BATCH, outcome)
+    assert [(r["RecordIndex"], r["Status"]) for r in summary["Results"]] == [
+        (0, "TimestampOutOfBounds"), (1, "Success")]
+    assert "ErrorCode" not in summary["Results"][0] and "MeteringRecordId" not in summary["Results"][0]
+    assert outcome.calls == 1 and batch_calls(metering_emulator) == 1
+    assert [r["quantity"] for r in metering_emulator.admin.records()["records"]] == [2]
+
+
+def test_given_a_record_reaching_24_hours_while_a_bad_one_is_isolated_then_isolation_calls_leave_it_out(
+        metering_emulator: EmulatorServer) -> None:
+    # The first call is refused for record 1's dimension; meanwhile record 0 turns 24 h old. The isolation
+    # calls carry neither it (reported as held back, no AWS code) nor anything answered.
+    clocks = _Clocks(metering_emulator, "2026-12-10T10:30:00Z")
+    records = [a_record(timestamp=at("2026-12-09T10:30:02Z"), quantity=9),
+               a_record(dimension="no_such_dimension", timestamp=at("2026-12-10T09:00:00Z")),
+               *[a_record(customer="cust-demo-0002", dimension=d, quantity=3, timestamp=at("2026-12-10T09:00:00Z"))
+                 for d in ("users", "api_calls")]]
+    client = _MovingTimeAfterCall(clocks, after=1, then="2026-12-10T10:30:05Z")
+    outcome = run_batch(BATCH, client, {"ProductCode": PRODUCT, "UsageRecords": records}, now=clocks(),
+                        window_hours=24, out_of_window="skip", clock=clocks)
+    summary = batch_summary(BATCH, outcome)
+    assert [r["Status"] for r in summary["Results"]] == ["TimestampOutOfBounds", "Rejected", "Success", "Success"]
+    assert "ErrorCode" not in summary["Results"][0]
+    assert summary["Results"][1]["ErrorCode"] == "InvalidUsageDimensionException"
+    sent_later = [r["Quantity" if "Quantity" in r else "QuantityAsDecimal"]
+                  for payload in client.payloads[1:] for r in payload["UsageRecords"]]
+    assert "9" not in sent_later and 9 not in sent_later  # record 0 went out only in the first (refused) call
+    assert sorted(r["quantity"] for r in metering_emulator.admin.records()["records"]) == [3, 3]
+
+
+def test_given_summed_records_whose_earliest_reaches_24_hours_mid_message_then_the_rest_of_the_hour_is_billed(
+        metering_emulator: EmulatorServer) -> None:
+    # Records 25 and 26 (one customer, dimension and hour) are summed under 25's timestamp. When their chunk
+    # is sent, 25 is 24 h old: only 26 is billed, alone, and 25 is reported out of window.
+    metering_emulator.admin.load_fixtures(many_customers(10))
+    metering_emulator.admin.set_config(quotas=False)
+    clocks = _Clocks(metering_emulator, "2026-12-10T10:00:05Z")
+    records = distinct_records(25)
+    for record in records:
+        record["Timestamp"] = at("2026-12-10T09:00:00Z")
+    records += [a_record(customer="cust-00009", timestamp=at("2026-12-09T10:00:10Z"), quantity=4),
+                a_record(customer="cust-00009", timestamp=at("2026-12-09T10:40:00Z"), quantity=6)]
+    client = _MovingTimeAfterCall(clocks, after=1, then="2026-12-10T10:00:30Z")
+    outcome = run_batch(BATCH, client, {"ProductCode": PRODUCT, "UsageRecords": records}, now=clocks(),
+                        window_hours=24, out_of_window="skip", same_hour="sum", clock=clocks)
+    summary = batch_summary(BATCH, outcome)
+    assert summary["RecordCount"] == 27 and [r["RecordIndex"] for r in summary["Results"]] == list(range(27))
+    assert [r["Status"] for r in summary["Results"][25:]] == ["TimestampOutOfBounds", "Success"]
+    assert summary["Results"][26]["BilledQuantity"] == "6" and "SummedRecordIndexes" not in summary["Results"][26]
+    assert outcome.calls == 2
+    assert [payload["UsageRecords"] for payload in client.payloads[1:]] == [[
+        {"Timestamp": at("2026-12-09T10:40:00Z"), "CustomerIdentifier": "cust-00009", "Dimension": "users",
+         "QuantityAsDecimal": "6"}]]
+    stored = [r for r in metering_emulator.admin.records()["records"] if r["customerIdentifier"] == "cust-00009"]
+    assert [(r["dimension"], r["quantity"], r["submissions"]) for r in stored] == [("users", 6, 1)]
+    assert summary["Results"][26]["MeteringRecordId"] == stored[0]["meteringRecordId"]

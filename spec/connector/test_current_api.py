@@ -144,9 +144,87 @@ def test_window_bounds_follow_the_month_end_cut_off() -> None:
     before = window_bounds(at("2026-12-01T05:59:00Z"), 24)[0]
     after = window_bounds(at("2026-12-01T06:00:00Z"), 24)[0]
     mid_month = window_bounds(at("2026-12-15T10:30:00Z"), 24)[0]
-    assert before == at("2026-11-30T05:00:00Z")
+    assert before == at("2026-11-30T05:59:01Z")  # exactly 24 h old is refused: the first accepted second
     assert after == at("2026-12-01T00:00:00Z")
-    assert mid_month == at("2026-12-14T10:00:00Z")
+    assert mid_month == at("2026-12-14T10:30:01Z")
+
+
+def _cut_off_mid_message(emu: EmulatorServer, november: int, december: int) -> tuple[
+        dict[str, Any], list[float], MeteringClient]:
+    """A message started at 05:59:58 on Dec 1 whose first call takes the cut-off's last seconds: after it,
+    AWS (the emulator) and the connector's clock both read 06:00:01. ``november`` records of Nov 30 (one per
+    customer), then ``december`` of Dec 1; returns the body, the connector's clock and the client."""
+    fixtures = copy.deepcopy(DEFAULT_FIXTURES)
+    fixtures["products"][0]["customers"] = [{"customerIdentifier": f"cust-{i:03d}"} for i in range(november)]
+    emu.admin.load_fixtures(fixtures)
+    emu.admin.set_config(quotas=False)
+    emu.admin.set_clock(now="2026-12-01T05:59:58Z", frozen=True)
+    moment = [float(at("2026-12-01T05:59:58Z"))]
+
+    class CutOffPassesDuringTheFirstCall(MeteringClient):
+        def call(self, op: Any, payload: dict[str, Any]) -> Any:
+            reply = super().call(op, payload)
+            if moment[0] < at("2026-12-01T06:00:01Z"):
+                emu.admin.set_clock(now="2026-12-01T06:00:01Z", frozen=True)
+                moment[0] = float(at("2026-12-01T06:00:01Z"))
+            return reply
+
+    records = [a_record(customer=f"cust-{i:03d}", timestamp=at("2026-11-30T12:00:00Z"), quantity=1)
+               for i in range(november)]
+    records += [a_record(customer=f"cust-{i:03d}", timestamp=at("2026-12-01T05:00:00Z"), quantity=2,
+                         dimension="api_calls") for i in range(december)]
+    client = CutOffPassesDuringTheFirstCall(Settings.create(ACCESS_KEY, SECRET_KEY, endpoint_url=emu.url))
+    return {"ProductCode": PRODUCT, "UsageRecords": records}, moment, client
+
+
+def test_given_the_cut_off_passing_mid_message_then_later_calls_leave_last_months_records_out_and_bill_the_rest(
+        metering_emulator: EmulatorServer) -> None:
+    # Before: every later chunk of November records was refused whole and isolated record by record until the
+    # 100 isolation calls ran out; the message then failed and December's records were never sent.
+    body, moment, client = _cut_off_mid_message(metering_emulator, november=75, december=10)
+    out = run_action("batchMeterUsage", body, a_config(metering_emulator.url), client=client,
+                     now=lambda: moment[0])["body"]
+    statuses = [r["Status"] for r in out["Results"]]
+    assert statuses == ["Success"] * 25 + ["TimestampOutOfBounds"] * 50 + ["Success"] * 10
+    assert out["RecordCount"] == 85 and [r["RecordIndex"] for r in out["Results"]] == list(range(85))
+    assert all("ErrorCode" not in r for r in out["Results"][25:75])  # held back as in the first check: not sent
+    assert calls(metering_emulator) == 2  # the first chunk, then December's: no call carried a stale record
+    stored = billed(metering_emulator)
+    assert sorted(r["quantityDecimal"] for r in stored) == ["1"] * 25 + ["2"] * 10
+    ids = {r["meteringRecordId"] for r in stored}
+    assert {r["MeteringRecordId"] for r in out["Results"] if r["Status"] == "Success"} == ids
+
+
+def test_given_the_cut_off_passing_mid_message_when_configured_to_fail_then_it_stops_naming_them_and_the_billed_ids(
+        metering_emulator: EmulatorServer) -> None:
+    body, moment, client = _cut_off_mid_message(metering_emulator, november=60, december=5)
+    with pytest.raises(MeteringError) as failed:
+        run_action("batchMeterUsage", body, a_config(metering_emulator.url, outOfWindow="fail"), client=client,
+                   now=lambda: moment[0])
+    err = failed.value
+    assert err.code == "TimestampOutOfBoundsException" and not err.retryable  # an error event, not a rebound
+    assert [p.path for p in err.problems] == [f"/UsageRecords/{i}/Timestamp" for i in range(25, 60)]
+    assert "35 record(s) left the timestamp window" in str(err) and "5 other record(s)" in str(err)
+    assert "25 record(s) had been metered" in str(err)
+    assert calls(metering_emulator) == 1  # nothing more was sent once the cut-off had passed
+    details = err.error_details
+    stored = billed(metering_emulator)
+    assert [r["RecordIndex"] for r in details["billedRecords"]] == list(range(25))
+    assert {r["MeteringRecordId"] for r in details["billedRecords"]} == {r["meteringRecordId"] for r in stored}
+
+
+def test_given_meter_usage_then_a_timestamp_exactly_6_hours_old_is_sent_and_accepted(
+        metering_emulator: EmulatorServer) -> None:
+    # The model: MeterUsage takes a timestamp "up to six hours in the past" (exactly, not hour-aligned).
+    metering_emulator.admin.set_clock(now="2026-12-10T10:30:00Z", frozen=True)
+    body = {"ProductCode": PRODUCT, "UsageDimension": "users", "UsageQuantityAsDecimal": "1"}
+    ok = run_action("meterUsage", {**body, "Timestamp": at("2026-12-10T04:30:00Z")},
+                    a_config(metering_emulator.url))["body"]
+    assert ok["MeteringRecordId"]
+    with pytest.raises(MeteringError) as refused:
+        run_action("meterUsage", {**body, "Timestamp": at("2026-12-10T04:29:59Z"), "UsageDimension": "api_calls"},
+                   a_config(metering_emulator.url))
+    assert refused.value.code == "TimestampOutOfBoundsException"
 
 
 # --- decimal quantities ----------------------------------------------------------------------------

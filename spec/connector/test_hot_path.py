@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from metering_emulator.testing import EmulatorServer
 
 from lib import jsontext, quantity
-from lib.batch import BatchOutcome, RecordResult, _same, match_key
+from lib.batch import MONTH_END_GRACE, BatchOutcome, RecordResult, _same, earliest_accepted, match_key, month_start
 from lib.client import MeteringClient, Settings
 from lib.errors import Problem
 from lib.operations import OPERATIONS
@@ -116,6 +116,30 @@ def test_given_answers_in_another_order_or_missing_then_every_record_gets_its_ow
     assert [r["MeteringRecordId"] for r in split["Results"]] == [f"id-dim-{i}" for i in range(6)]
     assert {k: v for k, v in split.items() if k != "RequestIds"} == {
         k: v for k, v in in_order.items() if k != "RequestIds"}
+
+
+# -- the window's lower bound, asked before every call ---------------------------------------------------
+
+def _earliest_in_full(now: float, hours: int) -> int:
+    """The rule spelled out: less than ``hours`` old; from 06:00 UTC on the 1st, nothing of the month before."""
+    earliest = int(now // 1) - hours * 3600 + 1
+    start = month_start(now)
+    return max(earliest, start) if now >= start + MONTH_END_GRACE else earliest
+
+
+# Times around month starts and cut-offs: 2024-02-01, 2024-03-01 (after 29 days), 2027-01-01 (a new year), 2027-02-01.
+_edges = [month_start(m) + offset for m in (1_706_745_600, 1_709_251_200, 1_798_761_600, 1_801_440_000)
+          for offset in (-1, 0, 1, MONTH_END_GRACE - 1, MONTH_END_GRACE, MONTH_END_GRACE + 1)]
+
+
+@given(st.lists(st.sampled_from(_edges) | st.floats(min_value=1.7e9, max_value=1.9e9), min_size=1, max_size=30),
+       st.sampled_from([6, 24]))
+@settings(max_examples=300)
+def test_given_times_in_any_order_then_the_cached_lower_bound_is_the_rule_in_full(
+        times: list[float], hours: int) -> None:
+    for now in times:
+        assert earliest_accepted(now, hours) == _earliest_in_full(now, hours)
+        assert earliest_accepted(now + 0.5, hours) == _earliest_in_full(now + 0.5, hours)
 
 
 # -- quantities -------------------------------------------------------------------------------------------

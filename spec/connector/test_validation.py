@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import string
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -9,15 +11,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from metering_emulator.testing import EmulatorServer
 
 from lib.client import Settings, settings_for
 from lib.errors import MeteringError
 from lib.operations import OPERATIONS
 from lib.runner import validate_body
-from lib.schema import parse_timestamp
-from lib.validation import problems
-from spec.connector.builders import PRODUCT, a_config, a_record, hour_start, run_action
+from lib.schema import json_schema, parse_timestamp
+from lib.validation import _compile, _compile_valid, batch_problems, compiled_valid, ecma_regex, problems
+from spec.connector.builders import LICENSE, PRODUCT, a_config, a_record, hour_start, run_action
 
 TAG_CHARS = string.ascii_letters + string.digits + "+ -=._:/@"
 tag = st.fixed_dictionaries({"Key": st.text(TAG_CHARS, min_size=1, max_size=100),
@@ -189,3 +192,102 @@ def test_given_any_mix_of_good_and_broken_records_then_exactly_the_broken_ones_a
     found = problems("batchMeterUsage.in.json", {"ProductCode": PRODUCT, "UsageRecords": records})
     assert {p.path for p in found} == {f"/UsageRecords/{i}/{m}" for i, bad in enumerate(broken) if bad
                                         for m in ("Timestamp", "Dimension")}
+
+
+# Patterns are ECMA-262 regexes (JSON Schema): `$` without the multiline flag matches only at the very end. Python's
+# re.search (which jsonschema uses) also lets it match before a trailing newline; AWS refuses such values.
+LICENSED = {"CustomerAWSAccountId": "111122223333", "LicenseArn": LICENSE, "Dimension": "users"}
+NEWLINE_BATCH = {"UsageRecords": [
+    {"Timestamp": hour_start(), **LICENSED, "QuantityAsDecimal": "17\n"},
+    {"Timestamp": hour_start(), **LICENSED, "QuantityAsDecimal": "3",
+     "UsageAllocations": [{"AllocatedUsageQuantityAsDecimal": "3", "Tags": [{"Key": "team\n", "Value": "x"}]}]},
+    {"Timestamp": hour_start(), **LICENSED, "CustomerAWSAccountId": "111122223333\n", "QuantityAsDecimal": "2"}]}
+
+
+def test_given_values_with_a_trailing_newline_then_both_compilers_refuse_them_naming_the_field_and_pattern() -> None:
+    with pytest.raises(MeteringError) as raised:
+        validate_body(OPERATIONS["batchMeterUsage"], NEWLINE_BATCH)
+    assert [(p.path, p.problem) for p in raised.value.problems] == [
+        ("/UsageRecords/0/QuantityAsDecimal", "must match the pattern ^(0|[1-9][0-9]{0,9})(\\.[0-9]{1,6})?$"),
+        ("/UsageRecords/1/UsageAllocations/0/Tags/0/Key", "must match the pattern ^[a-zA-Z0-9+ -=._:\\/@]+$"),
+        ("/UsageRecords/2/CustomerAWSAccountId", "must match the pattern ^[0-9]+$")]
+    for index, record in enumerate(NEWLINE_BATCH["UsageRecords"]):  # each alone, by the generated validator too
+        assert compiled_valid("batchMeterUsage.in.json")({"UsageRecords": [record]}) is False, index
+    # the same records without the newline are valid
+    fixed = json.loads(json.dumps(NEWLINE_BATCH).replace("\\n", ""))
+    assert problems("batchMeterUsage.in.json", fixed) == [] and compiled_valid("batchMeterUsage.in.json")(fixed)
+    # jsonschema's re.search would have let all three through (why the reference gives `pattern` ECMA's meaning)
+    assert Draft202012Validator(json_schema("batchMeterUsage.in.json")).is_valid(NEWLINE_BATCH)
+
+
+DECIMAL_RULE = "^(?!0*(\\.0*)?$)[0-9]{1,4}(\\.[0-9]{1,3})?$"
+# (pattern, string, ECMA-262's answer)
+ECMA_ANSWERS: list[tuple[str, str, bool]] = [
+    ("^[0-9]+$", "17", True), ("^[0-9]+$", "17\n", False), ("^[0-9]+$", "\n", False), ("^[0-9]+$", "1\n\n", False),
+    ("a$", "ba", True), ("a$", "a\nb", False), ("a$", "ba\n", False),
+    ("\\$", "$", True), ("a\\$", "a", False), ("a\\$", "a$", True),  # escaped: a literal dollar sign
+    ("^[$]+$", "$$", True), ("^[$]+$", "$\n", False),  # inside a class: a literal
+    ("^[^\\]$]$", "x", True), ("^[^\\]$]$", "$", False), ("^[^\\]$]$", "x\n", False),  # \] does not end the class
+    ("^[a-]$", "-", True), ("^[a-]$", "-\n", False),
+    ("^\\\\$", "\\", True), ("^\\\\$", "\\\n", False),  # an escaped backslash, then the anchor
+    ("^(a|b$)", "a\n", True), ("^(a|b$)", "b\n", False), ("^(?:b$|c)", "b", True),
+    (DECIMAL_RULE, "3.3", True), (DECIMAL_RULE, "3.3\n", False), (DECIMAL_RULE, "0", False),
+    (DECIMAL_RULE, "0\n", False),
+    ("[\\s\\S]*$", "x\n", True), ("^[\\s\\S]+$", "\n", True), ("^a\\n$", "a\n", True), ("^a\\n$", "a\n\n", False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "text", "expected"), ECMA_ANSWERS)
+def test_given_a_pattern_then_both_compilers_give_the_ecma_262_answer(pattern: str, text: str, expected: bool) -> None:
+    assert bool(re.search(ecma_regex(pattern), text)) is expected
+    schema = {"type": "string", "pattern": pattern}
+    assert (not _compile(schema)(text), _compile_valid(schema)(text)) == (expected, expected)
+    if text.endswith("\n") and not expected and re.search(pattern, text):
+        assert Draft202012Validator(schema).is_valid(text)  # plain jsonschema's answer differs here
+
+
+@pytest.mark.parametrize("pattern", ["[]a]", "^[^]a]$", "x[]"])
+def test_given_a_class_opening_with_a_bracket_then_both_compilers_refuse_the_pattern(pattern: str) -> None:
+    for build in (_compile, _compile_valid):  # ECMA: an empty class / any character; Python: a literal ]
+        with pytest.raises(ValueError, match="class opening"):
+            build({"pattern": pattern})
+
+
+def test_given_legacy_records_without_product_code_then_they_are_refused_before_any_call(
+        metering_emulator: EmulatorServer) -> None:
+    body = {"UsageRecords": [a_record(timestamp=hour_start(-hour)) for hour in range(4)]}
+    with pytest.raises(MeteringError) as raised:
+        run_action("batchMeterUsage", body, a_config(metering_emulator.url))
+    assert raised.value.code == "ValidationFailed"
+    assert [(p.path, p.problem) for p in raised.value.problems] == [
+        ("/ProductCode", "is required when records carry a CustomerIdentifier (/UsageRecords/0/CustomerIdentifier "
+                         "and 3 more): a legacy record names its product by the request's ProductCode")]
+    assert metering_emulator.admin.stats()["operations"].get("BatchMeterUsage", {}).get("calls", 0) == 0
+    # among licensed records too, and an empty ProductCode is none
+    licensed = {"Timestamp": hour_start(), **LICENSED, "Quantity": 1}
+    mixed = {"ProductCode": "", "UsageRecords": [licensed, a_record(customer="")]}
+    found = batch_problems(mixed, "UsageRecords")
+    assert [p.path for p in found] == ["/ProductCode"]
+    assert found[0].problem.startswith("is required when records carry a CustomerIdentifier "
+                                       "(/UsageRecords/1/CustomerIdentifier and 0 more)")
+    assert batch_problems({"ProductCode": PRODUCT, **body}, "UsageRecords") == []
+    assert batch_problems({"UsageRecords": [licensed]}, "UsageRecords") == []
+
+
+def test_given_account_records_without_license_or_product_code_then_each_is_refused_before_any_call(
+        metering_emulator: EmulatorServer) -> None:
+    # No ProductCode: each record's LicenseArn must name the product (botocore model, BatchMeterUsageRequest).
+    licensed = {"Timestamp": hour_start(), **LICENSED, "Quantity": 1}
+    bare = {key: value for key, value in licensed.items() if key != "LicenseArn"}
+    body = {"UsageRecords": [licensed, bare, licensed, bare]}
+    with pytest.raises(MeteringError) as raised:
+        run_action("batchMeterUsage", body, a_config(metering_emulator.url))
+    assert raised.value.code == "ValidationFailed"
+    assert [p.path for p in raised.value.problems] == ["/UsageRecords/1/LicenseArn", "/UsageRecords/3/LicenseArn"]
+    assert "required when the request has no ProductCode" in raised.value.problems[0].problem
+    # an empty LicenseArn (refused by the schema's pattern first) names no product either
+    assert [p.path for p in batch_problems({"UsageRecords": [{**bare, "LicenseArn": ""}]}, "UsageRecords")] == [
+        "/UsageRecords/0/LicenseArn"]
+    assert metering_emulator.admin.stats()["operations"].get("BatchMeterUsage", {}).get("calls", 0) == 0
+    # a legacy account record with the request's ProductCode stays valid
+    assert batch_problems({"ProductCode": PRODUCT, "UsageRecords": [bare]}, "UsageRecords") == []
