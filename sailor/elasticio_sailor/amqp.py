@@ -205,7 +205,8 @@ class _Publish:
 class Delivery:
     """One received message and where it can currently be acknowledged."""
 
-    __slots__ = ("body", "delivery_tag", "generation", "headers", "message_id", "properties", "redelivered")
+    __slots__ = ("body", "delivery_tag", "generation", "headers", "message_id", "properties", "redelivered",
+                 "settled")
 
     def __init__(
         self, body: bytes, properties: pika.BasicProperties, delivery_tag: int, generation: int,
@@ -219,6 +220,7 @@ class Delivery:
         self.redelivered = redelivered
         mid = self.headers.get("messageId")
         self.message_id: str | None = mid if isinstance(mid, str) and mid else None
+        self.settled = False  # acked or rejected (set on the I/O thread): it is settled at most once
 
 
 class AmqpTransport:
@@ -659,6 +661,14 @@ class AmqpTransport:
         return True
 
     def _settle(self, d: Delivery, ack: bool) -> None:
+        if d.settled:
+            # a second outcome for one delivery (e.g. an error publish that failed after the delivery was
+            # settled): a second ack/reject of the tag would make the broker close the channel
+            # ("unknown delivery tag") and the count of active deliveries would go wrong
+            log.warning("Delivery already settled; second outcome ignored",
+                        extra={"messageId": d.message_id, "ack": ack})
+            return
+        d.settled = True
         mid = d.message_id
         if mid is not None and self._processing.get(mid) is d:
             del self._processing[mid]

@@ -19,6 +19,7 @@ reject that one delivery with a clear log line (see ``amqp.AmqpTransport._on_mes
 
 from __future__ import annotations
 
+import copy
 import decimal
 import struct
 from datetime import UTC, datetime
@@ -162,10 +163,34 @@ def encode_table(table: dict[str, Any]) -> bytes:
 
 class TolerantProperties(pika.BasicProperties):
     """Content-header properties whose header table is decoded by ``decode_table``; never raises for the
-    headers: an undecodable table gives ``headers = None`` and ``undecodable = <reason>``."""
+    headers: an undecodable table gives ``headers = None`` and ``undecodable = <reason>``.
+
+    Encoded the other way round by ``encode_table``: what was decoded goes back out unchanged (doubles as
+    ``d``, ``AmqpTimestamp`` as ``T``, as amqplib writes them), where pika's encoder refuses floats and
+    sends a raw timestamp as a 64-bit integer. Publishes that copy incoming headers (rebounds) use it.
+    """
 
     undecodable: str | None = None
     headers: dict[str, Any] | None
+
+    def encode(self) -> list[bytes]:
+        headers = self.headers
+        if headers is None:
+            return list(super().encode())
+        # pika's encoding of every other property around an empty table, whose place is right after
+        # content type and content encoding (AMQP 0-9-1 property order); basic properties have one flag word
+        bare = copy.copy(self)
+        bare.headers = {}
+        pieces = pika.BasicProperties.encode(bare)
+        flags, rest = pieces[0], b"".join(pieces[1:])
+        at = 0
+        if self.content_type is not None:
+            at += 1 + rest[at]
+        if self.content_encoding is not None:
+            at += 1 + rest[at]
+        if len(pieces[0]) != 2 or rest[at:at + 4] != b"\x00\x00\x00\x00":  # pragma: no cover - pika changed
+            raise ValueError("unexpected property layout from pika's encoder")
+        return [flags, rest[:at], encode_table(headers), rest[at + 4:]]
 
     def decode(self, encoded: bytes, offset: int = 0) -> TolerantProperties:
         flags_at = offset

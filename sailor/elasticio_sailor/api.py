@@ -1,14 +1,82 @@
-"""The few platform API calls a sailor makes (basic auth, JSON, bounded retries on 5xx/network errors)."""
+"""The few platform API calls a sailor makes (basic auth, JSON, bounded retries on 5xx/network errors).
+
+Also the redirect policy of every HTTP request the sailor makes with credentials (this client,
+``service.post_result``, ``objectstorage``): urllib's default handler would re-send the
+``Authorization`` header to whatever host a ``Location`` names. Node 2.7.8 (axios 1.x with
+follow-redirects) follows platform-API redirects but keeps the credentials only on a same-origin
+redirect, and its object-storage client (maester-client: ``maxRedirects: 0``) follows none. Here a
+same-origin redirect (same scheme, host and port) is followed with the header, and a redirect to another
+origin is refused (:class:`RedirectRefused`): a request that needs the credentials would fail there
+anyway, and the request body (``updateKeys`` keys, a service result) never goes to another host.
+"""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import IO, Any
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class RedirectRefused(Exception):
+    """A redirect answer the client did not follow (the text names the status, never the target URL)."""
+
+    def __init__(self, code: int, cross_origin: bool) -> None:
+        super().__init__("redirect to another origin refused" if cross_origin else "redirect refused")
+        self.code = code
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the port defaulted by scheme (userinfo ignored)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # never equal to a valid origin's port
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
+class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
+    """Follow same-origin redirects (urllib's rules, headers kept) or none; refuse the others."""
+
+    def __init__(self, same_origin: bool) -> None:
+        self.same_origin = same_origin
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+        headers: http.client.HTTPMessage, newurl: str,
+    ) -> urllib.request.Request | None:
+        if not self.same_origin or origin(newurl) != origin(req.full_url):
+            fp.close()
+            raise RedirectRefused(code, cross_origin=self.same_origin)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+SAME_ORIGIN_REDIRECTS = urllib.request.build_opener(_RedirectPolicy(same_origin=True))
+"""Opener for the platform API and the service result: same-origin redirects only (see module text)."""
+NO_REDIRECTS = urllib.request.build_opener(_RedirectPolicy(same_origin=False))
+"""Opener for object storage: no redirect followed (maester-client's ``maxRedirects: 0``)."""
+
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    urllib.error.URLError, OSError, ValueError, http.client.HTTPException,
+)
+"""What a request (sending it or reading its answer) raises when the connection or the answer is bad:
+refused, reset, timed out, a truncated body (``IncompleteRead``), a garbled status line."""
+
+
+def error_text(exc: urllib.error.HTTPError, limit: int) -> str:
+    """The first ``limit`` characters of an error answer's body ('' when it cannot be read)."""
+    try:
+        return exc.read(limit).decode("utf-8", "replace").strip()[:limit]
+    except Exception:  # noqa: BLE001 - a body that cannot be read does not hide the status
+        return ""
 
 
 class ApiError(Exception):
@@ -52,16 +120,17 @@ class ApiClient:
             if data is not None:
                 req.add_header("Content-Type", "application/json")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                with SAME_ORIGIN_REDIRECTS.open(req, timeout=self.timeout_s) as resp:
                     raw = resp.read()
                     return resp.status, (json.loads(raw) if raw.strip() else None)
+            except RedirectRefused as exc:
+                raise ApiError(f"{method} {path} answered {exc.code}: {exc}", exc.code) from None
             except urllib.error.HTTPError as exc:
-                text = exc.read().decode("utf-8", "replace")[:500]
-                err = ApiError(f"{method} {path} answered {exc.code}: {text}", exc.code)
+                err = ApiError(f"{method} {path} answered {exc.code}: {error_text(exc, 500)}", exc.code)
                 if exc.code < 500:
                     raise err from None
                 last = err
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except TRANSPORT_ERRORS as exc:
                 last = ApiError(f"{method} {path} failed: {type(exc).__name__}: {getattr(exc, 'reason', exc)}")
         assert last is not None
         raise last

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -23,9 +24,10 @@ import pika
 
 from . import objectstorage as lw
 from .amqp import AmqpError, AmqpTransport, Delivery, PublishFuture, unusable_routing_key
+from .amqp_fields import TolerantProperties
 from .api import ApiClient, ApiError
 from .crypto import DecryptError, MessageCipher, dumps, loads
-from .executor import EVENT_HANDLERS, TaskContext, deep_copy, run_function
+from .executor import EVENT_HANDLERS, TaskContext, deep_copy, propagates, run_function
 from .logs import REDACTOR
 from .messages import (
     ERROR_RESPONSE_HEADER,
@@ -90,9 +92,14 @@ class StepRuntime:
         """Decode, run the function, publish its events, settle (runs on the pool)."""
         try:
             MessageExecution(self, delivery).run()
-        except Exception as exc:
+        except BaseException as exc:
+            # whatever escaped (a failed error publish, a SystemExit from sailor code, …): the delivery is
+            # rejected — at most once: the transport ignores a delivery already settled — and this worker
+            # thread or greenlet lives on (only what stops the process itself is re-raised)
             log.error("Message processing failed inside the sailor", exc_info=exc)
             self.transport.settle(delivery, False)
+            if propagates(exc):
+                raise
 
 
 def delivery_mode(settings: Settings) -> int:
@@ -150,6 +157,10 @@ class MessageExecution:
         # non-blocking publishes (emitted data, snapshots, replies, the returned value), in publish
         # order; all confirmed before the ack, a final failure becomes an error and a reject
         self.pending: list[PublishFuture] = []
+        # ``pending`` and ``ended`` change under this lock: a component may emit from several threads at
+        # once, and an unsynchronised rewrite of the list could drop a future the ack must wait for.
+        # Never held while waiting (in greenlet mode a wait switches greenlets).
+        self.lock = threading.Lock()
         self.ended = False
         self.pt_replaced: dict[str, Any] | None = None  # passthrough entries replaced by lightweight handling
 
@@ -194,8 +205,9 @@ class MessageExecution:
                              "reason": str(exc.cause)[:300]})
             try:
                 self._send_error(format_error(exc), throttled=False)
-            finally:
-                s.transport.settle(self.d, False)
+            except Exception as err:  # noqa: BLE001 - the reject below still goes out, once
+                log.error("Publishing the error failed", extra={"reason": str(err)[:300]})
+            s.transport.settle(self.d, False)
             return False
         return True
 
@@ -236,26 +248,42 @@ class MessageExecution:
         if kind is not None:
             s.throttles[kind].acquire()
         future = s.transport.publish(s.amqp.PUBLISH_MESSAGES_TO, routing_key, body, s.props(headers))
-        if wait or self.ended:
-            # after ``end`` nothing settles later: keep the publish synchronous
-            future.wait()
-            return
-        pending = self.pending
-        pending.append(future)
-        if len(pending) >= MAX_UNCONFIRMED:
-            self._wait_oldest()
+        if not wait:
+            with self.lock:
+                queued = not self.ended
+                if queued:
+                    pending = self.pending
+                    pending.append(future)
+                    full = len(pending) >= MAX_UNCONFIRMED
+            if queued:
+                if full:
+                    self._wait_oldest()
+                return
+        # synchronous (error, rebound), and after ``end`` (nothing settles later)
+        future.wait()
 
     def _wait_oldest(self) -> None:
         """Bound the unconfirmed publishes of this message: drop confirmed ones, wait for the oldest.
 
         A failure raises here, so the emit that hit the bound reports it as an error event (as a
         synchronous emit would have); the failed publish is no longer pending, so it is reported once.
+        The waits happen outside the lock, on futures that stay pending until confirmed (another
+        thread's emit, or ``end``, never loses them).
         """
-        pending = self.pending
-        keep = [f for f in pending if not f.done or f.error is not None]
-        pending[:] = keep
-        while len(pending) > MAX_UNCONFIRMED // 2:
-            pending.pop(0).wait()
+        lock = self.lock
+        with lock:
+            pending = self.pending
+            keep = [f for f in pending if not f.done or f.error is not None]
+            pending[:] = keep
+            oldest = keep[:len(keep) - MAX_UNCONFIRMED // 2]
+        for future in oldest:
+            try:
+                future.wait()
+            except BaseException:
+                with lock:
+                    if future in self.pending:  # identity: futures do not compare by value
+                        self.pending.remove(future)
+                raise
 
     def on_data(self, _ctx: TaskContext, payload: Any) -> None:
         s = self.step
@@ -364,7 +392,9 @@ class MessageExecution:
         headers["end"] = now_ms()
         headers["reboundReason"] = str(reason)
         headers["reboundIteration"] = iteration
-        props = pika.BasicProperties(
+        # the incoming headers as they came (doubles, raw timestamps): encoded by amqp_fields, as amqplib
+        # writes them back, where pika's own encoder fails on a float
+        props = TolerantProperties(
             content_type=orig.content_type,
             content_encoding=orig.content_encoding,
             headers=amqp_headers(headers),
@@ -432,8 +462,9 @@ class MessageExecution:
 
     def on_end(self, ctx: TaskContext, _payload: Any) -> None:
         s = self.step
-        self.ended = True
-        pending, self.pending = self.pending, []
+        with self.lock:
+            self.ended = True
+            pending, self.pending = self.pending, []
         if pending and ctx.error_count == 0:
             # the worker is free now; the I/O thread acks when the broker confirmed the output
             def failed(_err: BaseException) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any, Protocol
@@ -16,6 +17,11 @@ from typing import Any, Protocol
 from .crypto import dumps, loads
 from .logs import LOG_CONTEXT
 from .messages import Rebound
+
+try:  # optional, for SAILOR_CONCURRENCY=greenlet
+    from greenlet import GreenletExit as _GreenletExit
+except ImportError:  # pragma: no cover
+    _GreenletExit = None  # type: ignore[assignment,misc]
 
 # The events a component can emit, each with the name of the handler method that handles it
 # (``method(ctx, payload)``): the one list of events — TaskContext ignores any other name. Adding an
@@ -153,10 +159,28 @@ def _run_function(
         ctx.emit("rebound", reason)
     except Exception as exc:  # noqa: BLE001 - any component failure becomes an error event
         ctx.emit("error", exc)
+    except BaseException as exc:
+        # SystemExit, a stray CancelledError/GeneratorExit, …: on a worker thread (or message greenlet) it
+        # would end that thread silently, leaving the delivery unsettled; it is a component error like any
+        # other. Only what stops the process itself propagates (see ``propagates``).
+        if propagates(exc):
+            raise
+        log.error("Component raised a BaseException that is not an Exception; handled as an error",
+                  extra={"exception": type(exc).__name__})
+        ctx.emit("error", exc)
     else:
         if result:
             ctx.emit("data", result)
     ctx.emit("end")
+
+
+def propagates(exc: BaseException) -> bool:
+    """Whether a non-``Exception`` raised by component code must not be turned into an error event:
+    ``KeyboardInterrupt`` on the main thread (Ctrl-C in the local runner: the process is stopping) and
+    ``GreenletExit`` (a message greenlet being killed: nothing can run in it any more)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return threading.current_thread() is threading.main_thread()
+    return _GreenletExit is not None and isinstance(exc, _GreenletExit)
 
 
 def call_hook(module: ModuleType, name: str, *args: Any) -> tuple[bool, Any]:

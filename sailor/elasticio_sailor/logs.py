@@ -1,8 +1,12 @@
 """Structured JSON log lines (bunyan shape, like the Node sailor) with secret redaction.
 
 Every line goes through one handler whose formatter replaces each registered secret value with
-``***``; the sailor registers the crypto password, the API key, the AMQP password and the secret-looking
-values of the step configuration. The sailor itself never logs message bodies or cfg.
+``***``; the sailor registers the crypto password and IV, the API key, the object-storage token, the AMQP
+password and the secret values of the step configuration (secret-looking names, the fields component.json
+declares with ``"viewClass": "PasswordFieldView"``, long values). A secret is masked in every form it takes
+in text: verbatim, percent-encoded (a URL), Python-repr-escaped (``repr(cfg)``), each also JSON-escaped.
+The same redactor masks the error texts the sailor emits (``messages.format_error``). The sailor itself
+never logs message bodies or cfg.
 
 The handler sits on the root logger too, so everything a component logs — ``self.logger``, its own
 ``logging.getLogger(__name__)`` loggers, the root logger, the libraries it uses, ``warnings.warn`` — comes
@@ -13,16 +17,21 @@ components one bunyan logger; Python components use ``logging`` the usual way).
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
 import re
 import socket
 import sys
 import threading
+import urllib.parse
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
+from pathlib import Path
 from typing import IO, Any
 
+from .component import component_root
 from .crypto import dumps
 
 LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
@@ -32,6 +41,12 @@ logging.addLevelName(5, "TRACE")
 # cfg keys whose values are redacted whatever their length
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|key|credential|auth|session", re.IGNORECASE)
 _MIN_PLAIN_LEN = 8  # other string values of cfg this long are redacted too (they may be secrets)
+_MIN_SECRET_LEN = 3  # shorter values are not masked: they would mask noise
+# how elastic.io marks a secret field in component.json (credentials and trigger/action fields)
+PASSWORD_VIEW = "PasswordFieldView"
+# what requests leaves unescaped when it requotes a URL (requests.utils.requote_uri)
+_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 _CONTEXT_VARS = (
     "API_USERNAME", "COMP_ID", "COMP_NAME", "CONTAINER_ID", "CONTRACT_ID", "EXEC_ID", "EXEC_TYPE",
@@ -40,48 +55,130 @@ _CONTEXT_VARS = (
 )
 
 
+def secret_forms(value: str) -> set[str]:
+    """Every form ``value`` takes in a log line or an error text, computed once when it is registered.
+
+    Verbatim; percent-encoded as a query parameter or path segment (``quote``/``quote_plus``, upper- and
+    lower-case escapes) or requoted in a whole URL (as urllib3 logs it at debug, or an HTTPError quotes
+    it); Python-repr-escaped (``repr(cfg)``: backslashes doubled, quotes escaped when the enclosing repr
+    uses that quote; ``bytes`` reprs too); and each of those JSON-escaped, since log lines are JSON text.
+    """
+    forms = {value}
+    for quoted in (urllib.parse.quote(value, safe=""), urllib.parse.quote(value, safe="/"),
+                   urllib.parse.quote(value, safe=_URI_SAFE), urllib.parse.quote_plus(value, safe=""),
+                   urllib.parse.quote_plus(value, safe="/")):
+        forms.add(quoted)
+        forms.add(_PERCENT_ESCAPE.sub(lambda m: m.group(0).lower(), quoted))
+    # repr of a text containing '"' always uses single quotes, so this escapes ' (as a repr does when the
+    # enclosing string holds both quotes); dropping that escape gives the form inside a "…" repr
+    in_single = repr(value + '"')[1:-2]
+    forms.add(in_single)
+    forms.add(in_single.replace("\\'", "'"))
+    as_bytes = repr((value + '"').encode("utf-8", "surrogatepass"))[2:-2]
+    forms.add(as_bytes)
+    forms.add(as_bytes.replace("\\'", "'"))
+    forms.update([dumps(f).decode("utf-8")[1:-1] for f in forms])
+    return {f for f in forms if len(f) >= _MIN_SECRET_LEN}
+
+
+def declared_secret_fields(definition: Any) -> set[str]:
+    """Names of the fields component.json marks secret (``"viewClass": "PasswordFieldView"``): the
+    credentials fields and the fields of every trigger and action."""
+    names: set[str] = set()
+    if not isinstance(definition, Mapping):
+        return names
+    sections: list[Any] = [definition.get("credentials")]
+    for kind in ("triggers", "actions"):
+        entries = definition.get(kind)
+        if isinstance(entries, Mapping):
+            sections.extend(entries.values())
+    for section in sections:
+        fields = section.get("fields") if isinstance(section, Mapping) else None
+        if isinstance(fields, Mapping):
+            names.update(str(name) for name, spec in fields.items()
+                         if isinstance(spec, Mapping) and spec.get("viewClass") == PASSWORD_VIEW)
+    return names
+
+
 class Redactor:
-    """Replaces registered secret strings in text; thread-safe to extend."""
+    """Replaces registered secret strings (in every form of :func:`secret_forms`) in text; thread-safe
+    to extend. One precompiled pattern: masking a line costs one regex pass, whatever was registered."""
 
     def __init__(self) -> None:
-        self._secrets: set[str] = set()
+        self._secrets: set[str] = set()  # registered values
+        self._forms: set[str] = set()  # and their forms
         self._pattern: re.Pattern[str] | None = None
-        self._lock = threading.Lock()
+        self._fields: frozenset[str] = frozenset()  # cfg keys declared secret by component.json
+        # short cfg values not registered yet, by key: a field declared secret later masks them then
+        self._unregistered: dict[str, set[str]] = {}
+        self._lock = threading.RLock()
 
     def add(self, values: Iterable[str]) -> None:
         """Register secret values (empty and very short strings are ignored: they would mask noise)."""
         with self._lock:
+            added = False
             for v in values:
-                if isinstance(v, str) and len(v) >= 3:
+                if isinstance(v, str) and len(v) >= _MIN_SECRET_LEN and v not in self._secrets:
                     self._secrets.add(v)
-                    # JSON-escaped form too, since lines are JSON text
-                    esc = dumps(v).decode("utf-8")[1:-1]
-                    if esc != v:
-                        self._secrets.add(esc)
-            if self._secrets:
-                alts = sorted(self._secrets, key=len, reverse=True)
+                    self._forms.update(secret_forms(v))
+                    added = True
+            if added:
+                alts = sorted(self._forms, key=len, reverse=True)
                 self._pattern = re.compile("|".join(re.escape(s) for s in alts))
 
     def add_config(self, cfg: Any) -> None:
-        """Register the secret-looking values of a component configuration."""
-        self.add(config_secrets(cfg))
+        """Register the secret values of a component configuration (:func:`config_secrets`, with the
+        fields the component declares secret)."""
+        with self._lock:
+            rest: list[tuple[str, str]] = []
+            found = config_secrets(cfg, fields=self._fields, rest=rest)
+            for key, value in rest:
+                self._unregistered.setdefault(key, set()).add(value)
+            self.add(found)
+
+    def declare_fields(self, names: Iterable[str]) -> None:
+        """cfg keys whose values are secrets whatever their length (from then on, and for the configs
+        registered before)."""
+        with self._lock:
+            new = set(names) - self._fields
+            if not new:
+                return
+            self._fields = self._fields | new
+            self.add([v for name in new for v in self._unregistered.pop(name, ())])
+
+    def declare_component(self, root: str | os.PathLike[str]) -> None:
+        """Declare the secret fields of the component at ``root`` (its component.json; none when it
+        cannot be read — the sailor reports that when it loads the component)."""
+        try:
+            with open(Path(root) / "component.json", encoding="utf-8") as fh:
+                definition = json.load(fh)
+        except (OSError, ValueError):
+            return
+        self.declare_fields(declared_secret_fields(definition))
 
     def __call__(self, text: str) -> str:
         pattern = self._pattern
         return pattern.sub("***", text) if pattern is not None else text
 
 
-def config_secrets(cfg: Any, key: str = "") -> list[str]:
-    """String leaves of ``cfg`` under secret-looking keys, and any string leaf of 8+ characters."""
+def config_secrets(
+    cfg: Any, key: str = "", fields: AbstractSet[str] = frozenset(),
+    rest: list[tuple[str, str]] | None = None,
+) -> list[str]:
+    """String leaves of ``cfg`` under secret-looking keys or the keys in ``fields``, and any string leaf
+    of 8+ characters. The other leaves long enough to mask go to ``rest`` as (key, value)."""
     out: list[str] = []
     if isinstance(cfg, Mapping):
         for k, v in cfg.items():
-            out.extend(config_secrets(v, str(k)))
+            out.extend(config_secrets(v, str(k), fields, rest))
     elif isinstance(cfg, list):
         for v in cfg:
-            out.extend(config_secrets(v, key))
-    elif isinstance(cfg, str) and (_SECRET_KEY.search(key) or len(cfg) >= _MIN_PLAIN_LEN):
-        out.append(cfg)
+            out.extend(config_secrets(v, key, fields, rest))
+    elif isinstance(cfg, str):
+        if key in fields or _SECRET_KEY.search(key) or len(cfg) >= _MIN_PLAIN_LEN:
+            out.append(cfg)
+        elif rest is not None and len(cfg) >= _MIN_SECRET_LEN:
+            rest.append((key, cfg))
     return out
 
 
@@ -166,6 +263,9 @@ def setup_logging(env: Mapping[str, str] | None = None, stream: IO[str] | None =
     # Node's keys are camelCase-free upper names lowered; keep them readable and stable.
     if env.get("ELASTICIO_FLOW_ID"):
         context["tag"] = env["ELASTICIO_FLOW_ID"]
+    # the fields the component declares secret (flow-step and service mode: the component root is the
+    # CWD joined with ELASTICIO_COMPONENT_PATH, as ComponentReader finds it)
+    REDACTOR.declare_component(component_root(env.get("ELASTICIO_COMPONENT_PATH", "")))
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(BunyanFormatter(context, REDACTOR))
     level = level_from_env(env)

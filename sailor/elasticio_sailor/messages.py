@@ -8,6 +8,8 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from .logs import REDACTOR
+
 META_PREFIX = "x-eio-meta-"
 ROUTING_KEY_HEADER = "x-eio-routing-key"
 ERROR_RESPONSE_HEADER = "x-eio-error-response"
@@ -54,29 +56,46 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def redacted(value: Any) -> Any:
+    """``value`` with every registered secret masked in its text (strings, and those inside dicts and
+    lists); anything else unchanged."""
+    if isinstance(value, str):
+        return REDACTOR(value)
+    if isinstance(value, Mapping):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redacted(v) for v in value]
+    return value
+
+
 def format_error(err: Any) -> dict[str, Any]:
     """The ``{"name", "message", "stack"}`` payload of an error event, Node's ``formatError``.
 
-    Exceptions also contribute their ``error_details`` dict (keys added after ``stack``).
+    Exceptions also contribute their ``error_details`` dict (keys added after ``stack``). Every text goes
+    through the log redactor (``logs.REDACTOR``): an exception quoting a secret — a URL with a cfg token,
+    a chained cause in the stack — leaves the process masked, as its log line does. Error events, start-up
+    errors and the rebound reason all come from here.
     """
     if isinstance(err, BaseException):
         name = getattr(err, "name", None)
         if not isinstance(name, str) or not name:
             name = type(err).__name__
         stack = "".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip("\n")
-        out: dict[str, Any] = {"name": name, "message": str(err), "stack": stack or "Not Available"}
+        out: dict[str, Any] = {"name": REDACTOR(name), "message": REDACTOR(str(err)),
+                               "stack": REDACTOR(stack) if stack else "Not Available"}
         details = getattr(err, "error_details", None)
         if isinstance(details, dict):
             for key, value in details.items():
-                out.setdefault(key, value)
+                if key not in out:
+                    out[key] = redacted(value)
         return out
     if isinstance(err, Mapping) and "message" in err:
         return {
-            "name": err.get("name") or "Error",
-            "message": err["message"],
-            "stack": err.get("stack") or "Not Available",
+            "name": redacted(err.get("name") or "Error"),
+            "message": redacted(err["message"]),
+            "stack": redacted(err.get("stack") or "Not Available"),
         }
-    return {"name": "Error", "message": err or "Not Available", "stack": "Not Available"}
+    return {"name": "Error", "message": redacted(err or "Not Available"), "stack": "Not Available"}
 
 
 def incoming_headers(headers: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,12 @@ Behaviour of the Node sailor 2.7.8 (``lib/sailor.js``: ``fetchMessageBody``, ``u
 * network errors and 5xx answers are retried ``REQUEST_MAX_RETRY`` times (0..4, default 2; ``0`` and
   out-of-range values mean the default, as ``validateAndGetRetryOptions`` reads them) after
   ``100·2^n`` ms plus 0–20 % jitter (at most 15 s); a 4xx answer fails at once; each request times
-  out after ``REQUEST_TIMEOUT`` ms (500..20000, default 10000).
+  out after ``REQUEST_TIMEOUT`` ms (500..20000, default 10000). "Network errors" are every failure of
+  the transport, the answer's body included (a connection closed before ``Content-Length`` bytes came:
+  ``http.client.IncompleteRead``; a garbled status line): whatever goes wrong, the caller gets an
+  :class:`ObjectStorageError` once the retries are spent;
+* redirects are not followed (maester-client's ``maxRedirects: 0``): a 3xx answer fails at once, as a
+  4xx does, and the bearer token never goes to the host a ``Location`` names.
 
 Only the standard library is used (``urllib``, already imported by the platform API client), and
 nothing here runs for a message without the header when lightweight output is off.
@@ -32,6 +37,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .api import NO_REDIRECTS, TRANSPORT_ERRORS, RedirectRefused, error_text
 from .crypto import DecryptError, MessageCipher, dumps, loads
 
 log = logging.getLogger("sailor")
@@ -157,18 +163,22 @@ class ObjectStorage:
             if data is not None:
                 req.add_header("Content-Type", "application/json")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                with NO_REDIRECTS.open(req, timeout=self.timeout_s) as resp:
                     return bytes(resp.read())
+            except RedirectRefused as exc:
+                raise ObjectStorageError(f"{what} answered {exc.code}: {exc}", exc.code) from None
             except urllib.error.HTTPError as exc:
-                text = exc.read(300).decode("utf-8", "replace").strip()
+                text = error_text(exc, 300)
                 err = ObjectStorageError(f"{what} answered {exc.code}" + (f": {text}" if text else ""),
                                          exc.code)
                 if exc.code < 500:
                     raise err from None
                 last = err
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except TRANSPORT_ERRORS as exc:
                 reason = getattr(exc, "reason", None) or exc
                 last = ObjectStorageError(f"{what} failed: {type(exc).__name__}: {reason}")
+            except Exception as exc:  # noqa: BLE001 - any other failure of the transport: still retried
+                last = ObjectStorageError(f"{what} failed: {type(exc).__name__}: {exc}")
         assert last is not None
         raise last
 

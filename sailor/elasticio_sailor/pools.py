@@ -93,6 +93,17 @@ class Throttle:
             self._sleep(delay)
 
 
+def _run_task(fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+    """Run one submitted task; whatever it raises is logged, never allowed to end the worker thread
+    (or reach the I/O loop): a dead worker would leave its prefetch slot stuck and SIGTERM waiting."""
+    try:
+        fn(*args)
+    except BaseException as exc:
+        if _greenlet is not None and isinstance(exc, _greenlet.GreenletExit):
+            raise  # the greenlet is being killed: let it end
+        log.error("Worker task failed", exc_info=exc)
+
+
 class WorkerPool:
     """Fixed worker threads fed by one ``queue.SimpleQueue`` (C-level, no per-task Future objects)."""
 
@@ -113,10 +124,7 @@ class WorkerPool:
             if item is None:
                 return
             fn, args = item
-            try:
-                fn(*args)
-            except Exception as exc:
-                log.error("Worker task failed", exc_info=exc)
+            _run_task(fn, args)
 
     def sleep(self, delay_s: float) -> None:
         """Throttle waits block the calling worker."""
@@ -167,7 +175,9 @@ class GreenletPool:
         assert _greenlet is not None
         current = _greenlet.getcurrent()
         if self._transport.on_io_thread() and current.parent is None:
-            _greenlet.greenlet(fn).switch(*args)
+            # errors are logged in the greenlet: one that escaped would surface in whichever loop callback
+            # resumed it last (and a SystemExit would stop the loop)
+            _greenlet.greenlet(_run_task).switch(fn, args)
         else:
             self._transport.call_soon(lambda: self.submit(fn, *args))
 

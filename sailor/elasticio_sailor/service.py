@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .api import ApiClient
+from .api import SAME_ORIGIN_REDIRECTS, TRANSPORT_ERRORS, ApiClient, RedirectRefused
 from .component import ComponentReader, component_root
 from .executor import ContextLogger
 from .logs import REDACTOR
@@ -110,7 +110,8 @@ def execute(method: str, settings: ServiceSettings | Mapping[str, str]) -> Any:
         try:
             return verify_result(verify(ctx, cfg))
         except Exception as exc:  # noqa: BLE001 - a raising verifier means "not verified, because …"
-            return {"verified": False, "reason": str(exc)}
+            # the exception's text, secrets masked (as every error text the sailor emits)
+            return {"verified": False, "reason": REDACTOR(str(exc))}
     assert target is not None
     module = reader.load(target)
     name = "getMetaModel" if method == "getMetaModel" else str(model_method)
@@ -142,13 +143,17 @@ def post_result(url: str, body: dict[str, Any], settings: ServiceSettings) -> in
             time.sleep(delay)
         req = urllib.request.Request(url, data=data, method="POST", headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=15) as resp:
+            with SAME_ORIGIN_REDIRECTS.open(req, timeout=15) as resp:
                 return int(resp.status)
+        except RedirectRefused as exc:  # never sends the basic auth to another origin (api.py)
+            log.error("The result POST was redirected to another origin; redirect refused",
+                      extra={"status": exc.code})
+            return exc.code
         except urllib.error.HTTPError as exc:
             status = exc.code
             if exc.code < 500:
                 return status
-        except (urllib.error.URLError, OSError):
+        except TRANSPORT_ERRORS:
             status = 0
     return status
 
@@ -168,7 +173,7 @@ def run_service(method: str, env: Mapping[str, str] | None = None) -> int:
         body: dict[str, Any] = {"status": "success", "data": execute(method, settings)}
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the platform
         log.error("Service method failed", extra={"method": method, "reason": type(exc).__name__})
-        body = {"status": "error", "data": {"message": str(exc)}}
+        body = {"status": "error", "data": {"message": REDACTOR(str(exc))}}
     status = post_result(url, body, settings)
     if status != 200:
         log.critical("Failed to POST the result", extra={"status": status})

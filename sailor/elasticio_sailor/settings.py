@@ -21,6 +21,7 @@ import dataclasses
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -107,9 +108,7 @@ class Settings:
     def secrets(self) -> list[str]:
         """The live secret values (for the log redaction filter)."""
         out = [str(v) for k in SECRET_KEYS if (v := getattr(self, k))]
-        m = re.match(r"^[a-z]+://[^:/@]*:([^@/]+)@", self.AMQP_URI or "")
-        if m:
-            out.append(m.group(1))
+        out.extend(url_password(self.AMQP_URI))
         return out
 
 
@@ -136,8 +135,22 @@ OPTIONAL: Mapping[str, Any] = MappingProxyType(
     {f.name: f.default for f in _VARIABLES if "required" not in f.metadata}
 )
 
-# Values that must never appear in a log line or an error text.
-SECRET_KEYS = ("API_KEY", "MESSAGE_CRYPTO_PASSWORD", "OBJECT_STORAGE_TOKEN")
+# Values that must never appear in a log line or an error text (the IV is key material too).
+SECRET_KEYS = ("API_KEY", "MESSAGE_CRYPTO_PASSWORD", "MESSAGE_CRYPTO_IV", "OBJECT_STORAGE_TOKEN")
+
+# scheme://user:password@ — the userinfo ends at the last "@" before the path, query or fragment
+_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/?#]*:([^/?#]*)@")
+
+
+def url_password(url: str | None) -> list[str]:
+    """The password of ``url``'s userinfo as written (percent-encoded) and decoded (as the client sends
+    it: ``p%40ss`` is ``p@ss``); empty without one."""
+    m = _URL_PASSWORD.match(url or "")
+    if not m or not m.group(1):
+        return []
+    raw = m.group(1)
+    decoded = urllib.parse.unquote(raw)
+    return [raw] if decoded == raw else [raw, decoded]
 
 _INT_PREFIX = re.compile(r"^\s*([+-]?\d+)")
 
@@ -264,8 +277,11 @@ class ServiceSettings:
     API_REQUEST_RETRY_DELAY: int  # ms between attempts; 100 when unset or negative
 
     def secrets(self) -> list[str]:
-        """The live secret values (for the log redaction filter)."""
-        return [self.API_KEY] if self.API_KEY else []
+        """The live secret values (for the log redaction filter): the API key and the password of the
+        result URL (as written and decoded)."""
+        out = [self.API_KEY] if self.API_KEY else []
+        out.extend(url_password(self.POST_RESULT_URL))
+        return out
 
 
 def load_service_settings(env: Mapping[str, str] | None = None) -> ServiceSettings:

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -277,3 +278,21 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def secret_variants(secret: str) -> set[str]:
+    """The forms a text may quote ``secret`` in — verbatim, percent-encoded (a URL), inside a ``repr``
+    (either quote), and each JSON-escaped (a log line) — listed here independently of the sailor's own
+    list (``logs.secret_forms``)."""
+    forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+             repr(secret)[1:-1], repr(secret + '"')[1:-2],  # its own repr; inside a '…' repr
+             secret.replace("\\", "\\\\")}  # inside a "…" repr (printable ASCII: only \ doubles)
+    return forms | {json.dumps(f)[1:-1] for f in forms}
+
+
+def assert_nothing_leaks(texts: Iterable[str], secrets: Iterable[str]) -> None:
+    """No form of any of ``secrets`` in any of ``texts`` (what the sailor wrote or emitted)."""
+    forms = {form: secret for secret in secrets for form in secret_variants(secret)}
+    for text in texts:
+        for form, secret in forms.items():
+            assert form not in text, f"{form!r} (a form of {secret!r}) leaked in: {text[:2000]}"

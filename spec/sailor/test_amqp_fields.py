@@ -6,6 +6,7 @@ import struct
 from datetime import UTC, datetime
 
 import pika
+import pika.exceptions
 import pytest
 from elasticio_sailor.amqp_fields import AmqpTimestamp, TolerantProperties, decode_table, encode_table
 from pika import data as pika_data
@@ -85,3 +86,35 @@ def test_given_a_truncated_property_set_then_it_fails_or_decodes_as_before_the_o
         assert got.delivery_mode is None or got.undecodable is not None, cut
     full = TolerantProperties().decode(encoded)
     assert (full.headers, full.delivery_mode, full.content_type) == ({"a": "bcd", "n": 7}, 2, "x")
+
+
+@pytest.mark.parametrize(
+    "present",
+    [(), ("content_type",), ("content_type", "content_encoding", "delivery_mode"), ("content_encoding",),
+     ("priority", "expiration", "timestamp"), tuple(PROPERTY_VALUES)],
+)
+def test_given_headers_pika_can_encode_then_tolerant_properties_encode_byte_identical(
+    present: tuple[str, ...],
+) -> None:
+    headers = {"messageId": "m", "n": 7, "big": 2**40, "ok": True, "nested": {"a": ["b", 1]},
+               "at": datetime.fromtimestamp(1764630000, UTC)}
+    values = {k: PROPERTY_VALUES[k] for k in present}
+    assert (b"".join(TolerantProperties(headers=headers, **values).encode())
+            == b"".join(pika.BasicProperties(headers=headers, **values).encode()))
+
+
+def test_given_doubles_and_raw_timestamps_then_tolerant_properties_encode_them_as_amqplib_does() -> None:
+    # what a rebound copies from its input: pika refuses the float and sends the raw timestamp as 'l'
+    ms = AmqpTimestamp(1764630000000)
+    headers = {"ratio": 1.5, "sentAt": ms, "nested": {"share": 0.25}}
+    with pytest.raises(pika.exceptions.UnsupportedAMQPFieldException):
+        pika.BasicProperties(headers={"ratio": 1.5}).encode()
+    props = TolerantProperties(headers=headers, content_type="application/json", expiration="15000",
+                               delivery_mode=1, correlation_id="c-1")
+    encoded = b"".join(props.encode())
+    assert b"\x06sentAtT" + struct.pack(">Q", ms) in encoded
+    assert b"\x05ratiod" + struct.pack(">d", 1.5) in encoded
+    got = TolerantProperties().decode(encoded)
+    assert got.headers == headers and isinstance(got.headers["sentAt"], AmqpTimestamp)
+    assert (got.content_type, got.expiration, got.delivery_mode, got.correlation_id) == (
+        "application/json", "15000", 1, "c-1")

@@ -12,11 +12,20 @@ import os
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from spec.sailor.conftest import StartSailor
-from spec.sailor.helpers import API_KEY, PASSWORD, FakeApi, PlatformSide, wait_until
+from spec.sailor.helpers import (
+    API_KEY,
+    IV,
+    PASSWORD,
+    FakeApi,
+    PlatformSide,
+    assert_nothing_leaks,
+    wait_until,
+)
 
 HEADER_KEYS = {"stepId", "threadId", "messageId", "parentMessageId", "execId", "taskId", "workspaceId",
                "containerId", "userId", "compId", "function", "start", "end", "protocolVersion"}
@@ -359,6 +368,54 @@ def test_given_component_logging_cfg_when_running_then_no_secret_in_any_log_line
     assert any("cfg is" in line["msg"] for line in lines)
     for secret in ("tok-SECRET-1", "cfg-key-SECRET", API_KEY, PASSWORD, "body-SECRET-text"):
         assert secret not in text
+
+
+# pwd: short, under a name no pattern flags, declared "PasswordFieldView" in the steps' component.json;
+# token: a backslash and both quotes (they double or get escaped in a repr) and URL-reserved characters
+LEAK_CFG = {"pwd": "hunter2", "token": "ab+cd/ef==\\XYZ'\"", "_account": "acc9"}
+# the AMQP password as written in the URI (%65 is "e") and as sent to the broker
+AMQP_RAW, AMQP_DECODED = "gu%65st", "guest"
+LEAK_SECRETS = ("hunter2", LEAK_CFG["token"], IV, PASSWORD, API_KEY, AMQP_RAW, AMQP_DECODED)
+
+
+def leak_sailor(platform: PlatformSide, start_sailor: StartSailor, **step: Any) -> Any:
+    return start_sailor("leak_secrets", step={"config": {**LEAK_CFG, **step}}, wait=not step, LOG_LEVEL="trace",
+                        ELASTICIO_AMQP_URI=platform.amqp_url.replace("guest:guest@", f"guest:{AMQP_RAW}@"))
+
+
+def test_given_component_quoting_every_secret_when_processing_then_no_form_of_any_leaves_the_process(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    sailor = leak_sailor(platform, start_sailor)
+    platform.publish({"body": {"mode": "error"}})
+    platform.publish({"body": {"mode": "rebound"}})
+    [err] = platform.get("error")
+    [rebound] = platform.get("rebound")
+    assert sailor.terminate() == 0
+    error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
+    assert list(error) == ["name", "message", "stack"]  # Node's shape, texts masked
+    assert error["name"] == "RuntimeError"
+    assert error["message"].startswith("request failed with {'pwd': '***', 'token': ")
+    assert "ConnectionError: HTTP 401 for https://api.example.com/v1/items?pwd=***&token=***" in error["stack"]
+    reason = rebound.headers["reboundReason"]
+    assert reason.startswith("busy: https://api.example.com/v1/items?pwd=***&token=***&iv=***")
+    lines = list(sailor.log_lines())
+    assert any(x["msg"].startswith("Starting new HTTPS connection") for x in lines)  # debug lines written
+    assert any(x["msg"] == "pwd verbatim *** quoted ***" for x in lines)
+    assert_nothing_leaks([sailor.log(), *error.values(), reason], LEAK_SECRETS)
+
+
+def test_given_init_quoting_every_secret_when_starting_then_the_start_up_error_and_log_are_masked(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    sailor = leak_sailor(platform, start_sailor, failInit=True)
+    assert sailor.wait() == 1
+    [err] = platform.get("error")
+    error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
+    assert list(error) == ["name", "message", "stack"]
+    assert error["message"].startswith("cannot init: GET https://api.example.com/v1/items?pwd=***&token=***")
+    assert "ConnectionError: refused for {'pwd': '***', 'token': " in error["stack"]
+    assert_nothing_leaks([sailor.log(), *error.values()], LEAK_SECRETS)
 
 
 def test_given_idle_sailor_when_sigterm_then_exit_0_and_later_messages_stay_queued(

@@ -113,7 +113,9 @@ def test_given_timestamps_in_milliseconds_then_the_message_is_processed_and_the_
     rebounds = [json.loads(amqplib("get", platform.amqp_url, platform.out_queue("rebound"), "30000"))
                 for _ in range(2)]
     [first] = [r for r in rebounds if r["headers"]["messageId"] == mid]
-    assert first["headers"]["sentAt"] == ms
+    # still an AMQP timestamp ('T'), as the Node sailor sends it back (amqplib decodes 'T' as
+    # {'!': 'timestamp', value} and encodes that as 'T' again), not a 64-bit integer
+    assert first["headers"]["sentAt"] == {"!": "timestamp", "value": ms}
     assert first["headers"]["reboundIteration"] == 1
     assert platform.count(platform.dead) == 0
     lines = finish(sailor)
@@ -131,3 +133,21 @@ def test_given_non_integer_numbers_in_meta_headers_from_amqplib_then_they_are_fo
     assert out["headers"]["x-eio-meta-count"] == 2
     assert out["headers"]["x-eio-meta-nested"] == {"share": 0.25, "list": [0.5, 3]}
     finish(sailor)
+
+
+def test_given_non_integer_numbers_in_headers_when_the_message_rebounds_then_they_go_back_as_doubles(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    sailor = start_sailor("rebound", ELASTICIO_REBOUND_INITIAL_EXPIRATION="60000")
+    mid = node_publish(platform, {"body": {"n": 1}}, {"x-eio-meta-ratio": 1.5,
+                                                      "x-eio-meta-nested": {"share": 0.25, "list": [0.5, 3]}})
+    out = json.loads(amqplib("get", platform.amqp_url, platform.out_queue("rebound"), "30000"))
+    # before: pika could not encode the float, the rebound failed and the input got an error instead
+    assert out["headers"]["messageId"] == mid
+    assert out["headers"]["x-eio-meta-ratio"] == 1.5
+    assert out["headers"]["x-eio-meta-nested"] == {"share": 0.25, "list": [0.5, 3]}
+    assert out["headers"]["reboundIteration"] == 1
+    assert platform.count("error") == 0
+    assert platform.count(platform.dead) == 0
+    lines = finish(sailor)
+    assert not [x for x in lines if x["level"] >= 50]

@@ -18,6 +18,7 @@ from elasticio_sailor.objectstorage import OBJECT_ID_HEADER
 
 from spec.sailor.conftest import StartSailor
 from spec.sailor.helpers import PlatformSide, SailorProc
+from spec.sailor.scripted_http import ScriptedServer, garbled, truncated
 from spec.support.objectstorage import ObjectStorageServer
 
 LW = "../lightweight"  # ELASTICIO_COMPONENT_PATH, relative to the sailor's working directory
@@ -217,6 +218,29 @@ def test_given_storage_failing_when_a_reference_arrives_then_bounded_retries_an_
     assert len(failed) == 1 and failed[0]["objectId"] == object_id and failed[0]["level"] == 50
     assert_clean_log(proc, storage)
     assert token not in proc.log()
+
+
+@pytest.mark.parametrize("answer", ["truncated", "garbled"])
+def test_given_a_broken_storage_answer_when_a_reference_arrives_then_retried_an_error_and_a_reject(
+    start_sailor: StartSailor, platform: PlatformSide, storage: ObjectStorageServer, answer: str
+) -> None:
+    """A body cut short (``IncompleteRead``) or a garbled status line (``BadStatusLine``) is a network
+    error like any other: retried, then the error message and the reject — not a bare reject."""
+    with ScriptedServer(truncated() if answer == "truncated" else garbled) as broken:
+        env = lw_env(storage)
+        env["ELASTICIO_OBJECT_STORAGE_URI"] = broken.url + "/maester"
+        proc = start_sailor("inspect", **env)
+        bad = platform.publish({"body": {}, "headers": {OBJECT_ID_HEADER: "obj1"}})
+        (err,) = platform.get("error", timeout=60)
+        error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
+        assert (error["name"], error["message"]) == ("Error", "Failed to get message body with id=obj1")
+        assert rejected_ids(platform, 1) == [bad]
+        assert len(broken.requests) == 3, "1 + REQUEST_MAX_RETRY (default 2)"
+        platform.publish({"body": {"next": 1}, "headers": {}})
+        (out,) = platform.get("message", timeout=60)
+        assert platform.decode(out)["body"]["msg"]["body"] == {"next": 1}
+        assert proc.terminate() == 0
+        assert_clean_log(proc, storage)
 
 
 def test_given_transient_storage_errors_when_a_reference_arrives_then_the_retry_succeeds(

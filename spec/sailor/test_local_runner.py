@@ -88,6 +88,14 @@ def test_given_component_logging_cfg_when_run_then_logs_on_stderr_redacted(tmp_p
     assert "tok-LOCAL-SECRET" not in stderr
 
 
+def test_given_a_declared_password_field_with_any_name_when_run_then_its_value_is_redacted(tmp_path: Path) -> None:
+    # spec/sailor/components/steps/component.json declares `pwd` a PasswordFieldView: a name the secret-name
+    # pattern does not know, so only the declaration can mask it
+    code, _, stderr = local(tmp_path, "logs_secrets", {"body": {}}, cfg={"pwd": "hunter2-LOCAL"})
+    assert code == 0 and "cfg is" in stderr
+    assert "hunter2-LOCAL" not in stderr
+
+
 @pytest.mark.parametrize("function, extra", [("nope", ()), ("echo", ("--bogus",))])
 def test_given_usage_error_when_run_then_exit_2(tmp_path: Path, function: str, extra: tuple[str, ...]) -> None:
     code, events, _ = local(tmp_path, function, {"body": {}}, extra=extra)

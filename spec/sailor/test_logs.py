@@ -5,11 +5,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import urllib.parse
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from elasticio_sailor.logs import REDACTOR, Redactor, config_secrets, setup_logging
+from elasticio_sailor.logs import (
+    REDACTOR,
+    Redactor,
+    config_secrets,
+    declared_secret_fields,
+    secret_forms,
+    setup_logging,
+)
+
+from spec.sailor.helpers import assert_nothing_leaks
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +90,73 @@ def test_given_module_and_root_loggers_when_logging_then_json_lines_at_the_level
         ("component", "some_component.client", 30), ("component", "root", 40), ("component", "py.warnings", 40)]
     assert lines[0]["msg"] == "retrying with ***"
     assert "deprecated thing" in lines[2]["msg"]
+
+
+def test_given_secret_with_reserved_characters_when_logged_in_every_form_then_no_form_is_written() -> None:
+    secret = "dom\\us+er/p'w\"d 9"  # a backslash, both quotes, a space, URL-reserved characters
+    out = io.StringIO()
+    setup_logging({"LOG_LEVEL": "trace"}, stream=out)
+    REDACTOR.add_config({"password": secret})
+    lib = logging.getLogger("urllib3.connectionpool")
+    lib.debug("https://h:443 \"GET /x?%s HTTP/1.1\" 200", urllib.parse.urlencode({"token": secret}))
+    lib.debug("GET /x/%s", urllib.parse.quote(secret, safe=""))
+    lib.debug("lower-case escapes %s", urllib.parse.quote(secret, safe="").lower())
+    lib.debug("requoted %s", urllib.parse.quote(secret, safe="!#$%&'()*+,/:;=?@[]~"))
+    comp = logging.getLogger("component")
+    comp.info("cfg is %s", {"password": secret})  # repr: the backslash doubles, a quote is escaped
+    comp.info("cfg is %s", {"password": secret, "other": "it's \"x\""})
+    comp.info("in a list %r, as bytes %r", [secret + "'"], secret.encode())
+    comp.warning("verbatim %s", secret)
+    logging.error("root: %s", repr(secret))  # noqa: LOG015 - the root logger on purpose
+    text = out.getvalue()
+    assert text.count("***") >= 10
+    assert_nothing_leaks([text], [secret])
+    assert_nothing_leaks([text], [urllib.parse.quote(secret, safe="").lower()])
+
+
+def test_given_registered_secret_when_redacting_raw_text_then_its_forms_are_masked() -> None:
+    r = Redactor()
+    r.add(["p@ss w\\rd"])
+    assert r("url https://h/?p=p%40ss+w%5Crd and p%40ss%20w%5Crd and {'k': 'p@ss w\\\\rd'}") == (
+        "url https://h/?p=*** and *** and {'k': '***'}")
+    assert {"p@ss w\\rd", "p%40ss%20w%5Crd", "p%40ss+w%5Crd", "p@ss w\\\\rd"} <= secret_forms("p@ss w\\rd")
+
+
+def test_given_component_json_when_reading_declared_fields_then_password_views_of_credentials_and_functions() -> None:
+    definition = {
+        "credentials": {"fields": {"user": {"viewClass": "TextFieldView"}, "pwd": {"viewClass": "PasswordFieldView"}}},
+        "triggers": {"t": {"fields": {"pin": {"viewClass": "PasswordFieldView"}}}},
+        "actions": {"a": {"fields": {"pass": {"viewClass": "PasswordFieldView"}, "n": {}}}, "b": "junk"},
+    }
+    assert declared_secret_fields(definition) == {"pwd", "pin", "pass"}
+    assert declared_secret_fields([]) == set()
+
+
+@pytest.mark.parametrize("declared_first", [True, False])
+def test_given_short_values_of_declared_secret_fields_when_redacting_then_masked_in_either_order(
+    declared_first: bool
+) -> None:
+    r = Redactor()
+    cfg = {"pwd": "hunter2", "pin": "4711", "user": "bob", "nested": {"pass": "s3x"}}
+    if declared_first:
+        r.declare_fields(["pwd", "pin", "pass"])
+        r.add_config(cfg)
+    else:
+        r.add_config(cfg)
+        assert r("hunter2 4711") == "hunter2 4711"  # no pattern names them
+        r.declare_fields(["pwd", "pin", "pass"])
+    assert r("pwd hunter2 pin 4711 pass s3x user bob") == "pwd *** pin *** pass *** user bob"
+
+
+def test_given_component_path_when_setting_up_logging_then_its_password_fields_are_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "comp").mkdir()
+    (tmp_path / "comp" / "component.json").write_text(json.dumps(
+        {"credentials": {"fields": {"pwdx": {"label": "Password", "viewClass": "PasswordFieldView"}}}}))
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    setup_logging({"LOG_LEVEL": "info", "ELASTICIO_COMPONENT_PATH": "/comp"}, stream=out)
+    REDACTOR.add_config({"pwdx": "pw-0815", "region": "eu"})
+    logging.getLogger("component").info("cfg is %s", {"pwdx": "pw-0815", "region": "eu"})
+    assert json.loads(out.getvalue())["msg"] == "cfg is {'pwdx': '***', 'region': 'eu'}"

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import pytest
 from elasticio_sailor import Rebound, new_message
+from elasticio_sailor.logs import REDACTOR
 from elasticio_sailor.messages import (
     amqp_headers,
     format_error,
@@ -109,6 +110,52 @@ def test_given_plain_exception_when_formatting_then_class_name() -> None:
 )
 def test_given_non_exception_when_formatting_then_node_normalisation(value: Any, expected: dict[str, Any]) -> None:
     assert format_error(value) == expected
+
+
+MSG_SECRET = "msg-secret/t0k+en"  # registered in the process-wide redactor, as the sailor registers cfg
+
+
+def test_given_exception_quoting_a_secret_when_formatting_then_message_stack_and_causes_masked() -> None:
+    REDACTOR.add_config({"token": MSG_SECRET})
+
+    class ApiFailure(Exception):
+        error_details: ClassVar[dict[str, Any]] = {"url": f"https://h/x?t={MSG_SECRET}", "n": 3,
+                                                   "nested": [{"auth": MSG_SECRET}]}
+
+    quoted = "msg-secret%2Ft0k%2Ben"
+    try:
+        try:
+            raise ConnectionError(f"cause quoting {{'token': {MSG_SECRET!r}}}")
+        except ConnectionError as cause:
+            raise ApiFailure(f"GET https://h/x?token={quoted} failed") from cause
+    except ApiFailure as exc:
+        err = format_error(exc)
+    assert list(err) == ["name", "message", "stack", "url", "n", "nested"]  # Node's shape, then details
+    assert err["message"] == "GET https://h/x?token=*** failed"
+    assert "ConnectionError: cause quoting {'token': '***'}" in err["stack"]
+    assert "The above exception was the direct cause" in err["stack"]
+    assert "ApiFailure: GET https://h/x?token=*** failed" in err["stack"]
+    assert err["url"] == "https://h/x?t=***" and err["n"] == 3 and err["nested"] == [{"auth": "***"}]
+    assert MSG_SECRET not in repr(err) and quoted not in repr(err)
+
+
+@pytest.mark.parametrize(
+    "payload, expected",
+    [(f"plain {MSG_SECRET}", {"name": "Error", "message": "plain ***", "stack": "Not Available"}),
+     ({"message": f"m {MSG_SECRET}", "name": "N", "stack": f"at {MSG_SECRET}"},
+      {"name": "N", "message": "m ***", "stack": "at ***"}),
+     (Rebound(f"later: {MSG_SECRET}"), None)],
+)
+def test_given_non_exception_or_rebound_quoting_a_secret_when_formatting_then_masked(
+    payload: Any, expected: dict[str, Any] | None
+) -> None:
+    REDACTOR.add([MSG_SECRET])
+    err = format_error(payload)
+    if expected is not None:
+        assert err == expected
+    else:  # the rebound reason header is format_error(payload)["message"]
+        assert err["message"] == "later: ***"
+    assert MSG_SECRET not in repr(err)
 
 
 def test_given_body_when_new_message_then_node_shape_with_fresh_id() -> None:

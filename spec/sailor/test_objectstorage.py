@@ -9,14 +9,20 @@ import pytest
 from elasticio_sailor.crypto import MessageCipher, dumps
 from elasticio_sailor.logs import Redactor
 from elasticio_sailor.objectstorage import (
+    OBJECT_ID_HEADER,
+    FetchError,
     ObjectStorage,
     ObjectStorageError,
+    UploadError,
     backoff_ms,
+    fetch_body,
+    lighten,
     objects_url,
     retry_options,
 )
 from elasticio_sailor.settings import load_settings
 
+from spec.sailor.scripted_http import Answer, ScriptedServer, garbled, redirect, reply, stalled, truncated
 from spec.support.objectstorage import ObjectStorageServer
 
 CIPHER = MessageCipher("pässwörd-2", "0123456789abcdef")
@@ -157,3 +163,75 @@ def test_given_the_token_then_it_is_a_secret_never_in_errors_and_masked_in_logs(
     redactor = Redactor()
     redactor.add(settings.secrets())
     assert server.token not in redactor(f"Authorization: Bearer {server.token}")
+
+
+# ---------------------------------------------------------------------- answers that break mid-way
+
+
+def scripted(srv: ScriptedServer, **kw: object) -> tuple[ObjectStorage, list[float]]:
+    sleeps: list[float] = []
+    opts: dict[str, object] = {"retries": 2, "sleep": sleeps.append}
+    opts.update(kw)
+    return ObjectStorage(srv.url + "/maester", "tok-secret-123", CIPHER, **opts), sleeps  # type: ignore[arg-type]
+
+
+BROKEN: dict[str, Answer] = {
+    "truncated body": truncated(),  # http.client.IncompleteRead from resp.read()
+    "garbled status line": garbled,  # http.client.BadStatusLine, not an OSError
+    "stalled 5xx body": stalled(503, 1.5),  # reading the error body times out: still a retried 503
+}
+
+
+@pytest.mark.parametrize("answer", list(BROKEN))
+def test_given_a_broken_answer_when_fetching_then_retried_and_finally_a_fetch_error(answer: str) -> None:
+    with ScriptedServer(BROKEN[answer]) as srv:
+        storage, sleeps = scripted(srv, timeout_ms=500)
+        with pytest.raises(FetchError, match="Failed to get message body with id=obj1") as info:
+            fetch_body(storage, {"body": {}, "headers": {OBJECT_ID_HEADER: "obj1"}})
+        assert len(srv.requests) == 3 and len(sleeps) == 2, "1 + REQUEST_MAX_RETRY attempts"
+        assert isinstance(info.value.cause, ObjectStorageError)
+        assert str(info.value.cause).startswith("GET /objects/obj1 ")
+        assert "tok-secret-123" not in str(info.value.cause)
+
+
+@pytest.mark.parametrize("answer", ["truncated body", "garbled status line"])
+def test_given_a_broken_answer_when_uploading_then_retried_and_finally_an_upload_error(answer: str) -> None:
+    with ScriptedServer(BROKEN[answer]) as srv:
+        storage, _ = scripted(srv, retries=1)
+        with pytest.raises(ObjectStorageError, match="POST /objects failed"):
+            storage.add({"a": 1})
+        assert len(srv.requests) == 2
+        data = {"body": {"big": "x" * 50}, "headers": {}}
+        with pytest.raises(UploadError):
+            lighten(storage, data, {}, threshold=10)
+        assert data["body"] == {"big": "x" * 50}, "nothing replaced when the upload failed"
+
+
+def test_given_a_4xx_whose_body_cannot_be_read_then_the_status_still_fails_at_once() -> None:
+    with ScriptedServer(stalled(404, 1.5)) as srv:
+        storage, sleeps = scripted(srv, retries=4, timeout_ms=500)
+        with pytest.raises(ObjectStorageError, match=r"^GET /objects/x answered 404$") as info:
+            storage.get("x")
+        assert info.value.status == 404 and len(srv.requests) == 1 and sleeps == []
+
+
+# ---------------------------------------------------------------------- redirects
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("where", ["another host", "the same origin"])
+def test_given_a_redirect_then_not_followed_and_the_token_goes_nowhere_else(status: int, where: str) -> None:
+    """maester-client sets ``maxRedirects: 0``: a 3xx answer fails at once, as a 4xx does."""
+    with ScriptedServer(reply(200, b"stolen"), host="127.0.0.2") as other, \
+            ScriptedServer(reply(200, CIPHER.encrypt_bytes(b"{}"))) as store:
+        target = f"{other.url}/steal" if where == "another host" else f"{store.url}/maester/objects/elsewhere"
+        store.answer = redirect(status, target)
+        storage, sleeps = scripted(store, retries=4)
+        for call in (lambda: storage.get("obj1"), lambda: storage.add({"a": 1})):
+            with pytest.raises(ObjectStorageError, match=f"answered {status}: redirect refused$") as info:
+                call()
+            assert info.value.status == status
+            assert "tok-secret-123" not in str(info.value) and "127.0.0.2" not in str(info.value)
+        assert other.requests == [], "the other host never received a request (nor the bearer token)"
+        assert [r.method for r in store.requests] == ["GET", "POST"], "not retried, not followed"
+        assert sleeps == []

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from spec.sailor.helpers import COMPONENTS, FakeApi
+from spec.sailor.helpers import COMPONENTS, FakeApi, assert_nothing_leaks
 
 CALLS = json.loads((Path(__file__).resolve().parent / "vectors" / "service-calls.json").read_text())
 COMP_DIRS = {"vfalse": "svc_false", "vobj": "svc_obj", "vthrow": "svc_throw"}
@@ -132,3 +132,33 @@ def test_given_no_result_url_when_called_then_exit_1_and_no_request(fake_api: Fa
 def test_given_result_post_answered_500_when_called_then_exit_1(fake_api: FakeApi) -> None:
     fake_api.routes[("POST", "/result")] = [(500, {"error": "down"})]
     assert run_service(fake_api, "verifyCredentials", "svc_obj") == 1
+
+
+# pin: short, under a name no pattern flags, declared "PasswordFieldView" in svc_leak's component.json;
+# apiKey holds a ' (so its repr is "…"), a backslash and URL-reserved characters
+LEAK_CFG = {"pin": "4711", "apiKey": "svc-k/e+y'\\1", "_account": "acc9"}
+
+
+@pytest.mark.parametrize(
+    "method, extra, expected",
+    [("verifyCredentials", {}, {"status": "success", "data": {
+        "verified": False, "reason": "HTTP 401 for https://api.example.com/me?pin=***&key=*** with "
+                                     "{'pin': '***', 'apiKey': \"***\", '_account': 'acc9'}"}}),
+     ("getMetaModel", {"ELASTICIO_ACTION_OR_TRIGGER": "t1"},
+      {"status": "error", "data": {"message": "no model for pin *** and key ***"}})],
+)
+def test_given_service_function_quoting_the_credentials_when_failing_then_reason_and_logs_masked(
+    fake_api: FakeApi, method: str, extra: dict[str, str], expected: dict[str, Any]
+) -> None:
+    fake_api.routes[("POST", "/result")] = [(200, {})]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELASTICIO_")}
+    env.update(ELASTICIO_CFG=json.dumps(LEAK_CFG), ELASTICIO_API_URI=fake_api.url, ELASTICIO_API_USERNAME="u@x.com",
+               ELASTICIO_API_KEY="platform-key-77", ELASTICIO_POST_RESULT_URL=fake_api.url + "/result",
+               LOG_LEVEL="trace", **extra)
+    proc = subprocess.run([sys.executable, "-m", "elasticio_sailor", "service", method],
+                          cwd=COMPONENTS / "svc_leak", env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    [posted] = recorded(fake_api)
+    assert json.loads(posted["body"]) == expected
+    assert_nothing_leaks([posted["body"], proc.stdout, proc.stderr], ["4711", LEAK_CFG["apiKey"]])

@@ -15,6 +15,7 @@ from elasticio_sailor.settings import (
     camel_case,
     load_service_settings,
     load_settings,
+    url_password,
 )
 
 
@@ -111,6 +112,30 @@ def test_given_secrets_in_environment_when_listing_secrets_then_password_key_and
     assert "v-api_key" in secrets
     assert "v-message_crypto_password" in secrets
     assert "amqp-pass-1" in secrets
+
+
+def test_given_crypto_iv_when_listing_secrets_then_it_is_one() -> None:
+    assert "0123456789abcdef" in load_settings(full_env()).secrets()
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [("amqp://user:p%40ssw0rd@host:5672/", ["p%40ssw0rd", "p@ssw0rd"]),
+     ("amqps://us%3Aer:p%2Fss%23w@host/vhost?heartbeat=30", ["p%2Fss%23w", "p/ss#w"]),
+     ("amqp://user:plain-pass@host/?x=a@b", ["plain-pass"]),
+     ("amqp://host:5672/", [])],
+)
+def test_given_amqp_uri_when_listing_secrets_then_its_password_as_written_and_decoded(
+    uri: str, expected: list[str]
+) -> None:
+    assert url_password(uri) == expected
+    assert set(expected) <= set(load_settings(full_env(ELASTICIO_AMQP_URI=uri)).secrets())
+
+
+def test_given_result_url_with_password_when_listing_service_secrets_then_both_forms() -> None:
+    settings = load_service_settings({"ELASTICIO_POST_RESULT_URL": "http://u%40x.com:p%40ss-1@127.0.0.1:1/result",
+                                      "ELASTICIO_API_KEY": "k-1"})
+    assert settings.secrets() == ["k-1", "p%40ss-1", "p@ss-1"]
 
 
 def test_given_loaded_settings_when_assigning_then_frozen() -> None:
