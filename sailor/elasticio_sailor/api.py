@@ -43,8 +43,19 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
 
 
+def same_site(url: str, new_url: str) -> bool:
+    """Whether a redirect from ``url`` to ``new_url`` may keep the credentials: the same origin, or the same
+    host and port upgraded from http to https (80 becoming 443 included: a load balancer forcing HTTPS;
+    Node's follow-redirects keeps the header then too). Never towards another host or port, nor down from
+    https to http."""
+    old, new = origin(url), origin(new_url)
+    upgraded_port = new[2] == old[2] or (old[2] == DEFAULT_PORTS["http"] and new[2] == DEFAULT_PORTS["https"])
+    return new == old or (old[0] == "http" and new[0] == "https" and new[1] == old[1] and upgraded_port)
+
+
 class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
-    """Follow same-origin redirects (urllib's rules, headers kept) or none; refuse the others."""
+    """Follow same-origin redirects and http→https upgrades of the same host (urllib's rules, headers
+    kept) or none; refuse the others."""
 
     def __init__(self, same_origin: bool) -> None:
         self.same_origin = same_origin
@@ -53,7 +64,7 @@ class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
         self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
         headers: http.client.HTTPMessage, newurl: str,
     ) -> urllib.request.Request | None:
-        if not self.same_origin or origin(newurl) != origin(req.full_url):
+        if not self.same_origin or not same_site(req.full_url, newurl):
             fp.close()
             raise RedirectRefused(code, cross_origin=self.same_origin)
         return super().redirect_request(req, fp, code, msg, headers, newurl)

@@ -280,10 +280,13 @@ class MessageExecution:
             try:
                 future.wait()
             except BaseException:
-                with lock:
-                    if future in self.pending:  # identity: futures do not compare by value
+                with lock:  # reported by whoever takes it out of ``pending`` first, and only by them
+                    mine = any(f is future for f in self.pending)
+                    if mine:
                         self.pending.remove(future)
-                raise
+                if mine:
+                    raise
+                return  # another emit (or ``end``) reports this failure
 
     def on_data(self, _ctx: TaskContext, payload: Any) -> None:
         s = self.step

@@ -19,8 +19,10 @@ from .logs import LOG_CONTEXT
 from .messages import Rebound
 
 try:  # optional, for SAILOR_CONCURRENCY=greenlet
+    import greenlet as _greenlet
     from greenlet import GreenletExit as _GreenletExit
 except ImportError:  # pragma: no cover
+    _greenlet = None  # type: ignore[assignment]
     _GreenletExit = None  # type: ignore[assignment,misc]
 
 # The events a component can emit, each with the name of the handler method that handles it
@@ -177,10 +179,17 @@ def _run_function(
 def propagates(exc: BaseException) -> bool:
     """Whether a non-``Exception`` raised by component code must not be turned into an error event:
     ``KeyboardInterrupt`` on the main thread (Ctrl-C in the local runner: the process is stopping) and
-    ``GreenletExit`` (a message greenlet being killed: nothing can run in it any more)."""
+    ``GreenletExit`` inside a message greenlet (greenlet mode: the greenlet is being killed, nothing can run
+    in it any more). Raised on a worker thread (threads mode, no greenlet of ours), ``GreenletExit`` is an
+    ordinary component error."""
     if isinstance(exc, KeyboardInterrupt):
         return threading.current_thread() is threading.main_thread()
-    return _GreenletExit is not None and isinstance(exc, _GreenletExit)
+    return _GreenletExit is not None and isinstance(exc, _GreenletExit) and in_spawned_greenlet()
+
+
+def in_spawned_greenlet() -> bool:
+    """Whether this code runs in a greenlet spawned by the sailor's greenlet pool (not a thread's own)."""
+    return _greenlet is not None and _greenlet.getcurrent().parent is not None
 
 
 def call_hook(module: ModuleType, name: str, *args: Any) -> tuple[bool, Any]:

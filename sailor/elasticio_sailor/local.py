@@ -65,6 +65,7 @@ def run_local(
     """Run ``function`` of the component at ``component`` once; return the runner's exit code."""
     reader = ComponentReader(component)
     module = reader.load(function)
+    REDACTOR.declare_component(component)  # its password fields, whatever their names and lengths
     REDACTOR.add_config(cfg)
     msg = dict(message)
     msg.setdefault("id", str(uuid.uuid4()))

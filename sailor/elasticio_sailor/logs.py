@@ -40,6 +40,11 @@ logging.addLevelName(5, "TRACE")
 
 # cfg keys whose values are redacted whatever their length
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|key|credential|auth|session", re.IGNORECASE)
+# the keys among those that name a secret beyond doubt ("keyField", "authType" or "sessionMode" do not): their
+# values, the platform's secrets and the fields component.json declares secret are masked in every form and
+# in emitted errors too (Redactor.strict); the other values the logs mask are masked verbatim, in logs only
+_STRICT_KEY = re.compile(r"secret|password|passwd|token|credential|api_?key|access_?key|private_?key",
+                         re.IGNORECASE)
 _MIN_PLAIN_LEN = 8  # other string values of cfg this long are redacted too (they may be secrets)
 _MIN_SECRET_LEN = 3  # shorter values are not masked: they would mask noise
 # how elastic.io marks a secret field in component.json (credentials and trigger/action fields)
@@ -101,40 +106,63 @@ def declared_secret_fields(definition: Any) -> set[str]:
 
 
 class Redactor:
-    """Replaces registered secret strings (in every form of :func:`secret_forms`) in text; thread-safe
-    to extend. One precompiled pattern: masking a line costs one regex pass, whatever was registered."""
+    """Replaces registered secret strings in text; thread-safe to extend. One precompiled pattern per use:
+    masking a line costs one regex pass, whatever was registered.
+
+    Two kinds of values. *Strict* secrets (the platform's secrets, cfg values under unmistakably secret keys
+    or in fields component.json declares secret) are masked in every form of :func:`secret_forms`, in log
+    lines (``redactor(text)``) and in emitted errors (:meth:`strict`). The other cfg values the logs mask as
+    a precaution (any string of 8+ characters, values under keys like ``authType``) are masked verbatim and
+    JSON-escaped, in log lines only: masking them in an error event would rewrite the ordinary words and
+    data an error reports (a field name, an object type, a response body), which the next step reads."""
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()  # registered values
-        self._forms: set[str] = set()  # and their forms
+        self._forms: set[str] = set()  # the forms masked in log lines
+        self._strict_forms: set[str] = set()  # the forms masked in emitted errors too
+        self._strict_secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._strict_pattern: re.Pattern[str] | None = None
         self._fields: frozenset[str] = frozenset()  # cfg keys declared secret by component.json
         # short cfg values not registered yet, by key: a field declared secret later masks them then
         self._unregistered: dict[str, set[str]] = {}
         self._lock = threading.RLock()
 
-    def add(self, values: Iterable[str]) -> None:
-        """Register secret values (empty and very short strings are ignored: they would mask noise)."""
+    def add(self, values: Iterable[str], *, strict: bool = True) -> None:
+        """Register secret values (empty and very short strings are ignored: they would mask noise);
+        ``strict=False`` for values masked as a precaution only (verbatim, in log lines)."""
         with self._lock:
-            added = False
+            added = strict_added = False
             for v in values:
-                if isinstance(v, str) and len(v) >= _MIN_SECRET_LEN and v not in self._secrets:
+                if not isinstance(v, str) or len(v) < _MIN_SECRET_LEN:
+                    continue
+                if strict and v not in self._strict_secrets:
+                    self._strict_secrets.add(v)
                     self._secrets.add(v)
-                    self._forms.update(secret_forms(v))
+                    forms = secret_forms(v)
+                    self._strict_forms.update(forms)
+                    self._forms.update(forms)
+                    added = strict_added = True
+                elif not strict and v not in self._secrets:
+                    self._secrets.add(v)
+                    self._forms.update(f for f in (v, dumps(v).decode("utf-8")[1:-1]) if len(f) >= _MIN_SECRET_LEN)
                     added = True
             if added:
-                alts = sorted(self._forms, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(s) for s in alts))
+                self._pattern = _alternatives(self._forms)
+            if strict_added:
+                self._strict_pattern = _alternatives(self._strict_forms)
 
     def add_config(self, cfg: Any) -> None:
         """Register the secret values of a component configuration (:func:`config_secrets`, with the
-        fields the component declares secret)."""
+        fields the component declares secret): strict ones, and the rest as a precaution."""
         with self._lock:
             rest: list[tuple[str, str]] = []
-            found = config_secrets(cfg, fields=self._fields, rest=rest)
-            for key, value in rest:
+            loose: list[tuple[str, str]] = []
+            found = config_secrets(cfg, fields=self._fields, rest=rest, loose=loose)
+            for key, value in rest + loose:  # a field declared secret later makes these strict
                 self._unregistered.setdefault(key, set()).add(value)
             self.add(found)
+            self.add((value for _, value in loose), strict=False)
 
     def declare_fields(self, names: Iterable[str]) -> None:
         """cfg keys whose values are secrets whatever their length (from then on, and for the configs
@@ -157,25 +185,42 @@ class Redactor:
         self.declare_fields(declared_secret_fields(definition))
 
     def __call__(self, text: str) -> str:
+        """``text`` (a log line) with every registered value masked."""
         pattern = self._pattern
         return pattern.sub("***", text) if pattern is not None else text
+
+    def strict(self, text: str) -> str:
+        """``text`` (an emitted error's text) with the strict secrets masked, in every form."""
+        pattern = self._strict_pattern
+        return pattern.sub("***", text) if pattern is not None else text
+
+
+def _alternatives(forms: AbstractSet[str]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(s) for s in sorted(forms, key=len, reverse=True)))
 
 
 def config_secrets(
     cfg: Any, key: str = "", fields: AbstractSet[str] = frozenset(),
-    rest: list[tuple[str, str]] | None = None,
+    rest: list[tuple[str, str]] | None = None, loose: list[tuple[str, str]] | None = None,
 ) -> list[str]:
     """String leaves of ``cfg`` under secret-looking keys or the keys in ``fields``, and any string leaf
-    of 8+ characters. The other leaves long enough to mask go to ``rest`` as (key, value)."""
+    of 8+ characters. The other leaves long enough to mask go to ``rest`` as (key, value).
+
+    With ``loose``, only the leaves under unmistakably secret keys (``_STRICT_KEY``) or in ``fields`` are
+    returned; the other ones above go to ``loose`` as (key, value) (see :class:`Redactor`)."""
     out: list[str] = []
     if isinstance(cfg, Mapping):
         for k, v in cfg.items():
-            out.extend(config_secrets(v, str(k), fields, rest))
+            out.extend(config_secrets(v, str(k), fields, rest, loose))
     elif isinstance(cfg, list):
         for v in cfg:
-            out.extend(config_secrets(v, key, fields, rest))
+            out.extend(config_secrets(v, key, fields, rest, loose))
     elif isinstance(cfg, str):
-        if key in fields or _SECRET_KEY.search(key) or len(cfg) >= _MIN_PLAIN_LEN:
+        if key in fields or (_STRICT_KEY.search(key) if loose is not None else _SECRET_KEY.search(key)):
+            out.append(cfg)
+        elif loose is not None and (_SECRET_KEY.search(key) or len(cfg) >= _MIN_PLAIN_LEN):
+            loose.append((key, cfg))
+        elif loose is None and len(cfg) >= _MIN_PLAIN_LEN:
             out.append(cfg)
         elif rest is not None and len(cfg) >= _MIN_SECRET_LEN:
             rest.append((key, cfg))

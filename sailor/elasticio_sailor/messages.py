@@ -57,10 +57,10 @@ def now_ms() -> int:
 
 
 def redacted(value: Any) -> Any:
-    """``value`` with every registered secret masked in its text (strings, and those inside dicts and
-    lists); anything else unchanged."""
+    """``value`` with every strict secret masked in its text (strings, and those inside dicts and lists);
+    anything else unchanged (``logs.Redactor.strict``: the values logs mask only as a precaution stay)."""
     if isinstance(value, str):
-        return REDACTOR(value)
+        return REDACTOR.strict(value)
     if isinstance(value, Mapping):
         return {k: redacted(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -72,17 +72,18 @@ def format_error(err: Any) -> dict[str, Any]:
     """The ``{"name", "message", "stack"}`` payload of an error event, Node's ``formatError``.
 
     Exceptions also contribute their ``error_details`` dict (keys added after ``stack``). Every text goes
-    through the log redactor (``logs.REDACTOR``): an exception quoting a secret — a URL with a cfg token,
-    a chained cause in the stack — leaves the process masked, as its log line does. Error events, start-up
-    errors and the rebound reason all come from here.
+    through the log redactor's strict masking (``logs.REDACTOR.strict``): an exception quoting a secret — a
+    URL with a cfg token, a chained cause in the stack — leaves the process masked, while the ordinary words
+    the logs also mask as a precaution stay. Error events, start-up errors and the rebound reason all come
+    from here.
     """
     if isinstance(err, BaseException):
         name = getattr(err, "name", None)
         if not isinstance(name, str) or not name:
             name = type(err).__name__
         stack = "".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip("\n")
-        out: dict[str, Any] = {"name": REDACTOR(name), "message": REDACTOR(str(err)),
-                               "stack": REDACTOR(stack) if stack else "Not Available"}
+        out: dict[str, Any] = {"name": REDACTOR.strict(name), "message": REDACTOR.strict(str(err)),
+                               "stack": REDACTOR.strict(stack) if stack else "Not Available"}
         details = getattr(err, "error_details", None)
         if isinstance(details, dict):
             for key, value in details.items():

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover
     _greenlet = None
 
 from .amqp import AmqpTransport
+from .executor import in_spawned_greenlet
 
 log = logging.getLogger("sailor")
 T = TypeVar("T")
@@ -99,8 +100,8 @@ def _run_task(fn: Callable[..., None], args: tuple[Any, ...]) -> None:
     try:
         fn(*args)
     except BaseException as exc:
-        if _greenlet is not None and isinstance(exc, _greenlet.GreenletExit):
-            raise  # the greenlet is being killed: let it end
+        if _greenlet is not None and isinstance(exc, _greenlet.GreenletExit) and in_spawned_greenlet():
+            raise  # a message greenlet is being killed: let it end (on a worker thread it is logged below)
         log.error("Worker task failed", exc_info=exc)
 
 

@@ -111,7 +111,7 @@ def execute(method: str, settings: ServiceSettings | Mapping[str, str]) -> Any:
             return verify_result(verify(ctx, cfg))
         except Exception as exc:  # noqa: BLE001 - a raising verifier means "not verified, because …"
             # the exception's text, secrets masked (as every error text the sailor emits)
-            return {"verified": False, "reason": REDACTOR(str(exc))}
+            return {"verified": False, "reason": REDACTOR.strict(str(exc))}
     assert target is not None
     module = reader.load(target)
     name = "getMetaModel" if method == "getMetaModel" else str(model_method)
@@ -173,7 +173,7 @@ def run_service(method: str, env: Mapping[str, str] | None = None) -> int:
         body: dict[str, Any] = {"status": "success", "data": execute(method, settings)}
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the platform
         log.error("Service method failed", extra={"method": method, "reason": type(exc).__name__})
-        body = {"status": "error", "data": {"message": REDACTOR(str(exc))}}
+        body = {"status": "error", "data": {"message": REDACTOR.strict(str(exc))}}
     status = post_result(url, body, settings)
     if status != 200:
         log.critical("Failed to POST the result", extra={"status": status})

@@ -74,6 +74,27 @@ def test_given_keyboard_interrupt_raised_on_a_worker_thread_then_it_is_an_error(
     assert [e for e, _ in out[0].events] == ["error", "end"]
 
 
+def test_given_greenlet_exit_raised_on_a_worker_thread_then_it_is_an_error_and_the_worker_lives_on() -> None:
+    greenlet = pytest.importorskip("greenlet")  # a dependency: installed with the sailor
+    out: list[Recorder] = []
+    t = threading.Thread(target=lambda: out.append(run_raising(greenlet.GreenletExit())))
+    t.start()
+    t.join(10)
+    assert [e for e, _ in out[0].events] == ["error", "end"]
+    pool = WorkerPool(1)
+    done = threading.Event()
+
+    def boom() -> None:
+        raise greenlet.GreenletExit()
+
+    try:
+        pool.submit(boom)
+        pool.submit(done.set)
+        assert done.wait(10), "the only worker died with a GreenletExit raised outside any greenlet of ours"
+    finally:
+        pool.shutdown()
+
+
 def test_given_a_task_raising_system_exit_then_the_worker_thread_lives_on() -> None:
     pool = WorkerPool(1)
     done = threading.Event()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from elasticio_sailor.api import ApiClient, ApiError
+from elasticio_sailor.api import ApiClient, ApiError, same_site
 from elasticio_sailor.service import post_result
 from elasticio_sailor.settings import ServiceSettings, load_service_settings
 
@@ -97,3 +97,18 @@ def test_given_the_result_post_redirected_within_its_origin_then_followed_with_t
         auth = "Basic " + base64.b64encode(b"user@x.com:p@ss").decode()
         assert [(r.path, r.headers.get("authorization")) for r in srv.requests] == [
             ("/result", auth), ("/result2", auth)]
+
+
+@pytest.mark.parametrize(("old", "new", "kept"), [
+    ("https://api.example.com/v1", "https://api.example.com/v2", True),
+    ("http://api.example.com/v1", "https://api.example.com/v1", True),  # a load balancer forcing HTTPS
+    ("http://api.example.com:80/v1", "https://api.example.com:443/v1", True),
+    ("https://api.example.com/v1", "http://api.example.com/v1", False),  # never down to plain HTTP
+    ("https://api.example.com/v1", "https://other.example.com/v1", False),
+    ("https://api.example.com/v1", "https://api.example.com:8443/v1", False),
+    ("http://api.example.com:8080/v1", "https://api.example.com/v1", False),  # another port
+    ("http://api.example.com:8080/v1", "https://api.example.com:8080/v1", True),
+])
+def test_given_a_redirect_then_credentials_go_only_to_the_same_host_never_downgraded(
+        old: str, new: str, kept: bool) -> None:
+    assert same_site(old, new) is kept

@@ -158,6 +158,18 @@ def test_given_non_exception_or_rebound_quoting_a_secret_when_formatting_then_ma
     assert MSG_SECRET not in repr(err)
 
 
+def test_given_ordinary_cfg_values_when_formatting_an_error_then_kept_while_logs_mask_them() -> None:
+    # the logs mask every 8+ character cfg string and values under keys like "authType" as a precaution;
+    # an emitted error keeps them (a field name, an object type: what the next step reads), masking only
+    # values that are secrets beyond doubt
+    REDACTOR.add_config({"authType": "basic", "keyField": "emailAddress", "objectType": "contacts-v3",
+                         "apiKey": "ak-ORDINARY-SECRET"})
+    exc = ValueError("Field emailAddress is required to upsert contacts-v3 via basic auth (key ak-ORDINARY-SECRET)")
+    err = format_error(exc)
+    assert err["message"] == "Field emailAddress is required to upsert contacts-v3 via basic auth (key ***)"
+    assert REDACTOR("emailAddress contacts-v3 ak-ORDINARY-SECRET") == "*** *** ***"
+
+
 def test_given_body_when_new_message_then_node_shape_with_fresh_id() -> None:
     msg = new_message({"a": 1}, headers={"h": "v"})
     assert list(msg) == ["id", "body", "headers", "attachments", "metadata"]
