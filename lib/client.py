@@ -65,8 +65,7 @@ def default_endpoint(region: str) -> str:
 # X-Amz-Security-Token) or in the signing key: AWS issues them as printable ASCII without spaces. Anything else
 # (a line break pasted with the token, a control or non-Latin-1 character) would make http.client raise with
 # the value in its message, so such values are refused up front, by field name and rule, never by value.
-_CREDENTIAL_FIELDS = (("accessKeyId", "access_key_id"), ("secretAccessKey", "secret_access_key"),
-                      ("sessionToken", "session_token"))
+_CREDENTIAL_FIELDS = ("accessKeyId", "secretAccessKey", "sessionToken")
 _PRINTABLE = re.compile(r"[!-~]*")
 CREDENTIAL_RULE = ("must contain only printable ASCII characters, without spaces, line breaks, control or "
                    "non-ASCII characters (check for a line break or space copied with it)")
@@ -74,7 +73,7 @@ CREDENTIAL_RULE = ("must contain only printable ASCII characters, without spaces
 
 def credential_problems(values: dict[str, Any]) -> list[Problem]:
     """The credential fields of ``values`` (keyed by their cfg names) that hold characters AWS never issues."""
-    return [Problem(f"/{name}", CREDENTIAL_RULE) for name, _ in _CREDENTIAL_FIELDS
+    return [Problem(f"/{name}", CREDENTIAL_RULE) for name in _CREDENTIAL_FIELDS
             if isinstance(values.get(name), str) and not _PRINTABLE.fullmatch(values[name])]
 
 
@@ -368,10 +367,12 @@ class MeteringClient:
             raise MeteringError("InvalidResponse", type(exc).__name__, operation=op.name,
                                 classification=ErrorClass(False, Kind.REGION,
                                                           "is the endpoint URL right?")) from None
-        except (ValueError, TypeError) as exc:
-            # Raised by http.client/urllib3 (or the signer) for a value it cannot send, e.g. "Invalid header
-            # value b'<the session token>\\n'" or a UnicodeEncodeError: the text may hold a secret, so only
-            # the type is kept. Not retryable: the same request would fail the same way.
+        except ValueError as exc:
+            # http.client refuses a header value it cannot send ("Invalid header value b'<the session token>\\n'")
+            # or encode (UnicodeEncodeError): the text may hold a secret, so only the type is kept. Not
+            # retryable: the same request would fail the same way. Any other ValueError is a bug: raised as is.
+            if not (isinstance(exc, UnicodeError) or str(exc).startswith("Invalid header")):
+                raise
             raise MeteringError("RequestNotSent", f"the request could not be sent ({type(exc).__name__})",
                                 operation=op.name, classification=UNSENDABLE) from None
         except (OSError, http.client.HTTPException) as exc:  # a transport failure requests did not wrap

@@ -387,3 +387,20 @@ def test_given_a_tls_handshake_cut_short_by_the_network_then_it_is_retried_and_t
     assert (cause.code, cause.kind, cause.retryable) == ("ConnectionError", "transient", True)
     assert "TLS handshake cut short" in cause.aws_message
     assert len(sleeps) == 2 and dropping.connections == 3
+
+
+@pytest.mark.parametrize("bug", [TypeError("a bug in the signer"), ValueError("not about a header")],
+                         ids=["TypeError", "ValueError"])
+def test_given_a_programming_error_while_sending_then_it_is_raised_as_is_not_blamed_on_the_credentials(
+        metering_emulator: EmulatorServer, bug: Exception) -> None:
+    """Only http.client's refusal of a header value (``Invalid header value …``, UnicodeEncodeError) becomes
+    RequestNotSent; anything else raised while preparing or sending is a bug and surfaces with its traceback."""
+    client = MeteringClient(_settings(metering_emulator.url))
+
+    def broken(_prep: Any) -> Any:
+        raise bug
+
+    client._exchange = broken  # type: ignore[method-assign,assignment]
+    with pytest.raises(type(bug)) as raised:
+        client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
+    assert raised.value is bug

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import string
+import subprocess
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,8 @@ from lib.runner import validate_body
 from lib.schema import json_schema, parse_timestamp
 from lib.validation import _compile, _compile_valid, batch_problems, compiled_valid, ecma_regex, problems
 from spec.connector.builders import LICENSE, PRODUCT, a_config, a_record, hour_start, run_action
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TAG_CHARS = string.ascii_letters + string.digits + "+ -=._:/@"
 tag = st.fixed_dictionaries({"Key": st.text(TAG_CHARS, min_size=1, max_size=100),
@@ -291,3 +296,47 @@ def test_given_account_records_without_license_or_product_code_then_each_is_refu
     assert metering_emulator.admin.stats()["operations"].get("BatchMeterUsage", {}).get("calls", 0) == 0
     # a legacy account record with the request's ProductCode stays valid
     assert batch_problems({"ProductCode": PRODUCT, "UsageRecords": [bare]}, "UsageRecords") == []
+
+
+def _schema_patterns() -> list[str]:
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                found.add(node["pattern"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in (ROOT / "schemas").glob("*.json"):
+        walk(json.loads(path.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+PATTERN_PROBES = ["", "a", "A1", "17", "17\n", "\n17", "17.5", "17.1234567", "0", "01", "111122223333",
+                  "111122223333\n", "team", "team\n", "k\n", "x y", "a=b", "$", "abc$", "\n", "\r\n", "a\nb",
+                  "prod-1234abcd", "arn:aws:license-manager::111122223333:license:l-0123456789abcdef0123456789abcdef",
+                  "arn:aws:license-manager::111122223333:license:l-0123456789abcdef0123456789abcdef\n"]
+
+
+def test_given_every_schema_pattern_then_ecma_regex_answers_as_javascript_does() -> None:
+    """An independent check of :func:`ecma_regex`: the schemas' patterns evaluated by Node's own RegExp (the
+    ECMA-262 engine JSON Schema refers to) on probe strings, ASCII ones (Python's \\w and \\d take Unicode
+    beyond ECMA's; lib/validation.py says so)."""
+    node = shutil.which("node")
+    assert node, "node is needed (scripts/setup.sh installs it with the peers)"
+    patterns = _schema_patterns()
+    assert len(patterns) >= 5
+    pairs = [[p, s] for p in patterns for s in PATTERN_PROBES]
+    script = ("let d='';process.stdin.on('data',c=>d+=c).on('end',()=>{const pairs=JSON.parse(d);"
+              "process.stdout.write(JSON.stringify(pairs.map(([p,s])=>new RegExp(p).test(s))))})")
+    out = subprocess.run([node, "-e", script], input=json.dumps(pairs), capture_output=True, text=True,
+                         timeout=60, check=True)
+    expected = json.loads(out.stdout)
+    got = [re.search(ecma_regex(p), s) is not None for p, s in pairs]
+    differ = [(p, s, e) for (p, s), e, g in zip(pairs, expected, got, strict=True) if e != g]
+    assert differ == []
+    assert any(e for e in expected) and not all(expected)  # the probes tell patterns apart
