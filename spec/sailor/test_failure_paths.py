@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import greenlet
 import pytest
 from elasticio_sailor.amqp import AmqpTransport, Delivery
 from elasticio_sailor.amqp_fields import TolerantProperties
@@ -66,41 +67,28 @@ def test_given_keyboard_interrupt_on_the_main_thread_then_it_propagates() -> Non
         run_raising(KeyboardInterrupt())
 
 
-def test_given_keyboard_interrupt_raised_on_a_worker_thread_then_it_is_an_error() -> None:
+def run_raising_on_a_thread(exc: BaseException) -> Recorder:
     out: list[Recorder] = []
-    t = threading.Thread(target=lambda: out.append(run_raising(KeyboardInterrupt())))
+    t = threading.Thread(target=lambda: out.append(run_raising(exc)))
     t.start()
     t.join(10)
-    assert [e for e, _ in out[0].events] == ["error", "end"]
+    return out[0]
 
 
-def test_given_greenlet_exit_raised_on_a_worker_thread_then_it_is_an_error_and_the_worker_lives_on() -> None:
-    greenlet = pytest.importorskip("greenlet")  # a dependency: installed with the sailor
-    out: list[Recorder] = []
-    t = threading.Thread(target=lambda: out.append(run_raising(greenlet.GreenletExit())))
-    t.start()
-    t.join(10)
-    assert [e for e, _ in out[0].events] == ["error", "end"]
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), greenlet.GreenletExit()],
+                         ids=["KeyboardInterrupt", "GreenletExit"])
+def test_given_an_interrupt_raised_on_a_worker_thread_then_it_is_an_error(exc: BaseException) -> None:
+    # neither stops anything there: a worker thread is not the main thread, nor a message greenlet of ours
+    assert [e for e, _ in run_raising_on_a_thread(exc).events] == ["error", "end"]
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), greenlet.GreenletExit()], ids=["SystemExit", "GreenletExit"])
+def test_given_a_task_raising_a_base_exception_then_the_worker_thread_lives_on(exc: BaseException) -> None:
     pool = WorkerPool(1)
     done = threading.Event()
 
     def boom() -> None:
-        raise greenlet.GreenletExit()
-
-    try:
-        pool.submit(boom)
-        pool.submit(done.set)
-        assert done.wait(10), "the only worker died with a GreenletExit raised outside any greenlet of ours"
-    finally:
-        pool.shutdown()
-
-
-def test_given_a_task_raising_system_exit_then_the_worker_thread_lives_on() -> None:
-    pool = WorkerPool(1)
-    done = threading.Event()
-
-    def boom() -> None:
-        raise SystemExit(3)
+        raise exc
 
     try:
         pool.submit(boom)
