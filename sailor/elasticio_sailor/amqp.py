@@ -206,7 +206,7 @@ class Delivery:
     """One received message and where it can currently be acknowledged."""
 
     __slots__ = ("body", "delivery_tag", "generation", "headers", "message_id", "properties", "redelivered",
-                 "settled")
+                 "settled", "key")
 
     def __init__(
         self, body: bytes, properties: pika.BasicProperties, delivery_tag: int, generation: int,
@@ -221,6 +221,12 @@ class Delivery:
         mid = self.headers.get("messageId")
         self.message_id: str | None = mid if isinstance(mid, str) and mid else None
         self.settled = False  # acked or rejected (set on the I/O thread): it is settled at most once
+        # What tells a broker redelivery of this very message from another copy with the same messageId
+        # (a rebound copy keeps the id, with the next reboundIteration, and the same body): the id, the
+        # iteration and the body. None without a messageId.
+        self.key: tuple[str, str, int] | None = (
+            None if self.message_id is None
+            else (self.message_id, str(self.headers.get("reboundIteration")), hash(body)))
 
 
 class AmqpTransport:
@@ -269,8 +275,9 @@ class AmqpTransport:
         self._waiting: collections.deque[_Publish] = collections.deque()
         self._unconfirmed: dict[int, _Publish] = {}
         self._next_tag = 0
-        self._processing: dict[str, Delivery] = {}
-        self._finished: collections.OrderedDict[str, bool] = collections.OrderedDict()
+        # deliveries in processing and the outcomes of finished ones, by Delivery.key
+        self._processing: dict[tuple[str, str, int], Delivery] = {}
+        self._finished: collections.OrderedDict[tuple[str, str, int], bool] = collections.OrderedDict()
 
         # shared with other threads
         self._inbox: collections.deque[Callable[[], None]] = collections.deque()
@@ -597,26 +604,27 @@ class AmqpTransport:
             log.warning("Delivery without headers rejected")
             return
         d = Delivery(body, props, method.delivery_tag, gen, bool(method.redelivered))
-        mid = d.message_id
-        if mid is not None:
-            outcome = self._finished.pop(mid, None)
+        key = d.key
+        if key is not None:
+            outcome = self._finished.pop(key, None)
             if outcome is not None and d.redelivered:
                 # A broker redelivery of a message this process already finished (its ack was lost with
-                # the old channel): settle it the same way instead of processing it twice. Only
-                # redeliveries qualify: a rebound copy comes back with the same messageId but is new.
+                # the old channel): settle it the same way instead of processing it twice. Only a
+                # redelivery of the same message qualifies: a rebound copy (same messageId, next
+                # reboundIteration) is new, also when it is redelivered after another consumer held it.
                 self._ack_or_reject(d, outcome)
-                log.info("Redelivered message settled without reprocessing", extra={"messageId": mid})
+                log.info("Redelivered message settled without reprocessing", extra={"messageId": d.message_id})
                 return
-            running = self._processing.get(mid)
+            running = self._processing.get(key)
             if running is not None and running.generation != gen:
                 # redelivery of a message still in processing: let that processing settle this copy
                 running.delivery_tag = d.delivery_tag
                 running.generation = gen
                 log.info("Redelivered message is still in processing; not processing twice",
-                         extra={"messageId": mid})
+                         extra={"messageId": d.message_id})
                 return
             if running is None:
-                self._processing[mid] = d
+                self._processing[key] = d
         self._active += 1
         self._defer(lambda: self._dispatch(d))
 
@@ -669,20 +677,20 @@ class AmqpTransport:
                         extra={"messageId": d.message_id, "ack": ack})
             return
         d.settled = True
-        mid = d.message_id
-        if mid is not None and self._processing.get(mid) is d:
-            del self._processing[mid]
+        key = d.key
+        if key is not None and self._processing.get(key) is d:
+            del self._processing[key]
         sent = self._ack_or_reject(d, ack)
-        if mid is not None:
+        if key is not None:
             # Remember the outcome even when the ack went out: a connection lost before the broker
             # processed it brings the message back (redelivered) and it must not run twice.
-            self._finished[mid] = ack
-            self._finished.move_to_end(mid)
+            self._finished[key] = ack
+            self._finished.move_to_end(key)
             while len(self._finished) > _MAX_FINISHED:
                 self._finished.popitem(last=False)
         if not sent:
             log.info("Delivery could not be settled on its channel; waiting for the redelivery",
-                     extra={"messageId": mid})
+                     extra={"messageId": d.message_id})
         self._active -= 1
 
     # -- write side

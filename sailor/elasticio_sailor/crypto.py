@@ -37,22 +37,43 @@ try:  # orjson is ~5x faster and produces the same compact text for JSON data
         try:
             return orjson.dumps(obj)
         except TypeError:
-            # orjson refuses what json accepts (e.g. ints beyond 64 bits, non-str keys).
-            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            # orjson refuses what json accepts (e.g. ints beyond 64 bits, non-str keys, lone surrogates).
+            return _std_dumps(obj)
 
     def loads(data: bytes | str) -> Any:
         """Parse JSON text or UTF-8 bytes."""
-        return orjson.loads(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # orjson refuses what JSON.parse accepts: a lone UTF-16 surrogate escape ("\ud83d", which is what
+            # JSON.stringify writes for a JS string cut in the middle of an emoji)
+            return _std_loads(data)
 
 except ImportError:  # pragma: no cover - orjson is a declared dependency
 
     def dumps(obj: Any) -> bytes:
         """Compact UTF-8 JSON, like JSON.stringify."""
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return _std_dumps(obj)
 
     def loads(data: bytes | str) -> Any:
         """Parse JSON text or UTF-8 bytes."""
-        return json.loads(data)
+        return _std_loads(data)
+
+
+def _std_dumps(obj: Any) -> bytes:
+    """The standard library's compact JSON. A string holding a lone surrogate cannot be UTF-8: then every
+    non-ASCII character is written as a ``\\uXXXX`` escape, as JSON.stringify writes the lone surrogate."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _std_loads(data: bytes | str) -> Any:
+    """The standard library's parser; bytes that are not UTF-8 are read as Node's Buffer#toString reads them
+    (each invalid sequence becomes U+FFFD)."""
+    return json.loads(data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data)
 
 
 class DecryptError(ValueError):

@@ -163,6 +163,7 @@ class MessageExecution:
         self.lock = threading.Lock()
         self.ended = False
         self.pt_replaced: dict[str, Any] | None = None  # passthrough entries replaced by lightweight handling
+        self.orig_passthrough: dict[str, Any] = {}  # the incoming passthrough as it was before ``process``
 
     def run(self) -> None:
         s = self.step
@@ -187,6 +188,10 @@ class MessageExecution:
                 "parentMessageId": self.kept.get("parentMessageId") or "unknown",
             },
         )
+        if s.document.get("is_passthrough") is True:
+            # Node clones the incoming passthrough before ``process`` (lib/sailor.js ``runExec``,
+            # ``origPassthrough``): what the component does to ``msg["passthrough"]`` never reaches the output
+            self.orig_passthrough = deep_copy(self.msg.get("passthrough") or {})
         run_function(s.module, ctx, self.msg, deep_copy(s.cfg), deep_copy(s.snapshot))
 
     def resolve_references(self) -> bool:
@@ -318,8 +323,7 @@ class MessageExecution:
         """The incoming passthrough (+ the incoming step's entry with NO_SELF_PASSTRHOUGH); the step's
         own entry is added by ``on_data`` after the lightweight handling, as Node's ``onData`` does."""
         s = self.step
-        incoming = self.msg.get("passthrough") or {}
-        merged = dict(incoming)
+        merged = dict(self.orig_passthrough)
         if s.settings.NO_SELF_PASSTRHOUGH:
             step_id = self.kept.get("stepId")
             if step_id:

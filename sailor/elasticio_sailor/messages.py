@@ -78,7 +78,10 @@ def format_error(err: Any) -> dict[str, Any]:
     from here.
     """
     if isinstance(err, BaseException):
-        name = getattr(err, "name", None)
+        # A component may name its error as in JS (``err.name = "ValidationError"``); the built-in
+        # exceptions whose ``name`` attribute means something else (the missing attribute, variable or
+        # module) are named by their class, as Node names a TypeError
+        name = None if isinstance(err, (AttributeError, NameError, ImportError)) else getattr(err, "name", None)
         if not isinstance(name, str) or not name:
             name = type(err).__name__
         stack = "".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip("\n")

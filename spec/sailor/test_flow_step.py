@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pika
 import pytest
 
 from spec.sailor.conftest import StartSailor
@@ -250,6 +251,32 @@ def test_given_passthrough_step_when_emitting_then_incoming_passthrough_plus_own
     platform.publish({"id": "in-1", "body": {"x": 1}, "headers": {}, "passthrough": incoming_pt})
     [out] = platform.get("message")
     assert platform.decode(out)["passthrough"] == {**incoming_pt, "step_2": {"body": {"x": 1}, "headers": {}}}
+
+
+@pytest.mark.parametrize("change", ["edit", "drop"])
+def test_given_a_component_changing_the_incoming_passthrough_when_emitting_then_the_output_carries_it_unchanged(
+    platform: PlatformSide, start_sailor: StartSailor, change: str
+) -> None:
+    """Node deep-clones the incoming passthrough before ``process`` (lib/sailor.js runExec, origPassthrough)."""
+    start_sailor("change_passthrough", step={"is_passthrough": True})
+    incoming_pt = {"step_1": {"headers": {}, "body": {"first": 1}}}
+    platform.publish({"id": "in-1", "body": {"change": change}, "headers": {}, "passthrough": incoming_pt})
+    [out] = platform.get("message")
+    assert platform.decode(out)["passthrough"] == {**incoming_pt,
+                                                   "step_2": {"body": {"change": change}, "headers": {}}}
+
+
+def test_given_a_lone_surrogate_escape_from_node_when_processing_then_it_goes_through_unchanged(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    """JSON.stringify writes a JS string cut in the middle of an emoji as a lone "\\ud83d" escape and
+    JSON.parse reads it back: such a message is processed and emitted, not rejected without a word."""
+    start_sailor("echo")
+    plain = b'{"body":{"t":"abc\\ud83d","e":"\xc3\xa9"},"headers":{}}'  # Node's bytes for {t: "abc\ud83d", e: "é"}
+    platform.publish(None, {"messageId": "lone"}, raw=base64.b64encode(platform.cipher.encrypt_bytes(plain)))
+    [out] = platform.get("message")
+    assert platform.decode(out)["body"] == {"t": "abc\ud83d", "e": "é"}
+    assert platform.count(platform.dead) == 0
 
 
 def test_given_no_self_passthrough_when_emitting_then_incoming_message_added_under_its_step(
@@ -531,6 +558,34 @@ def test_given_consumer_connection_closed_mid_message_when_redelivered_then_proc
     [second] = platform.get("message", timeout=60)
     assert platform.decode(second)["body"] == {"sleep": 0}
     assert platform.count("message") == 0
+    assert platform.count(platform.dead) == 0
+    assert sailor.terminate() == 0
+
+
+def test_given_a_rebound_copy_of_a_finished_message_redelivered_after_another_consumer_died_then_it_is_processed(
+    platform: PlatformSide, start_sailor: StartSailor, tmp_path: Path
+) -> None:
+    """A rebound copy keeps the messageId (with the next reboundIteration) and the body. When another replica
+    took it and died before settling it, the broker redelivers it (redelivered=True) to this sailor, which
+    finished the original: that copy is new work, not the lost-ack redelivery of a finished message, and
+    acking it unprocessed would lose it (Node keeps no finished ids at all)."""
+    sailor = start_sailor("slow")  # prefetch 1
+    platform.publish({"body": {"n": 1, "sleep": 0}}, {"messageId": "m-x"})
+    [first] = platform.get("message", timeout=60)
+    marker = tmp_path / "busy"
+    platform.publish({"body": {"n": 2, "sleep": 3, "marker": str(marker)}}, {"messageId": "m-y"})
+    wait_until(marker.exists, what="the second message in processing")
+    # the rebound copy of m-x, taken by another consumer (a replica) that dies before settling it
+    platform.publish({"body": {"n": 1, "sleep": 0}}, {"messageId": "m-x", "reboundIteration": 1})
+    other = pika.BlockingConnection(pika.URLParameters(platform.amqp_url))
+    try:
+        method, props, _body = other.channel().basic_get(platform.queue, auto_ack=False)
+        assert method is not None and props.headers["messageId"] == "m-x"
+    finally:
+        other.close()  # unsettled: back in the queue, redelivered
+    outs = platform.get("message", 2, timeout=60)
+    assert sorted(o.headers["parentMessageId"] for o in [first, *outs]) == ["m-x", "m-x", "m-y"]
+    assert "settled without reprocessing" not in sailor.log()
     assert platform.count(platform.dead) == 0
     assert sailor.terminate() == 0
 

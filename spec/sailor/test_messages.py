@@ -101,6 +101,23 @@ def test_given_plain_exception_when_formatting_then_class_name() -> None:
     assert format_error(Rebound("later"))["message"] == "later"
 
 
+def _raised(code: str) -> BaseException:
+    try:
+        exec(code, {})  # noqa: S102 - fixed snippets that raise the built-in errors under test
+    except Exception as exc:  # noqa: BLE001
+        return exc
+    raise AssertionError(f"{code!r} did not raise")
+
+
+@pytest.mark.parametrize("code, expected", [("None.get('x')", "AttributeError"), ("undefined_name", "NameError"),
+                                            ("import no_such_module_here", "ModuleNotFoundError")])
+def test_given_a_builtin_error_with_a_name_attribute_when_formatting_then_its_class_names_it(
+        code: str, expected: str) -> None:
+    """AttributeError, NameError and ImportError have a ``name`` (the missing attribute, variable or module):
+    the error event is named by the class, as Node names a TypeError, not ``get`` or ``undefined_name``."""
+    assert format_error(_raised(code))["name"] == expected
+
+
 @pytest.mark.parametrize(
     "value, expected",
     [("boom", {"name": "Error", "message": "boom", "stack": "Not Available"}),
