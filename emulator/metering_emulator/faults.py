@@ -1,6 +1,8 @@
 """Fault switches: throttling, 500s, request timeouts (``RequestTimeoutException``, which botocore's
 standard and adaptive retry modes treat as transient: ``botocore/retries/standard.py``,
-``TransientRetryableChecker``), added latency, dropped connections, unprocessed batch records, and
+``TransientRetryableChecker``), added latency, dropped connections (before the call is processed; or
+after it, ``lostReply``: a reply lost on its way back, so the retry finds the call already done),
+unprocessed batch records, and
 non-JSON gateway errors (an HTML 503, an empty 502) that exercise clients' generic error parsing.
 
 A fault fires with probability ``rate`` (default 1) and, when ``count`` is set, only that many times.
@@ -16,7 +18,8 @@ from typing import Any
 
 from .catalogue import NAMES, UNPROCESSED
 
-FAULT_TYPES = ("throttle", "error500", "requestTimeout", "latency", "drop", "unprocessed", "html503", "empty502")
+FAULT_TYPES = ("throttle", "error500", "requestTimeout", "latency", "drop", "lostReply", "unprocessed", "html503",
+               "empty502")
 
 
 class FaultSpecError(ValueError):

@@ -459,7 +459,8 @@ def register_usage(state: State, caller: Credential, body: dict[str, Any], op: O
 
 
 def resolve_customer(state: State, caller: Credential, body: dict[str, Any], op: Operation) -> dict[str, Any]:
-    """ResolveCustomer: idempotent within the token lifetime, then ExpiredTokenException."""
+    """ResolveCustomer: idempotent within the token lifetime, then ExpiredTokenException (with
+    ``singleUseRegistrationTokens``: from the second submission on)."""
     del op  # nothing of the entry changes what ResolveCustomer does
     issued = state.tokens.get(body["RegistrationToken"])
     if issued is None:
@@ -469,6 +470,9 @@ def resolve_customer(state: State, caller: Credential, body: dict[str, Any], op:
         raise AwsError("InvalidTokenException", "Registration token is invalid")
     if state.now() - issued.issued_at >= state.config.token_lifetime_seconds:
         raise AwsError("ExpiredTokenException", "Registration token has expired")
+    if issued.resolved and state.config.single_use_registration_tokens:  # "resubmitted" (model)
+        raise AwsError("ExpiredTokenException", "Registration token has expired")
+    issued.resolved = True
     out: dict[str, Any] = {"ProductCode": issued.product_code}
     c = issued.customer
     # "For new SaaS product integrations, the CustomerIdentifier field is not populated" (botocore 1.44 model)

@@ -217,12 +217,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         caller = sigv4.verify(self.command, path, self._headers(), body, lookup, region, now, query=query)
         sts.refuse_long_term_keys(state, op, caller)
         if state.faults.fire("drop", operation) is not None:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            log.info('%s "POST /" %s dropped %s', self.client_address[0], operation, request_id)
+            self._hang_up(operation, request_id, "dropped")
             return
         latency = state.faults.fire("latency", operation)
         if latency is not None:
@@ -259,7 +254,19 @@ class RequestHandler(BaseHTTPRequestHandler):
                 raise AwsError("DisabledApiException", f"The {operation} API is disabled in this Region.")
             response = op.handler(state, caller, request, op)
             state.stats_for(operation).succeeded += 1
+        if state.faults.fire("lostReply", operation) is not None:  # processed (billed), the answer never arrives
+            self._hang_up(operation, request_id, "processed, reply lost")
+            return
         self._reply(200, response, request_id)
+
+    def _hang_up(self, operation: str, request_id: str, what: str) -> None:
+        """Close the connection without a reply (the ``drop`` and ``lostReply`` faults)."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        log.info('%s "POST /" %s %s %s', self.client_address[0], operation, what, request_id)
 
     def _count_error(self, state: State, operation: str, err: AwsError) -> None:
         with state.lock:

@@ -46,6 +46,9 @@ class Config:
     sts_default_duration_seconds: float = 3600.0
     sts_min_duration_seconds: float = 900.0
     refuse_long_term_keys: bool = False
+    # A registration token resolved once answers ExpiredTokenException afterwards (the model's
+    # ExpiredTokenException: "... the buyer has resubmitted the registration token ..."); off: idempotent
+    single_use_registration_tokens: bool = False
 
     NAMES: ClassVar[dict[str, str]] = {
         "quotas": "quotas",
@@ -64,6 +67,7 @@ class Config:
         "stsDefaultDurationSeconds": "sts_default_duration_seconds",
         "stsMinDurationSeconds": "sts_min_duration_seconds",
         "refuseLongTermKeys": "refuse_long_term_keys",
+        "singleUseRegistrationTokens": "single_use_registration_tokens",
     }
 
     # The single window of older versions: setting it sets every per-operation window (the catalogue's
@@ -91,6 +95,12 @@ class Config:
         elif kind == "list[str]":
             if not isinstance(value, list) or any(v not in NAMES for v in value):
                 raise ConfigError(f"{key} must be a list of operation names")
+            if attr == "disabled_operations":
+                # DisabledApiException is in the model's errors of some operations only (not MeterUsage's):
+                # the emulator never answers an error the model does not list for the operation
+                unmodeled = [v for v in value if "DisabledApiException" not in OPERATIONS[v].errors]
+                if unmodeled:
+                    raise ConfigError(f"{key}: DisabledApiException is not a modeled error of {', '.join(unmodeled)}")
             value = list(value)
         elif kind == "int":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -130,6 +140,7 @@ class IssuedToken:
     product_code: str
     customer: Customer
     issued_at: float
+    resolved: bool = False  # resolved at least once (singleUseRegistrationTokens)
 
 
 @dataclass

@@ -45,9 +45,14 @@ def test_denied_and_disabled_operations_are_drawn_from_the_catalogue() -> None:
     assert parse_fixtures({"credentials": [cred]}).credentials["AKIA1"].denied_operations == catalogue.NAMES
     with pytest.raises(FixtureError, match="deniedOperations"):
         parse_fixtures({"credentials": [{**cred, "deniedOperations": ["GetEntitlements"]}]})
-    Config().update({"disabledOperations": list(catalogue.NAMES)})
+    disableable = [n for n, op in catalogue.OPERATIONS.items() if "DisabledApiException" in op.errors]
+    assert sorted(disableable) == ["BatchMeterUsage", "RegisterUsage", "ResolveCustomer"]  # the model's lists
+    Config().update({"disabledOperations": disableable})
     with pytest.raises(ConfigError):
         Config().update({"disabledOperations": ["GetEntitlements"]})
+    # MeterUsage's modeled errors have no DisabledApiException: the emulator must not answer it there
+    with pytest.raises(ConfigError, match="not a modeled error of MeterUsage"):
+        Config().update({"disabledOperations": ["MeterUsage"]})
 
 
 def test_only_the_documented_operations_carry_the_special_rules() -> None:

@@ -64,6 +64,44 @@ def test_given_a_dropped_connection_without_retries_then_botocore_sees_a_connect
     assert emu.admin.records()["records"] == []
 
 
+def test_given_a_lost_reply_when_botocore_retries_meter_usage_then_the_record_is_billed_once_with_one_id(
+    emu: EmulatorServer,
+) -> None:
+    """``lostReply`` processes the call, then hangs up: the retry (botocore sends the same ClientToken, which
+    it fills in once per call) is answered with the record the first attempt billed."""
+    emu.admin.add_fault(type="lostReply", count=1, operations=["MeterUsage"])
+    result = _meter(client(emu, retries=RETRYING))
+    assert result["ResponseMetadata"]["RetryAttempts"] == 1
+    [record] = emu.admin.records()["records"]
+    assert record["meteringRecordId"] == result["MeteringRecordId"]
+    assert emu.admin.stats()["operations"]["MeterUsage"]["succeeded"] == 2
+
+
+def test_given_a_lost_reply_when_botocore_retries_a_batch_then_each_record_is_billed_once(emu: EmulatorServer) -> None:
+    emu.admin.add_fault(type="lostReply", count=1, operations=["BatchMeterUsage"])
+    result = client(emu, retries=RETRYING).batch_meter_usage(ProductCode=PRODUCT,
+                                                             UsageRecords=_records("cust-demo-0001", "cust-demo-0002"))
+    assert result["ResponseMetadata"]["RetryAttempts"] == 1
+    assert [r["Status"] for r in result["Results"]] == ["Success", "Success"]
+    stored = emu.admin.records()["records"]
+    assert sorted(r["meteringRecordId"] for r in stored) == sorted(r["MeteringRecordId"] for r in result["Results"])
+
+
+def test_given_single_use_registration_tokens_when_a_token_is_resolved_again_then_it_has_expired(
+    emu: EmulatorServer,
+) -> None:
+    """The model's ExpiredTokenException: "... the buyer has resubmitted the registration token ..."."""
+    token = "emu-demo-registration-token-0001"
+    assert client(emu).resolve_customer(RegistrationToken=token)["ProductCode"]
+    assert client(emu).resolve_customer(RegistrationToken=token)["ProductCode"]  # default: idempotent
+    emu.admin.reset()
+    emu.admin.set_config(single_use_registration_tokens=True)
+    assert client(emu).resolve_customer(RegistrationToken=token)["ProductCode"]
+    with pytest.raises(ClientError) as info:
+        client(emu).resolve_customer(RegistrationToken=token)
+    assert info.value.response["Error"]["Code"] == "ExpiredTokenException"
+
+
 def test_given_added_latency_when_the_client_timeout_is_shorter_then_a_read_timeout(emu: EmulatorServer) -> None:
     import boto3
     from botocore.config import Config as BotoConfig

@@ -108,7 +108,8 @@ def test_given_fixtures_then_secrets_never_appear_in_admin_replies(emu: Emulator
 
 
 @pytest.mark.parametrize("changes", [{"quotas": "yes"}, {"bogus": 1}, {"timestampWindowHours": -1},
-                                     {"region": ""}, {"publicKeyVersion": 0}, {"disabledOperations": ["Nope"]}])
+                                     {"region": ""}, {"publicKeyVersion": 0}, {"disabledOperations": ["Nope"]},
+                                     {"disabledOperations": ["MeterUsage"]}])
 def test_given_bad_config_then_refused_and_unchanged(emu: EmulatorServer, changes: dict[str, Any]) -> None:
     before = emu.admin.config()
     with pytest.raises(AdminError) as info:
