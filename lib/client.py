@@ -315,6 +315,7 @@ class MeteringClient:
         headers = {"X-Amz-Target": f"{TARGET_PREFIX}.{op.name}"}
         pacer = self._pacer_for(op)
         attempt = 0
+        unanswered: list[int] = []  # attempts whose answer was lost (the request may have been processed)
         while True:
             mark = pacer.wait()
             failure = None
@@ -328,7 +329,11 @@ class MeteringClient:
                 pacer.done(mark, throttled=failure is not None and failure.kind == Kind.THROTTLED)
             attempt += 1
             if not failure.retryable or attempt >= self.backoff.max_attempts:
+                if unanswered and failure.code != "ConnectionError":
+                    failure.after_unanswered(unanswered)
                 raise failure
+            if failure.code == "ConnectionError":
+                unanswered.append(attempt)
             delay = self.backoff.delay(attempt - 1)
             log.info("%s attempt %d failed with %s (request id %s); retrying in %.3fs",
                      op.name, attempt, failure.code, failure.request_id, delay)

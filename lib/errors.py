@@ -83,7 +83,7 @@ ERROR_TABLE: dict[str, ErrorClass] = {
                                                 "only ECS, EKS and Fargate tasks may register usage"),
     "InvalidTokenException": ErrorClass(False, INPUT,
                                         "the registration token is invalid (form-decode it exactly once)"),
-    "ExpiredTokenException": ErrorClass(False, INPUT, "the token has expired"),
+    "ExpiredTokenException": ErrorClass(False, INPUT, "the registration token has expired, or was submitted before"),
     # generic Coral / IAM errors, fatal
     "UnrecognizedClientException": ErrorClass(False, CREDENTIALS, "unknown access key or invalid session token"),
     "InvalidClientTokenId": ErrorClass(False, CREDENTIALS, "unknown access key"),
@@ -117,6 +117,15 @@ def classify(code: str, status: int | None) -> ErrorClass:
     return ErrorClass(False, INPUT, "unexpected error")
 
 
+# What an answer means when an earlier attempt of the same call may have been processed by AWS.
+_AFTER_UNANSWERED = {
+    ("ResolveCustomer", "ExpiredTokenException"):
+        "AWS answers a registration token submitted again as expired (model: \"the buyer has resubmitted the "
+        "registration token\"), so the token was most likely resolved by that attempt and its answer lost; the "
+        "buyer gets a new token by opening the product's setup page from AWS Marketplace again",
+}
+
+
 class MeteringError(Exception):
     """Every failure of the connector: AWS errors, transport errors and input validation errors.
 
@@ -134,7 +143,16 @@ class MeteringError(Exception):
         self.problems = list(problems)
         self.classification = classification or classify(code, status)
         self.name = code
+        self.unanswered: list[int] = []  # earlier attempts of the call whose answer never arrived
         super().__init__(self._text())
+
+    def after_unanswered(self, attempts: list[int]) -> MeteringError:
+        """This error ended a call whose earlier ``attempts`` got no answer (the connection failed after the
+        request may have been sent): AWS may have processed one of them, which explains some answers (a
+        registration token already resolved is answered ExpiredTokenException). Said in the text and details."""
+        self.unanswered = list(attempts)
+        self.args = (self._text(),)
+        return self
 
     @property
     def retryable(self) -> bool:
@@ -154,6 +172,14 @@ class MeteringError(Exception):
             text += " — " + "; ".join(str(p) for p in self.problems)
         if self.classification.hint and self.classification.hint.lower() not in text.lower():
             text += f" ({self.classification.hint})"
+        if self.unanswered:
+            which = ", ".join(map(str, self.unanswered))
+            several = len(self.unanswered) > 1
+            text += (f"; attempt{'s' if several else ''} {which} of this call got no answer (connection lost), "
+                     f"so AWS may have processed {'one of them' if several else 'it'}")
+            consequence = _AFTER_UNANSWERED.get((self.operation, self.code))
+            if consequence:
+                text += f": {consequence}"
         if self.request_id:
             text += f" [request id {self.request_id}]"
         return text
@@ -172,4 +198,6 @@ class MeteringError(Exception):
         }
         if self.problems:
             details["problems"] = [{"path": p.path, "problem": p.problem} for p in self.problems]
+        if self.unanswered:
+            details["unansweredAttempts"] = list(self.unanswered)
         return details

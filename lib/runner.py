@@ -235,8 +235,13 @@ def _run_single(op: Operation, ctx: Any, client: MeteringClient, wire: dict[str,
     except MeteringError as err:
         if dry_run and (err.kind == DRY_RUN or err.code in DRY_RUN_DENIED):
             logger.info("%s dry run: %s (request id %s)", op.name, err.code, err.request_id)
-            return (new_message(_without_none({"DryRun": True, "DryRunPermitted": err.kind == DRY_RUN,
-                                                   "RequestId": err.request_id})))
+            permitted = err.kind == DRY_RUN
+            # A refusal says why (a missing IAM permission, or credentials AWS does not take for this action:
+            # long-term keys for Meter Usage): AWS's code and message (masked like every AWS text) go along.
+            return (new_message(_without_none({
+                "DryRun": True, "DryRunPermitted": permitted, "RequestId": err.request_id,
+                "ErrorCode": None if permitted else err.code,
+                "ErrorMessage": None if permitted else (err.aws_message or None)})))
         raise
     data = dict(reply.data)
     if token_member:

@@ -69,6 +69,21 @@ def test_given_dry_run_when_meter_usage_then_permitted_is_reported_and_nothing_i
     assert metering_emulator.admin.records()["records"] == []
 
 
+def test_given_a_dry_run_that_aws_refuses_when_meter_usage_then_its_code_and_reason_are_in_the_output(
+        metering_emulator: EmulatorServer) -> None:
+    """Long-term access keys are refused for Meter Usage (the model's documentation); the dry run says so,
+    with AWS's code and message, instead of a bare "not permitted"."""
+    metering_emulator.admin.set_config(refuse_long_term_keys=True)
+    out = run_action("meterUsage", {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users",
+                                    "DryRun": True}, a_config(metering_emulator.url))
+    body = out["body"]
+    assert body["DryRun"] is True and body["DryRunPermitted"] is False
+    assert body["ErrorCode"] == "AccessDeniedException"
+    assert "long-term access keys are not supported" in body["ErrorMessage"]
+    assert body["RequestId"]
+    assert metering_emulator.admin.records()["records"] == []
+
+
 def test_given_usage_allocations_with_tags_when_metering_then_they_reach_the_service(
         metering_emulator: EmulatorServer) -> None:
     allocations: list[dict[str, Any]] = [{"AllocatedUsageQuantity": 3, "Tags": [{"Key": "env", "Value": "prod"}]},
