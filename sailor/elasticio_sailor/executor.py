@@ -7,7 +7,9 @@ Node 2.7.8: ``lib/executor.js`` (``TaskExec``) and ``lib/emitter.js``; docs/plat
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import inspect
 import logging
 import threading
 from collections.abc import Mapping
@@ -156,7 +158,7 @@ def _run_function(
         ctx.emit("end")
         return
     try:
-        result = process(ctx, msg, cfg, snapshot)
+        result = awaited(process(ctx, msg, cfg, snapshot))
     except Rebound as reason:
         ctx.emit("rebound", reason)
     except Exception as exc:  # noqa: BLE001 - any component failure becomes an error event
@@ -197,4 +199,18 @@ def call_hook(module: ModuleType, name: str, *args: Any) -> tuple[bool, Any]:
     fn = getattr(module, name, None)
     if not callable(fn):
         return False, None
-    return True, fn(*args)
+    return True, awaited(fn(*args))
+
+
+def awaited(result: Any) -> Any:
+    """``result``, or what it resolves to when it is awaitable: a component function may be ``async def``
+    (as a Node component's may return a promise). The coroutine runs to completion on an event loop of its
+    own, in the calling thread: a worker thread in the default mode (in greenlet mode that is the I/O
+    thread, which it holds meanwhile, as any blocking component code does)."""
+    if not inspect.isawaitable(result):
+        return result
+
+    async def outcome() -> Any:
+        return await result
+
+    return asyncio.run(outcome())

@@ -26,7 +26,7 @@ from typing import Any
 
 from .api import SAME_ORIGIN_REDIRECTS, TRANSPORT_ERRORS, ApiClient, RedirectRefused
 from .component import ComponentReader, component_root
-from .executor import ContextLogger
+from .executor import ContextLogger, awaited
 from .logs import REDACTOR
 from .settings import ServiceSettings, load_service_settings
 
@@ -67,7 +67,7 @@ def _call(fn: Callable[..., Any], ctx: ServiceContext, cfg: dict[str, Any]) -> A
         ]
     except (TypeError, ValueError):
         params = []
-    return fn(ctx, cfg) if len(params) >= 2 else fn(cfg)
+    return awaited(fn(ctx, cfg) if len(params) >= 2 else fn(cfg))
 
 
 def verify_result(result: Any) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def execute(method: str, settings: ServiceSettings | Mapping[str, str]) -> Any:
         if verify is None:
             return {"verified": True}
         try:
-            return verify_result(verify(ctx, cfg))
+            return verify_result(awaited(verify(ctx, cfg)))
         except Exception as exc:  # noqa: BLE001 - a raising verifier means "not verified, because …"
             # the exception's text, secrets masked (as every error text the sailor emits)
             return {"verified": False, "reason": REDACTOR.strict(str(exc))}

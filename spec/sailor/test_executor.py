@@ -51,6 +51,31 @@ def test_given_falsy_return_when_running_then_only_end(value: Any) -> None:
     assert names(rec) == ["end"]
 
 
+def test_given_an_async_process_when_running_then_its_explicit_emits_and_result_are_emitted() -> None:
+    """``async def process`` (a Node component may return a promise): run to completion, then its value."""
+    import asyncio
+
+    async def process(self: Any, msg: Any, cfg: Any, snap: Any) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        self.emit("data", {"body": {"early": True}})
+        await asyncio.sleep(0)
+        return {"body": {"x": msg["body"]["n"] + cfg["c"]}}
+
+    rec, ctx = run(process, {"body": {"n": 1}})
+    assert rec.events == [("data", {"body": {"early": True}}), ("data", {"body": {"x": 2}}), ("end", None)]
+    assert ctx.error_count == 0
+
+
+@pytest.mark.parametrize("raised", [KeyError("k"), Rebound("later")])
+def test_given_an_async_process_that_raises_when_running_then_error_or_rebound_then_end(raised: Exception) -> None:
+    async def process(self: Any, msg: Any, cfg: Any, snap: Any) -> None:
+        raise raised
+
+    rec, _ = run(process)
+    assert names(rec) == ["rebound" if isinstance(raised, Rebound) else "error", "end"]
+    assert rec.events[0][1] is raised
+
+
 def test_given_exception_when_running_then_error_then_end_and_counted() -> None:
     def process(self: Any, msg: Any, cfg: Any, snap: Any) -> None:
         raise KeyError("k")

@@ -253,6 +253,20 @@ def test_given_passthrough_step_when_emitting_then_incoming_passthrough_plus_own
     assert platform.decode(out)["passthrough"] == {**incoming_pt, "step_2": {"body": {"x": 1}, "headers": {}}}
 
 
+@pytest.mark.parametrize("concurrency", ["threads", "greenlet"])
+def test_given_an_async_process_when_messages_arrive_then_each_is_awaited_emitted_and_acked(
+    platform: PlatformSide, start_sailor: StartSailor, concurrency: str
+) -> None:
+    sailor = start_sailor("async_echo", SAILOR_CONCURRENCY=concurrency, ELASTICIO_RABBITMQ_PREFETCH_SAILOR="3")
+    for n in range(3):
+        platform.publish({"body": {"n": n}})
+    outs = [platform.decode(o)["body"] for o in platform.get("message", 6, timeout=60)]
+    assert sorted(outs, key=json.dumps) == sorted([{"early": n} for n in range(3)] + [{"n": n} for n in range(3)],
+                                                 key=json.dumps)
+    assert platform.count("error") == 0 and platform.count(platform.dead) == 0
+    assert sailor.terminate() == 0
+
+
 @pytest.mark.parametrize("change", ["edit", "drop"])
 def test_given_a_component_changing_the_incoming_passthrough_when_emitting_then_the_output_carries_it_unchanged(
     platform: PlatformSide, start_sailor: StartSailor, change: str

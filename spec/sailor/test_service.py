@@ -96,6 +96,17 @@ def test_given_select_model_with_update_keys_when_called_then_put_then_post_as_n
     assert recorded(fake_api) == node_case("selectModel", "vobj", model="getStatusModel")["requests"]
 
 
+def test_given_async_service_functions_when_called_then_their_results_are_posted(fake_api: FakeApi) -> None:
+    """``async def verify`` and ``async def getMetaModel`` are awaited (a Node one may return a promise)."""
+    fake_api.routes[("POST", "/result")] = [(200, {}), (200, {})]
+    assert run_service(fake_api, "verifyCredentials", "svc_async") == 0
+    assert run_service(fake_api, "getMetaModel", "svc_async", ELASTICIO_ACTION_OR_TRIGGER="t1") == 0
+    verified, model = (json.loads(r["body"]) for r in recorded(fake_api))
+    assert verified == {"status": "success", "data": {"verified": False, "reason": "async says no"}}
+    assert model["status"] == "success"
+    assert model["data"]["in"]["properties"]["a"]["title"] == "A k1"
+
+
 def test_given_missing_model_method_when_select_model_then_error_posted_as_node(fake_api: FakeApi) -> None:
     fake_api.routes[("POST", "/result")] = [(200, {})]
     assert run_service(fake_api, "selectModel", "svc_obj", ELASTICIO_ACTION_OR_TRIGGER="t1",
