@@ -367,10 +367,11 @@ class MessageExecution:
     def on_error(self, _ctx: TaskContext, payload: Any) -> None:
         self._send_error(format_error(payload), throttled=True)
 
-    def _send_error(self, err: dict[str, Any], throttled: bool) -> None:
+    def _send_error(self, err: dict[str, Any], throttled: bool, end: bool = True) -> None:
         s = self.step
         headers = dict(self.headers)
-        headers["end"] = now_ms()
+        if end:
+            headers["end"] = now_ms()
         body, encrypted = self.error_envelope(err)
         self._publish(s.amqp.ERROR_ROUTING_KEY, body, headers, "error" if throttled else None)
         reply_to = headers.get("reply_to")
@@ -392,7 +393,8 @@ class MessageExecution:
         if iteration > s.settings.REBOUND_LIMIT:
             # Node publishes an error but does not count it: the input is still acked
             # (lib/amqp.js sendRebound; docs/platform-contract.md §6.8)
-            self._send_error(format_error(RuntimeError("Rebound limit exceeded")), throttled=False)
+            # with the outgoing headers as they are (no ``end``: Node's onRebound does not stamp one)
+            self._send_error(format_error(RuntimeError("Rebound limit exceeded")), throttled=False, end=False)
             return
         orig = self.d.properties
         headers = dict(self.d.headers)

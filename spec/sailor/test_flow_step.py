@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,8 @@ def test_given_rebound_limit_reached_when_rebounding_then_error_published_and_in
     [err] = platform.get("error")
     error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
     assert error["message"] == "Rebound limit exceeded"
+    # Node sends it with the outgoing headers as they are (lib/sailor.js onRebound): no ``end`` stamp
+    assert "end" not in err.headers and err.headers["start"]
     idle(platform)
     assert platform.count(platform.dead) == 0
     assert platform.count("rebound") == 0
@@ -186,6 +189,23 @@ def test_given_routing_key_header_when_emitting_then_published_with_that_key_and
     assert out.routing_key == platform.keys["reply"]
     assert platform.decode(out) == {"body": {"routed": True}, "headers": {"keep": "me"}}
     assert platform.count("message") == 0
+
+
+def test_given_an_output_no_queue_is_bound_for_when_publishing_then_the_broker_returns_it_as_mandatory(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    """Compatibility check 11's mandatory flag, on a real data publish: a routing key nothing is bound to
+    makes the broker return the message (basic.return), which only a mandatory publish gets; the sailor
+    logs it (Node ignores it) and, as Node, still acks the input."""
+    sailor = start_sailor("routing")
+    platform.publish({"body": {"key": "no-queue-is-bound-to-this-key"}})
+    wait_until(lambda: "returned by the broker (unroutable)" in sailor.log(), what="the returned message logged")
+    [line] = [entry for entry in sailor.log_lines() if "unroutable" in entry.get("msg", "")]
+    assert line["routingKey"] == "no-queue-is-bound-to-this-key"
+    platform.publish({"body": {"key": platform.keys["reply"]}})  # prefetch 1: delivered once the first is acked
+    [out] = platform.get("reply")
+    assert platform.decode(out)["body"] == {"routed": True}
+    assert platform.count(platform.dead) == 0
 
 
 def test_given_reply_to_when_http_reply_then_base64_reply_with_protocol_1(
@@ -228,6 +248,23 @@ def test_given_reply_to_when_error_then_bare_error_replied_unless_disabled(
     [reply] = platform.get("reply")
     assert reply.body.decode() == json.loads(err.body)["error"]
     assert reply.headers["x-eio-error-response"] is True
+
+
+def test_given_a_data_rate_limit_when_emitting_eleven_messages_then_they_are_spread_over_ten_intervals(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    """Compatibility check 17: DATA_RATE_LIMIT=1 per RATE_INTERVAL=110 ms, 11 emits take at least ~1.1 s (the first
+    goes at once, each next one waits an interval). A lower bound only: a loaded machine can only add time."""
+    start_sailor("many", ELASTICIO_DATA_RATE_LIMIT="1", ELASTICIO_RATE_INTERVAL="110")
+    started = time.monotonic()
+    platform.publish({"body": {"n": 11}})
+    outs = platform.get("message", 11, timeout=60)
+    took = time.monotonic() - started
+    assert sorted(platform.decode(o)["body"]["i"] for o in outs) == list(range(11))
+    assert took >= 10 * 0.110 - 0.02
+    # each emit's ``end`` header is taken before it waits for its turn: ten of them are an interval apart
+    ends = sorted(int(o.headers["end"]) for o in outs)
+    assert ends[-1] - ends[0] >= 9 * 110 - 20
 
 
 def test_given_size_limit_when_emitting_bigger_message_then_error_and_reject(
