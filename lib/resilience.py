@@ -132,12 +132,17 @@ class AdaptiveWindow:
       ``min_probe``; times a random jitter in [0.5, 1.5), so that processes which started together do not all probe
       at once and all fail) with no throttling, the window grows by one ``unit`` (a probe). A probe that is
       throttled within ``probe_grace`` seconds is undone (back to the window before it) and doubles the wait before
-      the next one (once), so processes that already fill the quota rarely throttle it. After two probes in a row
-      that held, the window grows every further quiet second, by twice the last step (1, 2, 4, ... units: a process
-      left alone is back at the ceiling within seconds, where botocore's CUBIC curve climbs back in a few seconds
-      too). A small window probes sooner than a large one, so the windows drift towards equal shares. Only a window
-      in use grows (its share is at least ``limit - unit``, as TCP validates its window, RFC 7661): an idle process
-      does not build up a burst.
+      the next one (once), so processes that already fill the quota rarely throttle it. Any other throttle (a
+      decrease: another process's probe took the slot) voids that doubling, since the window is now below the one
+      the failed probe started from, and ends the run of probes: a probe made before a throttle never counts as one
+      that held. So a process that lost a unit to another's probe probes again after its own (smaller) window's wait
+      and takes its share back, and the windows stay near equal shares (with competing consumers that each hold
+      prefetched messages when the queue drains, the smallest window sets how long the last of them take). After two
+      probes in a row that held (no throttle since the first), the window grows every further quiet second, by twice
+      the last step (1, 2, 4, ... units: a process left alone is back at the ceiling within seconds, where botocore's
+      CUBIC curve climbs back in a few seconds too). A small window probes sooner than a large one, so the windows
+      drift towards equal shares. Only a window in use grows (its share is at least ``limit - unit``, as TCP
+      validates its window, RFC 7661): an idle process does not build up a burst.
 
     A fresh window starts at the ceiling: a process alone never waits for a ramp (its :class:`Pacer`
     rules at the ceiling already keep it from throttling itself), and processes that start together find
@@ -202,11 +207,13 @@ class AdaptiveWindow:
         if now - self._probed_at < self.probe_grace:  # the probe failed: back to the window before it
             self._failed_probes = 1
             self.limit = max(1, self._before_probe)
-        else:
+        else:  # a lower window than the one the last failed probe started from: its doubled wait is void
+            self._failed_probes = 0
             self.limit = max(1, min(self.limit - self.unit, self.share()))
         self._changed(now)
         self._quiet_until = now + self.hold
         self._held = 0
+        self._probed_at = float("-inf")  # a probe before this throttle cannot count as one that held
         self.decreases += 1
         return True
 
@@ -237,8 +244,9 @@ class AdaptivePacer(Pacer):
     this process never has more than ``w`` calls in any rolling second of the server's clock, whatever the
     adaptive window does and never more than the ceiling. A throttled call was not counted by the service:
     its slot is given back (its retry may use it). When the window shrinks, threads already sleeping until
-    a slot given under the old window queue again under the new one. One instance is shared by every thread
-    of the process that calls the same quota (:func:`shared_pacer`).
+    a slot given under the old window queue again under the new one; a thread that was waiting for a call in
+    flight to complete when the window shrank gets its slot under the new window already, and keeps it. One
+    instance is shared by every thread of the process that calls the same quota (:func:`shared_pacer`).
     """
 
     def __init__(self, ceiling: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
@@ -257,8 +265,8 @@ class AdaptivePacer(Pacer):
         """Block until the next call may start; returns its mark, to be passed to :meth:`done`."""
         for _ in range(8):  # bounded: each round means the window shrank again while this call slept
             with self._lock:
-                decreases = self.control.decreases
-                mark, now = self._reserve(stuck_after)
+                mark, now = self._reserve(stuck_after)  # may wait for a call in flight (the lock released)
+                decreases = self.control.decreases  # the window this slot was given under
             if mark[0] > now:
                 self._sleep(mark[0] - now)
             with self._lock:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from itertools import pairwise
+from typing import TypeVar
 
 import pytest
 from metering_emulator.testing import EmulatorServer
@@ -13,6 +15,8 @@ from lib.client import MeteringClient, Settings
 from lib.operations import OPERATIONS
 from lib.resilience import AdaptivePacer, AdaptiveWindow, Backoff, Pacer
 from spec.connector.builders import PRODUCT, a_config, a_record, hour_start, run_action
+
+_T = TypeVar("_T")
 
 
 class FakeClock:
@@ -388,6 +392,87 @@ def test_given_a_probe_that_is_throttled_then_the_next_probe_waits_twice_as_long
     _calls(pacer, clock, 1, throttled=True)  # ... throttled at once: the account is full
     assert pacer.control.limit == 4  # undone: back to the window that held
     assert pacer.control.probe_after() == pytest.approx(16.0)  # and the next probe waits twice as long
+
+
+def test_given_a_decrease_after_a_failed_probe_then_the_doubled_wait_is_void_and_the_old_probe_never_counts_as_held(
+) -> None:
+    """A failed probe doubles the wait from the window it started from; once another process's growth lowers
+    this window (a throttle outside a probe's grace), the next probe waits the lower window's own wait, and it
+    is a first probe again: one unit, then the full wait (no doubling steps counted from the failed probe)."""
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)  # jitter x1.0
+    _calls(pacer, clock, 30)
+    clock.now += 1.3
+    _calls(pacer, clock, 4)
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.limit == 4
+    for _ in range(200):
+        _calls(pacer, clock, 1)
+        if pacer.control.limit == 5:
+            break
+    _calls(pacer, clock, 1, throttled=True)  # the probe failed: back to 4, the next probe waits 16 s
+    assert pacer.control.limit == 4 and pacer.control.probe_after() == pytest.approx(16.0)
+    clock.now += 1.1
+    _calls(pacer, clock, 8)
+    _calls(pacer, clock, 1, throttled=True)  # another process grew: this one drops, outside any probe
+    assert pacer.control.limit == 3
+    assert pacer.control.probe_after() == pytest.approx(6.0)  # the window of 3's own wait, not doubled
+    changes = [(pacer.control.changed_at, 3)]
+    for _ in range(300):
+        _calls(pacer, clock, 1)
+        if pacer.control.limit != changes[-1][1]:
+            changes.append((clock.now, pacer.control.limit))
+        if len(changes) == 3:
+            break
+    assert [w for _, w in changes] == [3, 4, 5]  # one unit at a time: the failed probe did not hold
+    assert changes[1][0] - changes[0][0] == pytest.approx(6.0, abs=0.2)
+    assert changes[2][0] - changes[1][0] >= 8.0 - 1e-9  # the second probe waits the full wait again
+
+
+class _HookedCondition(threading.Condition):
+    """A condition whose first ``wait_for`` runs ``hook`` (what another thread does meanwhile) in line."""
+
+    def __init__(self, hook: Callable[[], None]) -> None:
+        super().__init__()
+        self._hook: Callable[[], None] | None = hook
+
+    def wait_for(self, predicate: Callable[[], _T], timeout: float | None = None) -> _T:
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            hook()
+        return predicate()
+
+
+def test_given_a_call_waiting_for_a_call_in_flight_when_the_window_shrinks_then_it_keeps_the_slot_it_gets() -> None:
+    """A call that waits for the oldest call in flight to complete gets its slot after that, under the window
+    of that moment: a decrease while it waited does not cost it that slot (only a decrease while it sleeps
+    until its slot makes it queue again)."""
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, slack=0.0, rand=lambda: 0.5)
+    _calls(pacer, clock, 30)
+    clock.now += 1.3
+    _calls(pacer, clock, 3)
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.limit == 3
+    clock.now += 1.1  # past the hold: a later throttle lowers the window again
+    first, second, third = pacer.wait(), pacer.wait(), pacer.wait()  # three calls in flight: the window is full
+    given: list[float] = []
+
+    def meanwhile() -> None:  # while a fourth call waits: the first is throttled, the second completes
+        clock.now += 0.02
+        pacer.done(first, throttled=True)
+        clock.now += 0.01
+        pacer.done(second)
+        given.append(clock.now)
+
+    pacer._lock = _HookedCondition(meanwhile)
+    sleeps = len(clock.sleeps)
+    fourth = pacer.wait()
+    assert given and pacer.control.decreases == 2 and pacer.control.limit < 3  # it waited across a decrease
+    assert len(clock.sleeps) == sleeps + 1  # and slept once, to the slot it was given: not sent to queue again
+    assert fourth[2] <= given[0] + 1.0  # that slot: within a second (the window of 1) of when it was given
+    pacer.done(third)
+    pacer.done(fourth)
 
 
 def test_given_processes_that_started_together_then_their_probes_are_spread_by_a_jitter() -> None:
