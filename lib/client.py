@@ -84,6 +84,12 @@ def _check_tls(field: str, url: str | None) -> None:
             raise MeteringError("ValidationFailed", "1 problem(s) in the configuration", operation="configuration",
                                 problems=[Problem(f"/{field}", "must use https (plain http only for "
                                                   "loopback addresses)")])
+        if parts.username is not None or parts.password is not None:
+            # AWS endpoints take no user name or password in the URL; one there would be echoed wherever the
+            # URL is shown (verify answers, errors), and it is not a field the connector treats as secret
+            raise MeteringError("ValidationFailed", "1 problem(s) in the configuration", operation="configuration",
+                                problems=[Problem(f"/{field}", "must not contain a user name or password "
+                                                  "(user:password@)")])
 
 
 class Settings(NamedTuple):

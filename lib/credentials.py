@@ -23,7 +23,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from .errors import CREDENTIALS, TRANSIENT, ErrorClass, MeteringError
-from .redact import guard, register_secrets, scrub_known
+from .redact import _MIN_SECRET_LENGTH, guard, mask_word, register_secrets, scrub_known
 
 if TYPE_CHECKING:
     from .client import Settings
@@ -71,18 +71,57 @@ class _NeverStore(dict):  # type: ignore[type-arg]
         return None
 
 
+_TOKEN_FILES: dict[str, tuple[int, int, int]] = {}  # path -> (inode, mtime ns, size) when last read
+
+
 def _register_workload_secrets() -> None:
-    """The web-identity token and the container authorization token are secrets too."""
+    """The web-identity token and the container authorization token are secrets too.
+
+    The kubelet (IRSA, Pod Identity) rotates the token files, and botocore reads them again at every refresh:
+    this runs before each use of the credentials (and before a failed refresh is reported), and reads a file
+    again whenever it changed, so a rotated token is masked before botocore sends it (or STS quotes it back).
+    """
     values = [os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN", "")]
     for name in ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"):
         path = os.environ.get(name)
         if path:
             try:
+                info = os.stat(path)
+                stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+                if _TOKEN_FILES.get(path) == stamp:
+                    continue
                 with open(path, encoding="utf-8") as handle:
                     values.append(handle.read().strip())
-            except OSError:
+                _TOKEN_FILES[path] = stamp
+            except (OSError, ValueError):
                 pass
     register_secrets(v for v in values if v)
+
+
+class _Registering:
+    """Source credentials whose every frozen copy is registered as secrets before it is used.
+
+    Assume role from the workload identity: the workload's session (IRSA, ECS task or EC2 instance role)
+    signs the AssumeRole call, and STS's answer to a bad signature quotes the canonical request, session
+    token included. botocore's AssumeRoleCredentialFetcher only calls ``get_frozen_credentials``.
+    """
+
+    def __init__(self, credentials: Any) -> None:
+        self._credentials = credentials
+
+    def get_frozen_credentials(self) -> Any:
+        frozen = self._credentials.get_frozen_credentials()
+        register_secrets([frozen.secret_key, frozen.token or ""])
+        return frozen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._credentials, name)
+
+
+def _mask_short(text: str, value: str | None) -> str:
+    """``text`` with ``value`` masked where it stands as a word of its own, however short: an External ID may
+    be 2 or 3 characters (AWS's minimum is 2), below the length masked everywhere, and STS may quote it."""
+    return mask_word(text, value) if value and len(value) < _MIN_SECRET_LENGTH else text
 
 
 # What botocore's text says when the ECS/EKS container credentials endpoint could not be reached
@@ -151,7 +190,7 @@ def translate(exc: BaseException, settings: Settings) -> MeteringError:
         error = exc.response.get("Error", {})
         meta = exc.response.get("ResponseMetadata", {})
         code = str(error.get("Code") or "Unknown")
-        message = scrub_known(str(error.get("Message") or ""), secrets)
+        message = _mask_short(scrub_known(str(error.get("Message") or ""), secrets), settings.external_id)
         operation = exc.operation_name or "AssumeRole"
         if code in _STS_TRANSIENT or int(meta.get("HTTPStatusCode") or 0) >= 500:
             kind = ErrorClass(True, TRANSIENT, "STS is unavailable; retried")
@@ -191,6 +230,8 @@ class RoleCredentials:
         self._frozen: Any = None  # the credentials handed out last (their secrets are masked in errors)
         self.resolutions = 0  # how often the credentials were resolved from scratch (tests, logs)
         self.refreshes = 0  # how many distinct temporary keys were used
+        # the workload identity is used (alone or to assume the role): its token files may rotate
+        self._workload_tokens = WORKLOAD in (settings.auth_mode, settings.role_source)
 
     def reset(self) -> None:
         """Forget the credentials (an expired or revoked session): the next use resolves them anew."""
@@ -212,6 +253,8 @@ class RoleCredentials:
         from botocore.exceptions import BotoCoreError, ClientError
 
         with self._lock:
+            if self._workload_tokens:
+                _register_workload_secrets()  # a rotated token file: masked before botocore reads and sends it
             try:
                 if self._current is None:
                     self._current = self._resolve()
@@ -302,7 +345,7 @@ class RoleCredentials:
         if settings.auth_mode == WORKLOAD:
             return self._workload(session, create)
         if settings.role_source == WORKLOAD:
-            source: Any = self._workload(session, create)
+            source: Any = _Registering(self._workload(session, create))
         else:
             source = Credentials(settings.access_key_id, settings.secret_access_key, settings.session_token)
         extra: dict[str, Any] = {"RoleSessionName": settings.role_session_name or DEFAULT_SESSION_NAME}

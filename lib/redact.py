@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from .schema import secret_fields
 
@@ -15,15 +18,34 @@ _RUNTIME: set[str] = set()
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Make every :class:`SecretFilter` (and :func:`scrub_known`) mask these values from now on."""
-    _RUNTIME.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_LENGTH)
+    """Make every :class:`SecretFilter` (and :func:`scrub_known`) mask these values, in every form, from now on."""
+    for value in values:
+        if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH:
+            _RUNTIME.update(_forms(value))
 
 
-def _forms(secret: str) -> set[str]:
-    """The ways a secret shows up in a third party's text: as is, stripped, and escaped as Python prints
-    it (``Invalid header value b'<token>\\n'`` from http.client, ``'\\u2019'`` in a str repr)."""
-    forms = {secret, secret.strip(), repr(secret)[1:-1], repr(secret.encode("utf-8", "backslashreplace"))[2:-1]}
-    return {form for form in forms if len(form) >= _MIN_SECRET_LENGTH}
+@functools.lru_cache(maxsize=512)  # every message registers its cfg's secrets again: their forms are computed once
+def _forms(secret: str) -> frozenset[str]:
+    """The ways a secret shows up in a third party's text: as is, stripped, escaped as Python prints it
+    (``Invalid header value b'<token>\\n'`` from http.client, ``'\\u2019'`` in a str repr), and
+    percent-encoded as a URL or a SigV4 canonical query string carries it (``X-Amz-Security-Token=...%2B...``;
+    ``/`` kept or encoded, and the form-encoding of a space)."""
+    forms = {secret, secret.strip(), repr(secret)[1:-1], repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+             quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret, safe="")}
+    return frozenset(form for form in forms if len(form) >= _MIN_SECRET_LENGTH)
+
+
+# Characters that may stand next to a short secret inside a longer token (an ARN, a key, a URL): a short
+# secret is masked only where none of them touches it, so it is not cut out of other words.
+_WORD_EDGE = "A-Za-z0-9_+=,.@:/-"
+
+
+def mask_word(text: str, value: str) -> str:
+    """``text`` with ``value`` masked wherever it stands as a word of its own (for secrets too short to mask
+    everywhere: AWS allows an External ID of 2 characters)."""
+    if value not in text:
+        return text
+    return re.sub(rf"(?<![{_WORD_EDGE}]){re.escape(value)}(?![{_WORD_EDGE}])", MASK, text)
 
 
 def scrub_known(text: str, also: Iterable[str | None] = ()) -> str:
@@ -45,24 +67,29 @@ class SecretFilter(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.secrets: set[str] = set()
+        self.words: set[str] = set()  # secrets of 2 or 3 characters: masked as words of their own only
 
     def add(self, values: Iterable[str]) -> None:
         """Register more secret values (and the forms a third party's text may quote them in)."""
         for value in values:
             if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH:
                 self.secrets |= _forms(value)
+            elif isinstance(value, str) and len(value.strip()) >= 2:
+                self.words.add(value.strip())
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret masked (longest first, so overlapping secrets mask fully)."""
         for secret in sorted(self.secrets | _RUNTIME, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, MASK)
+        for word in self.words:
+            text = mask_word(text, word)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Render the message, mask it, and drop the args so handlers cannot re-render them; render the
         traceback too (an exception's text may quote a secret) and hand the handlers only its masked text."""
-        if self.secrets or _RUNTIME:
+        if self.secrets or self.words or _RUNTIME:
             try:
                 message = record.getMessage()
             except (TypeError, ValueError):

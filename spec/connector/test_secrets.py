@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+from xml.sax.saxutils import escape as xml_escape
 
 import pytest
 from elasticio_sailor.messages import format_error
@@ -109,14 +113,15 @@ def test_given_every_path_at_debug_then_no_secret_substring_leaks(
 def test_given_a_log_call_that_formats_a_secret_then_the_filter_masks_it(captured: Capture) -> None:
     logger = logging.getLogger("spec.secrets.filter")
     guard = SecretFilter()
-    guard.add([TEMP_SECRET_KEY, "abc"])  # too short to mask
+    guard.add([TEMP_SECRET_KEY, "abc"])  # too short to mask everywhere: masked where it is a word of its own
     logger.addFilter(guard)
     try:
-        logger.warning("cfg was %s and %r", {"secretAccessKey": TEMP_SECRET_KEY}, "abc")
+        logger.warning("cfg was %s and %r, in words: fabcd abc/def", {"secretAccessKey": TEMP_SECRET_KEY}, "abc")
     finally:
         logger.removeFilter(guard)
     line = captured.lines[-1]
-    assert TEMP_SECRET_KEY not in line and "***" in line and "'abc'" in line
+    assert TEMP_SECRET_KEY not in line and "{'secretAccessKey': '***'}" in line
+    assert "and '***', in words: fabcd abc/def" in line
 
 
 def test_given_the_role_modes_at_debug_then_no_session_credential_token_or_external_id_leaks(
@@ -320,3 +325,129 @@ def test_given_aws_quotes_the_canonical_request_then_the_token_is_masked_before_
     assert "x-amz-security-token:***\nx-amz-target:AWSMPMeteringService.ResolveCustomer" in err.aws_message
     assert len(sent) == 1 and len(sent[0]) > 100
     assert_no_fragment(scanned(captured, *error_outputs(err), ctx.events), sent[0], LONG_TOKEN, TEMP_SECRET_KEY)
+
+
+def _sts_error(code: str, message: str, status: int = 403) -> Canned:
+    """An STS error answer (Query protocol, XML), as AWS's STS writes it."""
+    body = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{xml_escape(message)}</Message></Error><RequestId>rid-sts</RequestId>"
+            "</ErrorResponse>")
+    return Canned(status, body.encode(), {"Content-Type": "text/xml"})
+
+
+def _sts_signature_mismatch(headers: dict[str, str]) -> Canned:
+    """STS's SignatureDoesNotMatch quotes the canonical request it expected, the signer's session token included."""
+    sent = {name.lower(): value for name, value in headers.items()}
+    canonical = "POST\n/\n\n" + "".join(f"{name}:{sent.get(name, '')}\n" for name in (
+        "content-type", "host", "x-amz-date", "x-amz-security-token"))
+    return _sts_error("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you "
+                      "provided.\n\nThe Canonical String for this request should have been\n'" + canonical + "'")
+
+
+def _in_container(monkeypatch: pytest.MonkeyPatch, kind: str, emulator_url: str, tmp_path: Any) -> None:
+    from spec.support.identity import WORKLOAD_ENV_NAMES, workload_env
+
+    for name in WORKLOAD_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in workload_env(kind, emulator_url, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    lib.credentials.clear_cache()
+
+
+def test_given_assume_role_from_the_workload_when_sts_quotes_the_workload_session_then_it_is_masked(
+        metering_emulator: EmulatorServer, captured: Capture, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The workload's own session (here the ECS task role's) signs AssumeRole: it is a secret too, although the
+    connector never hands it out for a metering call."""
+    metering_emulator.admin.load_fixtures(identity_fixtures())
+    _in_container(monkeypatch, "ecs", metering_emulator.url, tmp_path)
+    ctx = StepContext()
+    with ScriptedServer([_sts_signature_mismatch]) as sts:
+        cfg = {"region": "us-east-1", "endpointUrl": metering_emulator.url, "authMode": "assumeRole",
+               "roleSource": "workloadIdentity", "roleArn": SELLER_ROLE, "externalId": EXTERNAL_ID,
+               "stsEndpointUrl": sts.url}
+        try:
+            with pytest.raises(MeteringError) as raised:
+                run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg, ctx=ctx)
+            answer = verifyCredentials.verify(ctx, cfg)
+            sent = [next((v for k, v in headers.items() if k.lower() == "x-amz-security-token"), "")
+                    for headers, _ in sts.requests]
+        finally:
+            lib.credentials.clear_cache()
+    err = raised.value
+    assert err.code == "SignatureDoesNotMatch" and "x-amz-security-token:***" in err.aws_message
+    assert answer["verified"] is False
+    assert sent and all(len(token) > 20 for token in sent)
+    assert_no_fragment(scanned(captured, *error_outputs(err), answer, ctx.events), *sent)
+
+
+def test_given_a_rotated_web_identity_token_file_then_the_new_token_is_masked_before_it_is_used(
+        metering_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The kubelet rotates the projected token; botocore reads the file again when it refreshes, and STS may
+    quote a token it rejects: the new token is a known secret from the next use of the credentials on."""
+    from lib.redact import scrub_known
+
+    metering_emulator.admin.load_fixtures(identity_fixtures())
+    _in_container(monkeypatch, "irsa", metering_emulator.url, tmp_path)
+    cfg = {"region": "us-east-1", "endpointUrl": metering_emulator.url, "stsEndpointUrl": metering_emulator.url,
+           "authMode": "workloadIdentity"}
+    rotated = "eyJhbGciOiJSUzI1NiJ9.rotated-projected-token.Zq8PkWm2Lx"
+    try:
+        run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg)
+        Path(os.environ["AWS_WEB_IDENTITY_TOKEN_FILE"]).write_text(rotated)
+        assert rotated in scrub_known(f"token {rotated}")  # not known yet: nothing has used the credentials
+        run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg)
+    finally:
+        lib.credentials.clear_cache()
+    assert scrub_known(f"Couldn't verify token {rotated}") == "Couldn't verify token ***"
+
+
+@pytest.mark.parametrize("external_id", ["k9", "k9Z"])
+def test_given_a_short_external_id_when_sts_quotes_it_then_it_is_masked_there(
+        captured: Capture, external_id: str) -> None:
+    """AWS allows External IDs of 2 characters; values that short are not masked everywhere (they would mask
+    ordinary words), but where STS's text quotes one as a word of its own it is."""
+    ctx = StepContext()
+    with ScriptedServer([_sts_error("AccessDenied", f"ExternalId {external_id} does not match the trust policy")]
+                        ) as sts, ScriptedServer([Canned(500)]) as metering:
+        cfg = a_config(metering.url, authMode="assumeRole", accessKeyId=SOURCE_KEY, secretAccessKey=SOURCE_SECRET,
+                       roleArn=SELLER_ROLE, externalId=external_id, stsEndpointUrl=sts.url)
+        try:
+            with pytest.raises(MeteringError) as raised:
+                run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg, ctx=ctx)
+            answer = verifyCredentials.verify(ctx, cfg)
+        finally:
+            lib.credentials.clear_cache()
+    text = scanned(captured, *error_outputs(raised.value), answer)
+    assert "ExternalId *** does not match" in str(raised.value) and "ExternalId *** does not match" in answer["reason"]
+    assert f"ExternalId {external_id} " not in text
+
+
+def test_given_aws_quotes_the_session_token_percent_encoded_then_that_form_is_masked_too(
+        captured: Capture) -> None:
+    """A presigned URL or a canonical query string carries the token percent-encoded (``/`` → ``%2F``, ``+`` →
+    ``%2B``); that form is masked like the token itself, also where the message is cut at 500 characters."""
+    encoded = quote(LONG_TOKEN, safe="")
+    message = "x" * 300 + f" X-Amz-Security-Token={encoded}"
+    body = json.dumps({"__type": "UnrecognizedClientException", "message": message}).encode()
+    ctx = StepContext()
+    with ScriptedServer([Canned(403, body, {"x-amzn-RequestId": "rid-encoded"})]) as server:
+        cfg = a_config(server.url, accessKeyId=TEMP_ACCESS_KEY, secretAccessKey=TEMP_SECRET_KEY,
+                       sessionToken=LONG_TOKEN)
+        with pytest.raises(MeteringError) as raised:
+            run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg, ctx=ctx)
+    assert "X-Amz-Security-Token=***" in raised.value.aws_message
+    assert_no_fragment(scanned(captured, *error_outputs(raised.value), ctx.events), encoded, LONG_TOKEN)
+
+
+@pytest.mark.parametrize("field", ["endpointUrl", "stsEndpointUrl"])
+def test_given_an_endpoint_url_with_a_password_then_it_is_refused_by_field_and_rule_unechoed(field: str) -> None:
+    url = "https://proxyuser:Endp0intPassw0rd@metering.example.com/"
+    cfg = a_config("https://metering.us-east-1.amazonaws.com/", **{field: url})
+    if field == "stsEndpointUrl":
+        cfg.update(authMode="assumeRole", roleArn=SELLER_ROLE)
+    with pytest.raises(MeteringError) as raised:
+        run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg)
+    answer = verifyCredentials.verify(StepContext(), cfg)
+    rule = f"/{field}: must not contain a user name or password"
+    assert rule in str(raised.value) and rule in answer["reason"]
+    assert "Endp0intPassw0rd" not in json.dumps([error_outputs(raised.value), answer], default=repr)
