@@ -34,6 +34,7 @@ import pika.spec
 from pika.adapters.select_connection import IOLoop
 
 from . import amqp_fields
+from .logs import clip
 from .wire import ack_frame, publish_frames, reject_frame
 
 log = logging.getLogger("sailor")
@@ -715,7 +716,7 @@ class AmqpTransport:
             return
         conn = self._write_conn
         if conn is not None and conn.is_open:
-            log.warning("Publish channel closed; reopening", extra={"reason": str(reason)[:200]})
+            log.warning("Publish channel closed; reopening", extra={"reason": clip(reason, 200)})
             self._ioloop.call_later(self._reconnect_delay("write"),
                                     lambda: conn.is_open and conn.channel(on_open_callback=self._on_write_channel))
 
@@ -746,8 +747,8 @@ class AmqpTransport:
             return
         except Exception as exc:  # noqa: BLE001 - the frame cannot be encoded: retrying would loop forever
             log.error("Publish cannot be encoded; failed without retry",
-                      extra={"reason": f"{type(exc).__name__}: {str(exc)[:200]}"})
-            req.future.set_done(AmqpError(f"cannot publish: {type(exc).__name__}: {str(exc)[:200]}"))
+                      extra={"reason": f"{type(exc).__name__}: {clip(exc, 200)}"})
+            req.future.set_done(AmqpError(f"cannot publish: {type(exc).__name__}: {clip(exc, 200)}"))
             return
         self._next_tag += 1
         self._unconfirmed[self._next_tag] = req
@@ -781,7 +782,7 @@ class AmqpTransport:
             return
         req.set_retry_header()
         delay = min(self._retry_delay_ms * 2 ** (req.iteration - 1), self._retry_max_ms) / 1000.0
-        log.warning("Publish failed; retrying", extra={"iteration": req.iteration, "reason": str(err)[:200]})
+        log.warning("Publish failed; retrying", extra={"iteration": req.iteration, "reason": clip(err, 200)})
         self._ioloop.call_later(delay, lambda: self._publish(req))
 
     def _on_return(self, _ch: Any, method: Any, _props: Any, _body: bytes) -> None:

@@ -83,9 +83,12 @@ refused, reset, timed out, a truncated body (``IncompleteRead``), a garbled stat
 
 
 def error_text(exc: urllib.error.HTTPError, limit: int) -> str:
-    """The first ``limit`` characters of an error answer's body ('' when it cannot be read)."""
+    """The first ``limit`` characters of an error answer's body, registered secrets masked before the cut
+    ('' when it cannot be read)."""
+    from .logs import clip  # logs imports nothing of the API client; imported here to keep api.py standalone
+
     try:
-        return exc.read(limit).decode("utf-8", "replace").strip()[:limit]
+        return clip(exc.read(limit + 4096).decode("utf-8", "replace").strip(), limit)
     except Exception:  # noqa: BLE001 - a body that cannot be read does not hide the status
         return ""
 

@@ -28,7 +28,7 @@ from .amqp_fields import TolerantProperties
 from .api import ApiClient, ApiError
 from .crypto import DecryptError, MessageCipher, dumps, loads
 from .executor import EVENT_HANDLERS, TaskContext, deep_copy, propagates, run_function
-from .logs import REDACTOR
+from .logs import REDACTOR, clip
 from .messages import (
     ERROR_RESPONSE_HEADER,
     amqp_headers,
@@ -171,7 +171,7 @@ class MessageExecution:
             self.msg = self.decode()
         except Exception as exc:  # noqa: BLE001 - undecodable input: reject without output, like Node
             log.warning("Cannot decode incoming message; rejected",
-                        extra={"messageId": self.kept.get("messageId"), "reason": str(exc)[:200]})
+                        extra={"messageId": self.kept.get("messageId"), "reason": clip(exc, 200)})
             s.transport.settle(self.d, False)
             return
         if s.auto_resolve and lw.has_references(self.msg) and not self.resolve_references():
@@ -207,11 +207,11 @@ class MessageExecution:
         except lw.FetchError as exc:
             log.error("Lightweight message body cannot be fetched; the message is rejected",
                       extra={"messageId": self.kept.get("messageId"), "objectId": exc.object_id,
-                             "reason": str(exc.cause)[:300]})
+                             "reason": clip(exc.cause, 300)})
             try:
                 self._send_error(format_error(exc), throttled=False)
             except Exception as err:  # noqa: BLE001 - the reject below still goes out, once
-                log.error("Publishing the error failed", extra={"reason": str(err)[:300]})
+                log.error("Publishing the error failed", extra={"reason": clip(err, 300)})
             s.transport.settle(self.d, False)
             return False
         return True
@@ -243,7 +243,7 @@ class MessageExecution:
         except Exception as exc:
             if event in ("error", "end"):
                 raise
-            log.error("Handling event failed", extra={"event": event, "reason": str(exc)[:300]})
+            log.error("Handling event failed", extra={"event": event, "reason": clip(exc, 300)})
             ctx.emit("error", exc)
 
     def _publish(
@@ -491,7 +491,7 @@ class MessageExecution:
             try:
                 future.wait()
             except AmqpError as exc:
-                log.error("Publishing an output failed", extra={"reason": str(exc)[:300]})
+                log.error("Publishing an output failed", extra={"reason": clip(exc, 300)})
                 ctx.emit("error", exc)
 
     def _final_failed(self, ctx: TaskContext, futures: list[PublishFuture]) -> None:

@@ -229,6 +229,13 @@ def config_secrets(
 
 REDACTOR = Redactor()
 
+
+def clip(text: object, limit: int) -> str:
+    """``str(text)`` with every registered value masked, then cut to ``limit`` characters (for the reasons and
+    answers quoted in log lines and errors). In that order: a secret cut in two no longer matches, and the
+    part before the cut would show."""
+    return REDACTOR(str(text))[:limit]
+
 # threadId/messageId/parentMessageId of the message being processed in this thread (or greenlet): added
 # to every line logged meanwhile, whichever logger wrote it (set by executor.run_function)
 LOG_CONTEXT: ContextVar[Mapping[str, Any] | None] = ContextVar("elasticio_sailor_log_context", default=None)

@@ -39,6 +39,7 @@ from typing import Any
 
 from .api import NO_REDIRECTS, TRANSPORT_ERRORS, RedirectRefused, error_text
 from .crypto import DecryptError, MessageCipher, dumps, loads
+from .logs import clip
 
 log = logging.getLogger("sailor")
 
@@ -111,7 +112,8 @@ class ObjectStorage:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base = base_uri or ""
-        self._token = token or ""
+        # a token mounted from a file often ends in a line break: no header value may hold one
+        self._token = (token or "").strip()
         self.cipher = cipher
         self.request_id = f"f:{flow_id};s:{step_id};m:"
         self.retries = retries
@@ -154,7 +156,7 @@ class ObjectStorage:
         for attempt in range(self.retries + 1):
             if attempt:
                 log.warning("Error during object request, retrying (%d)", attempt,
-                            extra={"reason": str(last)[:300]})
+                            extra={"reason": clip(last, 300)})
                 self._sleep(backoff_ms(attempt - 1) / 1000.0)
             req = urllib.request.Request(url, data=data, method=method)
             req.add_header("Authorization", "Bearer " + self._token)
@@ -241,7 +243,7 @@ def fetch_body(storage: ObjectStorage, entry: dict[str, Any]) -> Any:
         body = storage.get(object_id)
     except ObjectStorageError as exc:
         log.error("Could not fetch a message body from object storage",
-                  extra={"objectId": object_id, "reason": str(exc)[:300]})
+                  extra={"objectId": object_id, "reason": clip(exc, 300)})
         raise FetchError(object_id, exc) from None
     log.info("Successfully obtained message body", extra={"objectId": object_id})
     return body
@@ -301,7 +303,7 @@ def lighten(storage: ObjectStorage, data: dict[str, Any], passthrough: dict[str,
             replaced[step_id] = {**entry, "body": {},
                                  "headers": {**(entry.get("headers") or {}), OBJECT_ID_HEADER: entry_id}}
     except ObjectStorageError as exc:
-        log.error("Error during message/passthrough body upload", extra={"reason": str(exc)[:300]})
+        log.error("Error during message/passthrough body upload", extra={"reason": clip(exc, 300)})
         raise UploadError() from None
     log.info("Message body uploaded", extra={"objectId": body_id})
     data["body"] = {}

@@ -48,6 +48,27 @@ def test_given_registered_secret_when_redacting_then_every_occurrence_masked() -
     assert r("x s3cr3t-value y s3cr3t-value ab") == "x *** y *** ab"
 
 
+def test_given_a_reason_quoting_a_secret_at_the_cut_when_clipped_then_no_part_of_it_shows() -> None:
+    """Reasons are cut to a few hundred characters for log lines and errors: masked first, then cut (cut first,
+    the secret would no longer match and its first part would show)."""
+    from elasticio_sailor.logs import clip
+
+    token = "maester-token-0123456789abcdefghijklmnopqrstuvwxyz"
+    REDACTOR.add([token])
+    text = "x" * 250 + f" Invalid header value b'Bearer {token}\\n'"
+    clipped = clip(ValueError(text), 300)
+    assert len(clipped) <= 300 and "maester-token" not in clipped and "Bearer ***" in clipped
+
+
+def test_given_an_object_storage_token_ending_in_a_line_break_then_it_is_sent_without_it() -> None:
+    """A token mounted from a file often ends in a line break; no header value may hold one (http.client
+    would refuse it, quoting the token in its error)."""
+    from elasticio_sailor.objectstorage import ObjectStorage
+
+    storage = ObjectStorage("http://127.0.0.1:9/", "tok-from-a-file\n", None, retries=0)  # type: ignore[arg-type]
+    assert storage._token == "tok-from-a-file"
+
+
 def test_given_component_logs_cfg_when_formatted_then_json_line_without_the_secret() -> None:
     out = io.StringIO()
     setup_logging({"LOG_LEVEL": "info", "ELASTICIO_FLOW_ID": "flow1", "ELASTICIO_STEP_ID": "s2"}, stream=out)
