@@ -3,9 +3,11 @@ identity, a missing permission and a wrong region/endpoint apart.
 
 Nothing is metered: the probe is ResolveCustomer with a token that cannot exist (AWS answers
 InvalidTokenException only after authentication and authorisation passed). If ResolveCustomer is not
-allowed (or the region does not offer it, lib/regions.py), an empty BatchMeterUsage and a DryRun
-MeterUsage tell whether the credentials may meter. In the role modes the credentials are resolved first
-(STS, the workload's endpoints); a failure there is reported as such, before any metering call.
+allowed (or the region does not offer it, lib/regions.py), an empty BatchMeterUsage, a DryRun
+MeterUsage and a RegisterUsage for a product code that cannot exist (InvalidProductCodeException, or
+another answer that only comes after authorisation) tell whether the credentials may meter. In the role
+modes the credentials are resolved first (STS, the workload's endpoints); a failure there is reported as
+such, before any metering call.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "batchMeterUsage": {"UsageRecords": []},
     "meterUsage": {"ProductCode": "verifycredentialsprobe", "Timestamp": 0, "UsageDimension": "probe",
                    "DryRun": True, "ClientToken": "verify-credentials-probe"},
+    "registerUsage": {"ProductCode": "verifycredentialsprobe", "PublicKeyVersion": 1},
 }
+# Answers of the RegisterUsage probe that AWS gives only to a caller it authorised: not a container it takes
+# calls from, or a customer without a subscription (the probe's product does not exist: normally
+# InvalidProductCodeException, an input error).
+_AUTHORISED = ("PlatformNotSupportedException", "CustomerNotEntitledException")
 
 
 def _who(settings: Settings) -> str:
@@ -104,14 +111,15 @@ def _allowed(err: MeteringError) -> bool:
     """An error that can only come after authentication and authorisation passed."""
     if err.code == "ExpiredTokenException":
         return "security token" not in err.aws_message.lower()
-    return err.kind in (INPUT, DRY_RUN)
+    return err.kind in (INPUT, DRY_RUN) or err.code in _AUTHORISED
 
 
 def check(credentials: dict[str, Any], client: MeteringClient | None = None) -> dict[str, Any]:
     """The verification result as a dict ``{"verified": bool, "reason"?: str}``.
 
     Probes, in order and only those the region offers (lib/regions.py): ResolveCustomer with a token that
-    cannot exist, an empty BatchMeterUsage, a DryRun MeterUsage. None of them meters anything.
+    cannot exist, an empty BatchMeterUsage, a DryRun MeterUsage, a RegisterUsage for a product that cannot
+    exist. None of them meters anything.
     """
     try:
         settings = Settings.from_cfg(credentials)

@@ -144,6 +144,10 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
     settings = settings_for(cfg)
     options = StepOptions.from_cfg(cfg)
     body = msg.get("body")
+    member = op.idempotency_member
+    if member and isinstance(body, dict) and body.get(member) == "":
+        # the field says "leave empty": a mapped empty value is the same as none (a token is derived)
+        body = {key: value for key, value in body.items() if key != member}
     validate_body(op, body)
     wire = timestamps_to_epoch(json_schema(op.in_schema), body)
     client = client or client_for(settings)

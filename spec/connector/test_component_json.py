@@ -52,6 +52,23 @@ def test_given_an_action_then_main_exposes_process_and_metadata_points_into_sche
         assert (ROOT / ref).is_file()
 
 
+@pytest.mark.parametrize(("emit_per_record", "out"), [(False, "batchMeterUsage.out.json"),
+                                                       (True, "batchMeterUsage.record.out.json")])
+def test_given_one_message_per_record_when_the_platform_asks_for_the_metadata_then_out_is_the_record_schema(
+        monkeypatch: pytest.MonkeyPatch, emit_per_record: bool, out: str) -> None:
+    """component.json declares Batch Meter Usage's metadata dynamic; the sailor's service mode answers the
+    platform's getMetaModel with the in schema and the out schema of the messages the step will emit."""
+    from elasticio_sailor.service import execute
+
+    assert COMPONENT["actions"]["batchMeterUsage"]["dynamicMetadata"] is True
+    monkeypatch.chdir(ROOT.parent)  # the sailor joins ELASTICIO_COMPONENT_PATH onto the working directory
+    cfg = {"accessKeyId": "AKIAEXAMPLE000000000", "secretAccessKey": "s" * 40, "emitPerRecord": emit_per_record}
+    env = {"ELASTICIO_API_URI": "http://127.0.0.1:9", "ELASTICIO_API_USERNAME": "u", "ELASTICIO_API_KEY": "k",
+           "ELASTICIO_COMPONENT_PATH": ROOT.name, "ELASTICIO_ACTION_OR_TRIGGER": "batchMeterUsage"}
+    model = execute("getMetaModel", {**env, "ELASTICIO_CFG": json.dumps(cfg)})
+    assert model == {"in": load_ui_schema("batchMeterUsage.in.json"), "out": load_ui_schema(out)}
+
+
 @pytest.mark.parametrize("action", sorted(OPERATIONS))
 def test_given_an_in_schema_then_every_property_has_a_title_and_boolean_required_marker(action: str) -> None:
     ui = load_ui_schema(OPERATIONS[action].in_schema)

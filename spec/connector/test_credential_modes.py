@@ -218,7 +218,7 @@ def test_given_verify_per_mode_then_the_reason_tells_the_causes_apart_and_nothin
     untrusted = verifyCredentials.verify(ctx, cfg_for("assume-role-from-irsa", emu, roleArn=WORKLOAD_ROLE))
     assert untrusted["verified"] is False and untrusted["reason"].startswith("The role cannot be assumed")
     doc = identity_fixtures()
-    doc["roles"][1]["deniedOperations"] = ["ResolveCustomer", "BatchMeterUsage", "MeterUsage"]
+    doc["roles"][1]["deniedOperations"] = ["ResolveCustomer", "BatchMeterUsage", "MeterUsage", "RegisterUsage"]
     emu.admin.load_fixtures(doc)
     emu.admin.set_config(quotas=False)
     lib.credentials.clear_cache()

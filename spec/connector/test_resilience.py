@@ -167,6 +167,18 @@ def test_given_the_same_meter_usage_message_twice_when_redelivered_then_it_is_bi
     assert len(records) == 1 and records[0]["submissions"] == 1 and records[0]["quantity"] == 9
 
 
+def test_given_an_empty_client_token_mapped_then_it_counts_as_none_and_one_is_derived(
+        metering_emulator: EmulatorServer) -> None:
+    """The field says "leave empty"; a mapping that yields "" is the same as leaving it out."""
+    body = {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "api_calls", "UsageQuantity": 9}
+    given_empty = run_action("meterUsage", {**body, "ClientToken": ""}, a_config(metering_emulator.url),
+                             msg_id="msg-empty")["body"]
+    left_out = run_action("meterUsage", body, a_config(metering_emulator.url), msg_id="msg-empty")["body"]
+    assert given_empty["ClientToken"] and given_empty["ClientToken"] == left_out["ClientToken"]
+    assert given_empty["MeteringRecordId"] == left_out["MeteringRecordId"]
+    assert len(metering_emulator.admin.records()["records"]) == 1
+
+
 def test_given_a_reply_lost_to_a_read_timeout_when_retried_then_the_client_token_prevents_double_billing(
         metering_emulator: EmulatorServer) -> None:
     metering_emulator.admin.add_fault(type="latency", latency_ms=800, count=1, operations=["MeterUsage"])

@@ -65,13 +65,27 @@ def test_given_an_endpoint_that_is_not_the_metering_api_then_the_reason_is_the_e
 def test_given_a_policy_without_metering_actions_then_the_reason_lists_the_missing_permissions(
         metering_emulator: EmulatorServer) -> None:
     metering_emulator.admin.load_fixtures(default_fixtures(
-        deniedOperations=["ResolveCustomer", "BatchMeterUsage", "MeterUsage"]))
+        deniedOperations=["ResolveCustomer", "BatchMeterUsage", "MeterUsage", "RegisterUsage"]))
     result = verifyCredentials.check(a_config(metering_emulator.url))
     assert result["verified"] is False and result["reason"].startswith("Missing permission")
-    for action in ("ResolveCustomer", "BatchMeterUsage", "MeterUsage"):
+    for action in ("ResolveCustomer", "BatchMeterUsage", "MeterUsage", "RegisterUsage"):
         assert f"aws-marketplace:{action}" in result["reason"]
-    assert calls(metering_emulator) == {"ResolveCustomer": 1, "BatchMeterUsage": 1, "MeterUsage": 1}
+    assert calls(metering_emulator) == {"ResolveCustomer": 1, "BatchMeterUsage": 1, "MeterUsage": 1,
+                                        "RegisterUsage": 1}
     assert metering_emulator.admin.records()["records"] == []
+
+
+def test_given_a_policy_that_only_allows_register_usage_then_its_probe_verifies(
+        metering_emulator: EmulatorServer) -> None:
+    """A paid-container credential may allow only RegisterUsage ("keep only the actions your flows use"):
+    a product code that cannot exist is refused only after authorisation, and nothing is registered."""
+    metering_emulator.admin.load_fixtures(default_fixtures(
+        deniedOperations=["ResolveCustomer", "BatchMeterUsage", "MeterUsage"]))
+    result = verifyCredentials.check(a_config(metering_emulator.url))
+    assert result["verified"] is True and "Allowed to call aws-marketplace:RegisterUsage" in result["reason"]
+    assert calls(metering_emulator)["RegisterUsage"] == 1
+    assert metering_emulator.admin.stats()["operations"]["RegisterUsage"]["errors"] == {
+        "InvalidProductCodeException": 1}
 
 
 def test_given_a_policy_that_only_allows_batch_metering_then_verified_with_a_note(
