@@ -104,9 +104,14 @@ def execute(method: str, settings: ServiceSettings | Mapping[str, str]) -> Any:
     reader = ComponentReader(component_root(settings.COMPONENT_PATH))
     if method == "verifyCredentials":
         module = reader.load_verifier()
-        verify = getattr(module, "verify", None) if module is not None else None
-        if verify is None:
-            return {"verified": True}
+        if module is None:
+            return {"verified": True}  # no verifier: every credential is accepted, as in Node
+        verify = getattr(module, "verify", None)
+        if not callable(verify):
+            # a verifier module whose function has another name (Node's module exports the function itself)
+            # must not accept every credential without a word
+            raise ServiceError(f"The credentials verifier {getattr(module, '__file__', 'module')} defines no "
+                               "verify(self, credentials) function")
         try:
             return verify_result(awaited(verify(ctx, cfg)))
         except Exception as exc:  # noqa: BLE001 - a raising verifier means "not verified, because …"

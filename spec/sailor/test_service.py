@@ -82,6 +82,15 @@ def test_given_no_verifier_when_verifying_then_verified(fake_api: FakeApi) -> No
     assert json.loads(recorded(fake_api)[0]["body"]) == {"status": "success", "data": {"verified": True}}
 
 
+def test_given_a_verifier_module_without_a_verify_function_when_verifying_then_an_error_not_verified(
+        fake_api: FakeApi) -> None:
+    fake_api.routes[("POST", "/result")] = [(200, {})]
+    assert run_service(fake_api, "verifyCredentials", "svc_misnamed") == 0
+    posted = json.loads(recorded(fake_api)[0]["body"])
+    assert posted["status"] == "error"
+    assert "defines no verify(self, credentials) function" in posted["data"]["message"]
+
+
 def test_given_dynamic_metadata_when_get_meta_model_then_same_post_as_node(fake_api: FakeApi) -> None:
     fake_api.routes[("POST", "/result")] = [(200, {})]
     assert run_service(fake_api, "getMetaModel", "svc_obj", ELASTICIO_ACTION_OR_TRIGGER="t1") == 0
