@@ -3,7 +3,8 @@
 Each sample is a new interpreter; the clock starts after interpreter start-up, just before the first
 import, and stops when the first ResolveCustomer answer is parsed. The emulator runs in its own process.
 Two connector paths are measured: the client alone (typed settings, as boto3.client(...) takes them), and
-the whole action as the sailor runs it (cfg and message validated with jsonschema first). The role
+the whole action as the sailor runs it (cfg and message validated first, by the checks lib/validation.py
+compiles from the schemas). The role
 modes are reported beside them (they import botocore's credential providers and make one credentials
 call first: AssumeRole to the emulator's STS, or the emulator's ECS container-credentials endpoint);
 the access-key rows must not move when role modes change, since that path never imports botocore.

@@ -76,9 +76,11 @@ def run_action(function: str, cfg_file: Path, message: dict[str, object], work: 
             event = json.loads(line)
         except ValueError:
             continue
+        if event.get("payload") is None:
+            print(f"  emitted {event.get('event')}")  # end: the message is done (the platform acks it)
+            continue
         print(f"  emitted {event.get('event')}:")
-        if event.get("payload") is not None:
-            print(indent(json.dumps(event["payload"], indent=2)))
+        print(indent(json.dumps(event["payload"], indent=2)))
     if proc.returncode not in (0,):
         print(f"  (exit code {proc.returncode})")
         if proc.stderr.strip():
@@ -109,6 +111,9 @@ def main() -> int:
                 message = json.loads((EXAMPLES / f"{function}.json").read_text())
                 if function == "batchMeterUsage":
                     print("  (record 1 is fractional usage, QuantityAsDecimal 17.42; record 2 happened 20 hours ago)")
+                if function in ("meterUsage", "registerUsage"):
+                    print("  (signed with the demo's access keys, which the emulator accepts by default; AWS takes "
+                          "this action only from the workload's own role: README, Credentials)")
                 message = with_current_timestamps(message, now)
                 assert isinstance(message, dict)
                 message.setdefault("id", str(uuid.uuid4()))
