@@ -35,9 +35,10 @@ def _forms(secret: str) -> frozenset[str]:
     return frozenset(form for form in forms if len(form) >= _MIN_SECRET_LENGTH)
 
 
-# Characters that may stand next to a short secret inside a longer token (an ARN, a key, a URL): a short
-# secret is masked only where none of them touches it, so it is not cut out of other words.
-_WORD_EDGE = "A-Za-z0-9_+=,.@:/-"
+# Characters of the same word (letters, digits and the other characters of keys and tokens): a short secret
+# is masked only where none of them touches it, so it is not cut out of other words; punctuation around it
+# ("ExternalId k9." at the end of a sentence, "'k9'", "id=k9,") does not protect it.
+_WORD_EDGE = "A-Za-z0-9_+-"
 
 
 def mask_word(text: str, value: str) -> str:

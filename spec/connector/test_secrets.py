@@ -116,12 +116,12 @@ def test_given_a_log_call_that_formats_a_secret_then_the_filter_masks_it(capture
     guard.add([TEMP_SECRET_KEY, "abc"])  # too short to mask everywhere: masked where it is a word of its own
     logger.addFilter(guard)
     try:
-        logger.warning("cfg was %s and %r, in words: fabcd abc/def", {"secretAccessKey": TEMP_SECRET_KEY}, "abc")
+        logger.warning("cfg was %s and %r, in words: fabcd abc-def", {"secretAccessKey": TEMP_SECRET_KEY}, "abc")
     finally:
         logger.removeFilter(guard)
     line = captured.lines[-1]
     assert TEMP_SECRET_KEY not in line and "{'secretAccessKey': '***'}" in line
-    assert "and '***', in words: fabcd abc/def" in line
+    assert "and '***', in words: fabcd abc-def" in line
 
 
 def test_given_the_role_modes_at_debug_then_no_session_credential_token_or_external_id_leaks(
