@@ -219,10 +219,15 @@ class MessageExecution:
     def decode(self) -> dict[str, Any]:
         s = self.step
         if s.settings.INPUT_FORMAT == "error":
+            # the error envelope as Node's _decodeErrorMessage gives it: every member kept, ``error`` and
+            # ``errorInput`` decrypted (base64, whatever the protocolVersion) when present
             env = loads(self.d.body)
-            body: dict[str, Any] = {"error": s.cipher.decrypt(env["error"].encode("ascii"), 1)}
-            if env.get("errorInput"):
-                body["errorInput"] = s.cipher.decrypt(env["errorInput"].encode("ascii"), 1)
+            if not isinstance(env, dict):
+                raise DecryptError("Failed to decode the error message: not a JSON object")
+            body: dict[str, Any] = dict(env)
+            for key in ("error", "errorInput"):
+                if env.get(key):
+                    body[key] = s.cipher.decrypt(str(env[key]).encode("ascii"), 1)
             msg: Any = {"body": body, "headers": dict(self.d.headers)}
         else:
             msg = s.cipher.decrypt(self.d.body, self.incoming_pv)

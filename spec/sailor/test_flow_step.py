@@ -384,6 +384,20 @@ def test_given_error_input_format_when_consuming_error_envelope_then_decoded_err
     assert got["headers"]["custom"] == "h"
 
 
+def test_given_an_error_envelope_with_other_members_and_no_error_then_it_is_passed_on_whole_as_node_does(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    """Node's _decodeErrorMessage keeps every member of the envelope and decrypts ``error``/``errorInput`` only
+    when present: an envelope without ``error`` is still processed, not rejected."""
+    start_sailor("error_input", ELASTICIO_INPUT_FORMAT="error")
+    original = {"body": {"orig": 2}}
+    envelope = {"errorInput": platform.cipher.encrypt_b64(original), "traceId": "t-1"}
+    platform.publish(None, {}, raw=json.dumps(envelope).encode())
+    [out] = platform.get("message")
+    assert platform.decode(out)["body"]["msg"]["body"] == {"errorInput": original, "traceId": "t-1"}
+    assert platform.count(platform.dead) == 0
+
+
 def test_given_prefetch_2_when_two_messages_wait_for_each_other_then_they_run_concurrently(
     platform: PlatformSide, start_sailor: StartSailor, tmp_path: Path
 ) -> None:
