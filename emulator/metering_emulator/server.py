@@ -264,7 +264,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
+        except OSError:  # the client hung up first: the connection is gone either way
             pass
         log.info('%s "POST /" %s %s %s', self.client_address[0], operation, what, request_id)
 
