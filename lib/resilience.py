@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -45,17 +46,22 @@ class Pacer:
     """Client-side pacing to a per-second quota (shared by every client of one quota).
 
     Two rules: call starts are at least ``1/rate`` apart, and a call starts at least one second (plus
-    ``slack``) after the *completion* of the call ``limit`` calls before it (``limit`` = ``int(rate)``).
-    A server counts a call somewhere between its start and its completion, so the second rule keeps any
-    rolling one-second window of the server's clock at ``limit`` calls or fewer, whatever the network and
-    scheduling jitter.
+    ``slack``, plus a random share of ``gap``) after the *completion* of the call ``limit`` calls before it
+    (``limit`` = ``int(rate)``). A server counts a call somewhere between its start and its completion, so
+    the second rule keeps any rolling one-second window of the server's clock at ``limit`` calls or fewer,
+    whatever the network and scheduling jitter. ``gap`` (:class:`AdaptivePacer`: 20 ms) leaves other
+    processes of the account a chance at a slot the moment it frees: without it a process that fills the
+    quota takes every slot back within a millisecond or two, and a flow that starts later is throttled on
+    every call until the first one stops.
     """
 
     def __init__(self, rate: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
-                 slack: float = 0.002) -> None:
+                 slack: float = 0.002, gap: float = 0.0, rand: Callable[[], float] = random.random) -> None:
         self.interval = 1.0 / rate
         self.limit = max(1, int(rate))
         self.slack = slack
+        self.gap = gap
+        self._gap_rand = rand
         self._clock = clock
         self._sleep = sleep
         self._next = float("-inf")
@@ -87,7 +93,8 @@ class Pacer:
         now = self._clock()
         start = max(now, self._next)
         if len(self._marks) >= self.limit:
-            start = max(start, self._marks[-self.limit][0] + 1.0 + self.slack)
+            reuse = self._marks[-self.limit][0] + 1.0 + self.slack
+            start = max(start, reuse + self.gap * self._gap_rand() if self.gap else reuse)
         mark = [start, 0.0, start]
         self._marks.append(mark)
         while len(self._marks) > self.limit:
@@ -118,31 +125,45 @@ class AdaptiveWindow:
     The service's quota is itself a window (at most ``Q`` calls counted in any rolling second, shared by
     every process of the account), so if each process keeps its own calls in any second to its window
     (:class:`AdaptivePacer` does), the processes together are never throttled while their windows add up
-    to ``Q`` or less, and they use all of it when they add up to ``Q``. The rules:
+    to ``Q`` or less, and they use all of it when they add up to ``Q``. A process learns about the others
+    only from throttling answers, so the rules below are about what each answer means:
 
-    * **Decrease**: a ``ThrottlingException`` means the account's window is full: every process's share
-      of it (the calls that got through in the last second) adds up to exactly ``Q``. The throttled
-      process's window drops to its share (:meth:`share`), and at least by one ``unit``: so after the
-      processes that were throttled have dropped, the windows add up to ``Q`` or less. This is the
-      multiplicative decrease of TCP and of botocore's adaptive mode (its factor is 0.7 of the measured
-      rate), with the factor given by the answer itself: a process that got half the quota through is
-      halved, one that got all of it loses one unit. A round of calls already on their way says nothing
-      new, so only a call *started* ``hold`` seconds after the last decrease lowers the window again.
-    * **Increase** (probing for capacity the others left): after ``probe * limit / ceiling`` seconds (at least
-      ``min_probe``; times a random jitter in [0.5, 1.5), so that processes which started together do not all probe
-      at once and all fail) with no throttling, the window grows by one ``unit`` (a probe). A probe that is
-      throttled within ``probe_grace`` seconds is undone (back to the window before it) and doubles the wait before
-      the next one (once), so processes that already fill the quota rarely throttle it. Any other throttle (a
-      decrease: another process's probe took the slot) voids that doubling, since the window is now below the one
-      the failed probe started from, and ends the run of probes: a probe made before a throttle never counts as one
-      that held. So a process that lost a unit to another's probe probes again after its own (smaller) window's wait
-      and takes its share back, and the windows stay near equal shares (with competing consumers that each hold
-      prefetched messages when the queue drains, the smallest window sets how long the last of them take). After two
-      probes in a row that held (no throttle since the first), the window grows every further quiet second, by twice
-      the last step (1, 2, 4, ... units: a process left alone is back at the ceiling within seconds, where botocore's
-      CUBIC curve climbs back in a few seconds too). A small window probes sooner than a large one, so the windows
-      drift towards equal shares. Only a window in use grows (its share is at least ``limit - unit``, as TCP
-      validates its window, RFC 7661): an idle process does not build up a burst.
+    * **Decrease**: a ``ThrottlingException`` on a call that was not a probe means the account's window is
+      full: every process's share of it (the calls that got through in the last second) adds up to
+      exactly ``Q``. The throttled process's window drops to its share (:meth:`share`), and at least by
+      ``yield_share`` of itself (30 %, rounded down, and at least one ``unit``): so after the processes
+      that were throttled have dropped, the windows add up to ``Q`` or less. This is the multiplicative
+      decrease of TCP and of botocore's adaptive mode (its factor is 0.7 of the measured rate): a process
+      that got half the quota through is halved, one that had all of it (a flow metering alone when
+      another starts) gives up 3 units of 10, which the newcomer's probes then take. A round of calls
+      already on their way says nothing new, so only a call *started* ``hold`` seconds after the last
+      decrease lowers the window again.
+    * **Increase** (probing for capacity the others left): after ``probe * limit / ceiling`` seconds (at
+      least ``min_probe``; times a random jitter in [0.5, 1.5), so that processes which started together do
+      not all probe at once) with no throttling, the window grows by one ``unit`` (a probe). A probe that is
+      throttled within ``probe_grace`` seconds failed: the window goes back to where it was, and the wait
+      before the next probe doubles (once), so processes that already fill the quota rarely throttle it.
+      A probe that held is re-tested ``retest`` seconds later (times the jitter, at least ``probe_grace``):
+      one more unit. After two probes in a row that held, the window grows every further quiet second, by
+      twice the last step (1, 2, 4, ... units), so a process left alone is back at the ceiling within
+      seconds of its first probe that held. A small window probes sooner than a large one. Only a window
+      in use grows (its share is at least ``limit - unit``, as TCP validates its window, RFC 7661): an idle
+      process does not build up a burst.
+    * **Give-back**: a probe that held may have found free room, or it may have taken a unit from another
+      process (its call got in just before one of theirs, which was throttled: a *knock*). The prober cannot
+      tell which, but when a later probe of the same run fails, the account is full, so the run's gain is
+      given back: the window returns to where the run of probes started. Once per level: if the very next
+      run reaches the same window and fails again, it keeps what held (the room was free: nobody took it
+      back).
+    * **Reclaim**: a process that a knock took one unit from (a throttle outside its own probe, window
+      below the ceiling) probes back to its old window after ``reclaim`` seconds (times the jitter), one
+      unit at a time, up to ``reclaim_tries`` failed attempts, without doubling its wait. With the
+      give-back, the unit a knock moved goes back where it was, so two flows that share the account keep
+      equal windows and finish their equal work together (without it, the flow left with the smaller window
+      finished alone at that window, and two flows ran at 83-89 % of the quota in about one run in five).
+    * A throttle outside a probe's grace also voids a failed probe's doubled wait (the window is now below
+      the one that probe started from) and ends the run of probes: a probe made before a throttle never
+      counts as one that held.
 
     A fresh window starts at the ceiling: a process alone never waits for a ramp (its :class:`Pacer`
     rules at the ceiling already keep it from throttling itself), and processes that start together find
@@ -151,7 +172,8 @@ class AdaptiveWindow:
     """
 
     def __init__(self, ceiling: float, *, probe: float = 20.0, min_probe: float = 1.0, hold: float = 1.0,
-                 probe_grace: float = 1.5, share_span: float = 1.25, clock: Clock = time.monotonic,
+                 probe_grace: float = 1.5, share_span: float = 1.25, retest: float = 1.5, reclaim: float = 3.0,
+                 reclaim_tries: int = 3, yield_share: float = 0.3, clock: Clock = time.monotonic,
                  rand: Callable[[], float] = random.random) -> None:
         if ceiling <= 0:
             raise ValueError("ceiling must be positive")
@@ -160,6 +182,7 @@ class AdaptiveWindow:
         self.unit = max(1, self.cap // 20)
         self.probe, self.min_probe, self.hold, self.probe_grace = probe, min_probe, hold, probe_grace
         self.share_span = share_span
+        self.retest, self.reclaim, self.reclaim_tries, self.yield_share = retest, reclaim, reclaim_tries, yield_share
         self._clock = clock
         self._rand = rand
         self._jitter = 1.0  # this wait's share of probe_after (drawn at each change)
@@ -168,9 +191,15 @@ class AdaptiveWindow:
         self.changed_at = clock()  # last change of the window (decrease or probe)
         self._quiet_until = float("-inf")  # calls started before this do not lower the window again
         self._held = 0  # probes in a row that were not throttled
-        self._probed_at = float("-inf")
+        self._probed_at = float("-inf")  # the last probe, while it may still fail (-inf: none)
         self._failed_probes = 0
         self._before_probe = self.cap
+        self._run_from = self.cap  # the window the current run of probes started from (give-back)
+        self._runs = 0  # runs of probes started so far
+        self._gave_back = (-1, -1)  # (run, window) of the last give-back: the next run at that window keeps it
+        self._claim = 0  # the window a knock took a unit from, to reclaim (0: none)
+        self._failed_reclaims = 0
+        self._reclaiming = False  # the last probe is a reclaim
         self._successes: deque[float] = deque(maxlen=self.cap + 1)  # recent completion times
 
     @property
@@ -194,8 +223,8 @@ class AdaptiveWindow:
         return wait * (2 if self._failed_probes else 1)
 
     def _changed(self, now: float) -> None:
-        """The window changed at ``now``: the next probe waits ``probe_after`` times a jitter in
-        [0.5, 1.5), drawn now, so processes that started together do not all probe at the same moment."""
+        """The window changed at ``now``: the next probe waits its wait times a jitter in [0.5, 1.5), drawn
+        now, so processes that started together do not all probe at the same moment."""
         self.changed_at = now
         self._jitter = 0.5 + self._rand()
 
@@ -204,16 +233,33 @@ class AdaptiveWindow:
         if started < self._quiet_until:
             return False  # part of the round the last decrease already answered
         now = self._clock()
-        if now - self._probed_at < self.probe_grace:  # the probe failed: back to the window before it
-            self._failed_probes = 1
-            self.limit = max(1, self._before_probe)
-        else:  # a lower window than the one the last failed probe started from: its doubled wait is void
-            self._failed_probes = 0
-            self.limit = max(1, min(self.limit - self.unit, self.share()))
+        if now - self._probed_at < self.probe_grace:  # the probe failed
+            if self._reclaiming:  # no doubling: the unit was this process's a moment ago
+                self._failed_reclaims += 1
+                if self._failed_reclaims >= self.reclaim_tries:
+                    self._claim = 0
+                self.limit = max(1, self._before_probe)
+            elif (self._held and self._run_from < self._before_probe
+                  and self._gave_back != (self._runs - 1, self._before_probe)):
+                self._gave_back = (self._runs, self._before_probe)  # the account is full: give the run's gain back
+                self._failed_probes = 1
+                self.limit = max(1, self._run_from)
+            else:  # back to the window before it
+                self._failed_probes = 1
+                self.limit = max(1, self._before_probe)
+        else:  # another process took a unit, or a newcomer wants its share
+            self._failed_probes = 0  # the window is now below the one a failed probe started from
+            before = self.limit
+            cut = max(self.unit, int(before * self.yield_share))
+            self.limit = max(1, min(before - cut, self.share()))
+            if before < self.cap and self.limit == before - self.unit:  # a knock: take it back soon
+                self._claim = max(self._claim, before)
+                self._failed_reclaims = 0
         self._changed(now)
         self._quiet_until = now + self.hold
         self._held = 0
         self._probed_at = float("-inf")  # a probe before this throttle cannot count as one that held
+        self._reclaiming = False
         self.decreases += 1
         return True
 
@@ -222,15 +268,35 @@ class AdaptiveWindow:
         now = self._clock()
         self._successes.append(now)
         if self.limit >= self.cap:
+            self._claim = 0
             return
-        wait = 1.0 if self._held else self.probe_after() * self._jitter
+        if self._reclaiming and now - self._probed_at >= self.probe_grace:  # the reclaim held
+            self._reclaiming = False
+            self._probed_at = float("-inf")  # not a probe of a run: it does not start the doubling steps
+            if self.limit >= self._claim:
+                self._claim = 0
+                self._changed(now)  # claimed back in full: the next probe waits the window's own wait
+        reclaim = self.limit < self._claim
+        probing = self._probed_at > float("-inf")  # a probe of this run is out and not throttled
+        if self._held:
+            wait = 1.0
+        elif reclaim:
+            wait = self.reclaim * self._jitter
+        elif probing:
+            wait = max(self.probe_grace, self.retest * self._jitter)
+        else:
+            wait = self.probe_after() * self._jitter
         if now - self.changed_at < wait or self.share() < self.limit - self.unit:
             return  # not quiet long enough, or the window is not in use (nothing to learn by growing it)
-        if now - self._probed_at >= min(wait, self.probe_grace) and self._probed_at > float("-inf"):
+        if probing and now - self._probed_at >= min(wait, self.probe_grace):
             self._failed_probes = 0  # the last probe held
             self._held += 1
+        if not self._held and not reclaim:
+            self._run_from = self.limit  # a new run of probes starts here
+            self._runs += 1
+        self._reclaiming = reclaim
         self._before_probe = self.limit
-        step = self.unit * 2 ** max(0, self._held - 1)
+        step = self.unit if reclaim else self.unit * 2 ** max(0, self._held - 1)
         self.limit = min(self.cap, self.limit + step)
         self._changed(now)
         self._probed_at = now
@@ -242,7 +308,8 @@ class AdaptivePacer(Pacer):
     The Pacer's two rules apply at the current window ``w``: call starts at least ``1/w`` apart (``1/rate``
     at the ceiling), and each call a second after the completion of the call ``w`` calls before it, so
     this process never has more than ``w`` calls in any rolling second of the server's clock, whatever the
-    adaptive window does and never more than the ceiling. A throttled call was not counted by the service:
+    adaptive window does and never more than the ceiling; a slot is reused after a random ``gap`` of up to
+    20 ms more (see :class:`Pacer`). A throttled call was not counted by the service:
     its slot is given back (its retry may use it). When the window shrinks, threads already sleeping until
     a slot given under the old window queue again under the new one; a thread that was waiting for a call in
     flight to complete when the window shrank gets its slot under the new window already, and keeps it. One
@@ -250,8 +317,9 @@ class AdaptivePacer(Pacer):
     """
 
     def __init__(self, ceiling: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
-                 slack: float = 0.002, rand: Callable[[], float] = random.random, **control: float) -> None:
-        super().__init__(ceiling, clock=clock, sleep=sleep, slack=slack)
+                 slack: float = 0.002, gap: float = 0.02, rand: Callable[[], float] = random.random,
+                 **control: Any) -> None:
+        super().__init__(ceiling, clock=clock, sleep=sleep, slack=slack, gap=gap, rand=rand)
         self.ceiling = float(ceiling)
         self.control = AdaptiveWindow(ceiling, clock=clock, rand=rand, **control)
         self.throttled = 0  # throttling answers seen (for logs and benchmarks)

@@ -312,12 +312,13 @@ def test_given_throttling_answers_then_the_window_drops_to_the_share_that_got_th
     assert pacer.control.limit == 10 and pacer.rate == 10  # a fresh pacer starts at the ceiling
     _calls(pacer, clock, 30)  # 10 calls got through in the last second: the whole window was ours
     _calls(pacer, clock, 1, throttled=True)
-    assert pacer.control.limit == 9 and pacer.rate == 9.0  # down to the share, and at least by one
+    # another process wants a share: down by 30 % of the window (a newcomer's probes take the room)
+    assert pacer.control.limit == 7 and pacer.rate == 7.0
     assert pacer.control.decreases == 1 and pacer.throttled == 1
     mark = pacer.wait()  # a call of the same round (within the hold) throttled too: no second decrease
     clock.now += 0.02
     pacer.done(mark, throttled=True)
-    assert pacer.control.limit == 9 and pacer.control.decreases == 1 and pacer.throttled == 2
+    assert pacer.control.limit == 7 and pacer.control.decreases == 1 and pacer.throttled == 2
     # Another process takes half of the account's quota: only 5 of ours got through in the last second.
     clock.now += 2.0
     for _ in range(5):
@@ -369,11 +370,12 @@ def test_given_no_more_throttling_then_the_window_grows_back_to_the_ceiling_and_
         limits.append(pacer.control.limit)
         assert pacer.control.limit <= 10 and pacer.rate <= 10
     assert limits == sorted(limits), "the window grows monotonically without throttling"
-    # one unit per quiet wait (probe * limit / ceiling: 6 s at 3, 8 s at 4); after two probes that held,
+    # the first probe after the window's quiet wait (probe * limit / ceiling: 6 s at 3); a probe that held
+    # is re-tested 1.5 s later (retest x jitter, at least the probe's grace); after two probes that held,
     # every quiet second, twice the last step (capped at the ceiling)
     assert [w for _, w in changes] == [3, 4, 5, 7, 10]
     gaps = [b - a for (a, _), (b, _) in pairwise(changes)]
-    assert gaps[0] >= 6.0 - 1e-9 and gaps[1] >= 8.0 - 1e-9
+    assert 6.0 - 1e-9 <= gaps[0] < 6.5 and 1.5 - 1e-9 <= gaps[1] < 2.0
     assert all(1.0 - 1e-9 <= g < 1.5 for g in gaps[2:])
     starts = _calls(pacer, clock, 60)
     for first in starts:  # at the ceiling, never more than 10 starts in any one-second window
@@ -409,8 +411,9 @@ def test_given_a_probe_that_is_throttled_then_the_next_probe_waits_twice_as_long
 def test_given_a_decrease_after_a_failed_probe_then_the_doubled_wait_is_void_and_the_old_probe_never_counts_as_held(
 ) -> None:
     """A failed probe doubles the wait from the window it started from; once another process's growth lowers
-    this window (a throttle outside a probe's grace), the next probe waits the lower window's own wait, and it
-    is a first probe again: one unit, then the full wait (no doubling steps counted from the failed probe)."""
+    this window by a unit (a throttle outside a probe's grace: a knock), the doubled wait is void: the next
+    probe reclaims the unit after ``reclaim`` seconds, and it is not a probe of a run: the probe after it waits
+    the full wait (no doubling steps counted from the failed probe or the reclaim)."""
     clock = FakeClock()
     pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)  # jitter x1.0
     _calls(pacer, clock, 30)
@@ -437,8 +440,113 @@ def test_given_a_decrease_after_a_failed_probe_then_the_doubled_wait_is_void_and
         if len(changes) == 3:
             break
     assert [w for _, w in changes] == [3, 4, 5]  # one unit at a time: the failed probe did not hold
-    assert changes[1][0] - changes[0][0] == pytest.approx(6.0, abs=0.2)
-    assert changes[2][0] - changes[1][0] >= 8.0 - 1e-9  # the second probe waits the full wait again
+    assert changes[1][0] - changes[0][0] == pytest.approx(3.0, abs=0.2)  # the reclaim (3 s x jitter 1.0)
+    assert changes[2][0] - changes[1][0] >= 8.0 - 1e-9  # the next probe waits the full wait of 4 again
+
+
+def _to_window(pacer: AdaptivePacer, clock: FakeClock, window: int) -> None:
+    """Drive a fresh pacer to ``window``: ``window`` calls got through in the last second, then a throttle."""
+    _calls(pacer, clock, 30)
+    clock.now += 1.3
+    _calls(pacer, clock, window)
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.limit == window
+
+
+def _until_window(pacer: AdaptivePacer, clock: FakeClock, window: int, limit: int = 400) -> float:
+    """Calls that all get through until the window is ``window``; returns the time it changed."""
+    for _ in range(limit):
+        _calls(pacer, clock, 1)
+        if pacer.control.limit == window:
+            return pacer.control.changed_at
+    raise AssertionError(f"the window never reached {window} (at {pacer.control.limit})")
+
+
+def _knocked(pacer: AdaptivePacer, clock: FakeClock) -> float:
+    """Drive a fresh pacer to a window of 5 in use, then a throttle outside any probe (another process's
+    probe took a unit: a knock): the window is 4 (30 % of 5, rounded down, is less than a unit). Returns
+    the time of that decrease."""
+    _to_window(pacer, clock, 5)
+    clock.now += 1.6
+    _calls(pacer, clock, 6)
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.limit == 4
+    return pacer.control.changed_at
+
+
+def test_given_a_probe_that_held_when_the_next_probe_of_its_run_fails_then_the_run_is_given_back_once(
+) -> None:
+    """A probe that held may have taken a unit from another process (a knock). When the re-test fails the
+    account is full: the window goes back to where the run of probes started, so the other process can
+    reclaim its unit. Once per level: the very next run that fails at the same window keeps what held (the
+    room was free); after a decrease, the next run that fails gives back again."""
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)  # jitter x1.0
+    _to_window(pacer, clock, 4)
+    probed = _until_window(pacer, clock, 5)  # the probe, after the window's wait (8 s at 4)
+    retested = _until_window(pacer, clock, 6)  # it held: re-tested 1.5 s later
+    assert 1.5 - 1e-9 <= retested - probed < 1.8  # (the first call that completes after 1.5 s)
+    _calls(pacer, clock, 1, throttled=True)  # the re-test is throttled: the account is full
+    assert pacer.control.limit == 4  # the run's gain given back, not only the re-test's
+    assert pacer.control.probe_after() == pytest.approx(16.0)  # a failed probe: the next waits twice as long
+    _until_window(pacer, clock, 5)
+    _until_window(pacer, clock, 6)
+    _calls(pacer, clock, 1, throttled=True)  # the same level fails again: the room at 5 was free
+    assert pacer.control.limit == 5
+    clock.now += 1.6
+    _calls(pacer, clock, 3)
+    _calls(pacer, clock, 1, throttled=True)  # a decrease outside any probe (to the share): a new negotiation
+    assert pacer.control.limit == 3
+    _until_window(pacer, clock, 4)
+    _until_window(pacer, clock, 5)
+    _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.limit == 3  # given back again
+
+
+def test_given_a_knock_then_the_unit_is_reclaimed_soon_without_doubling_and_given_up_after_three_failures(
+) -> None:
+    """Another process's probe took one unit (a throttle outside this process's probe): this process probes
+    back to its old window after ``reclaim`` (3 s) x jitter, without doubling the wait when that fails; after
+    three failed reclaims it waits its window's own probe wait (the unit was not coming back)."""
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)  # jitter x1.0
+    knocked = _knocked(pacer, clock)
+    assert _until_window(pacer, clock, 5) - knocked == pytest.approx(3.0, abs=0.15)  # the reclaim
+    _calls(pacer, clock, 1, throttled=True)  # the unit is still taken
+    assert pacer.control.limit == 4 and pacer.control.probe_after() == pytest.approx(8.0)  # not doubled
+    for _ in range(2):
+        failed = pacer.control.changed_at
+        assert _until_window(pacer, clock, 5) - failed == pytest.approx(3.0, abs=0.15)  # again, as soon
+        _calls(pacer, clock, 1, throttled=True)
+    assert pacer.control.limit == 4  # three failed reclaims: given up
+    given_up = pacer.control.changed_at
+    assert _until_window(pacer, clock, 5) - given_up >= 8.0 - 1e-9  # an ordinary probe, after 8 s at 4
+
+
+def test_given_a_reclaim_that_holds_then_the_window_is_back_and_the_next_probe_waits_the_full_wait() -> None:
+    clock = FakeClock()
+    pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)
+    _knocked(pacer, clock)
+    reclaimed = _until_window(pacer, clock, 5)
+    grown = _until_window(pacer, clock, 6)
+    assert grown - reclaimed >= 1.5 + 10.0 - 1e-9  # the reclaim's grace, then 10 s at 5: not a run's re-test
+
+
+def test_given_a_slot_to_reuse_then_the_pacer_waits_a_random_gap_after_the_second_so_others_get_a_chance(
+) -> None:
+    clock = FakeClock()
+    draws = iter([0.0, 0.5, 0.99])
+    pacer = Pacer(2, clock=clock, sleep=clock.sleep, slack=0.0, gap=0.02, rand=lambda: next(draws))
+    ends = []
+    for _ in range(5):
+        mark = pacer.wait()
+        clock.now += 0.3
+        pacer.done(mark)
+        ends.append(clock.now)
+        if len(ends) >= 3:  # each reuses the slot of the call two before: a second after it ended, plus the gap
+            start = ends[-1] - 0.3
+            assert start == pytest.approx(ends[-3] + 1.0 + [0.0, 0.01, 0.0198][len(ends) - 3])
+    assert AdaptivePacer(10).gap == 0.02 and Pacer(10).gap == 0.0  # adaptive pacers leave the gap
 
 
 class _HookedCondition(threading.Condition):
@@ -590,13 +698,13 @@ def test_given_one_process_then_all_its_threads_share_one_adaptive_pacer_per_quo
     worker.start()
     worker.join(5)
     assert shared.rate < 10
-    assert shared.control.limit == 9
+    assert shared.control.limit == 7
     before = clock.now
     starts = _calls(shared, clock, 2, latency=0.0)
     assert clock.now - before >= 1.0 / shared.rate - 1e-9  # the other threads' next call waits longer
     starts += _calls(shared, clock, 30, latency=0.0)
     for first in starts:  # the process keeps to the window that one thread's throttle set
-        assert len([s for s in starts if first <= s < first + 1.0]) <= 9
+        assert len([s for s in starts if first <= s < first + 1.0]) <= 7
 
 
 def test_given_quotas_on_when_the_client_is_throttled_then_it_retries_and_the_shared_pacer_slows_down(
