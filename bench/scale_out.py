@@ -175,7 +175,7 @@ def run_late_flow(broker: RabbitBroker, workdir: Path, messages: int, prefetch: 
         for flow in flows:
             flow.wait_done(timeout=600, on_progress=_progress("late flow"))
         print(file=sys.stderr)
-        row = _flow_figures("late flow (+5 s)", flows)
+        row = _flow_figures(f"late flow (+{delay:.0f} s)", flows)
         receipts = [sorted(d.received_ms for v in f.sink.values() for d in v[:1] if d.received_ms is not None)
                     for f in flows]
         first_ends = receipts[0][-1] if receipts[0] else published_ms
