@@ -479,7 +479,7 @@ def test_given_a_probe_that_held_when_the_next_probe_of_its_run_fails_then_the_r
     """A probe that held may have taken a unit from another process (a knock). When the re-test fails the
     account is full: the window goes back to where the run of probes started, so the other process can
     reclaim its unit. Once per level: the very next run that fails at the same window keeps what held (the
-    room was free); after a decrease, the next run that fails gives back again."""
+    room was free); a later run that fails gives back again."""
     clock = FakeClock()
     pacer = AdaptivePacer(10, clock=clock, sleep=clock.sleep, rand=lambda: 0.5)  # jitter x1.0
     _to_window(pacer, clock, 4)
@@ -495,7 +495,7 @@ def test_given_a_probe_that_held_when_the_next_probe_of_its_run_fails_then_the_r
     assert pacer.control.limit == 5
     clock.now += 1.6
     _calls(pacer, clock, 3)
-    _calls(pacer, clock, 1, throttled=True)  # a decrease outside any probe (to the share): a new negotiation
+    _calls(pacer, clock, 1, throttled=True)  # a decrease outside any probe (to the share), then a new run
     assert pacer.control.limit == 3
     _until_window(pacer, clock, 4)
     _until_window(pacer, clock, 5)
