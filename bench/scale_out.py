@@ -30,6 +30,7 @@ back to back; medians are printed. Prints figures and goals; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import queue
 import statistics
@@ -38,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,14 +125,16 @@ def run_ours(broker: RabbitBroker, workdir: Path, messages: int, replicas: int, 
         return _flow_figures(label, [flow])
 
 
-def run_two_flows(broker: RabbitBroker, workdir: Path, messages: int, replicas: int,
-                  prefetch: int) -> dict[str, Any]:
-    plans = [UsagePlan.make(messages=messages // 2, records_per_message=25) for _ in range(2)]
+@contextlib.contextmanager
+def _account_flows(broker: RabbitBroker, workdir: Path, plans: list[UsagePlan], replicas: int,
+                   prefetch: int) -> Iterator[list[MeteringFlow]]:
+    """Started flows, one per plan (their own steps and queues), whose step 2 meters for one account on
+    one emulator with its quotas on; stopped on the way out."""
     creds = AwsCredentials.random()
     fixtures = plan_fixtures(plans[0], creds)
-    fixtures["products"] += plan_fixtures(plans[1], creds)["products"]
+    for plan in plans[1:]:
+        fixtures["products"] += plan_fixtures(plan, creds)["products"]
     emulator = EmulatorProcess(workdir / "emulator", fixtures, quotas=True).start()
-    label = f"two flows x{replicas}"
     flows: list[MeteringFlow] = []
     try:
         opts = FlowOptions(quotas=True, replicas=replicas, prefetch=prefetch,
@@ -138,16 +142,24 @@ def run_two_flows(broker: RabbitBroker, workdir: Path, messages: int, replicas: 
         for n, plan in enumerate(plans):
             flows.append(MeteringFlow(workdir / f"flow{n}", broker, plan, opts, shared=(emulator, creds)))
             flows[-1].start()
+        yield flows
+    finally:
+        for flow in flows:
+            flow.stop()
+        emulator.stop()
+
+
+def run_two_flows(broker: RabbitBroker, workdir: Path, messages: int, replicas: int,
+                  prefetch: int) -> dict[str, Any]:
+    plans = [UsagePlan.make(messages=messages // 2, records_per_message=25) for _ in range(2)]
+    label = f"two flows x{replicas}"
+    with _account_flows(broker, workdir, plans, replicas, prefetch) as flows:
         for flow in flows:
             flow.publish()
         for flow in flows:
             flow.wait_done(timeout=600, on_progress=_progress(label))
         print(file=sys.stderr)
         return _flow_figures(label, flows)
-    finally:
-        for flow in flows:
-            flow.stop()
-        emulator.stop()
 
 
 def run_late_flow(broker: RabbitBroker, workdir: Path, messages: int, prefetch: int,
@@ -157,17 +169,7 @@ def run_late_flow(broker: RabbitBroker, workdir: Path, messages: int, prefetch: 
     its publish to its first receipt at step 3, and its records/s while the first flow still ran."""
     plans = [UsagePlan.make(messages=messages, records_per_message=25),
              UsagePlan.make(messages=max(1, messages // 4), records_per_message=25)]
-    creds = AwsCredentials.random()
-    fixtures = plan_fixtures(plans[0], creds)
-    fixtures["products"] += plan_fixtures(plans[1], creds)["products"]
-    emulator = EmulatorProcess(workdir / "emulator", fixtures, quotas=True).start()
-    flows: list[MeteringFlow] = []
-    try:
-        opts = FlowOptions(quotas=True, replicas=1, prefetch=prefetch,
-                           step2_env={"ELASTICIO_REBOUND_INITIAL_EXPIRATION": "3000"})
-        for n, plan in enumerate(plans):
-            flows.append(MeteringFlow(workdir / f"flow{n}", broker, plan, opts, shared=(emulator, creds)))
-            flows[-1].start()
+    with _account_flows(broker, workdir, plans, 1, prefetch) as flows:
         flows[0].publish()
         time.sleep(delay)
         published_ms = time.time() * 1000
@@ -186,10 +188,6 @@ def run_late_flow(broker: RabbitBroker, workdir: Path, messages: int, prefetch: 
             "rebounds": flows[1].rebounds(),
         }
         return row
-    finally:
-        for flow in flows:
-            flow.stop()
-        emulator.stop()
 
 
 def _boto3_worker(url: str, creds: tuple[str, str], product: str, jobs: Any, done: Any, threads: int) -> None:
