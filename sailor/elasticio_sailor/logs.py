@@ -4,9 +4,10 @@ Every line goes through one handler whose formatter replaces each registered sec
 ``***``; the sailor registers the crypto password and IV, the API key, the object-storage token, the AMQP
 password and the secret values of the step configuration (secret-looking names, the fields component.json
 declares with ``"viewClass": "PasswordFieldView"``, long values). A secret is masked in every form it takes
-in text: verbatim, percent-encoded (a URL), Python-repr-escaped (``repr(cfg)``), each also JSON-escaped.
-The same redactor masks the error texts the sailor emits (``messages.format_error``). The sailor itself
-never logs message bodies or cfg.
+in text: verbatim, percent-encoded once or twice (a URL, a URL inside a URL), base64-encoded (an HTTP Basic
+``Authorization`` header), Python-repr-escaped (``repr(cfg)``), each also JSON-escaped. The same redactor
+masks the error texts the sailor emits (``messages.format_error``). The sailor itself never logs message
+bodies or cfg.
 
 The handler sits on the root logger too, so everything a component logs — ``self.logger``, its own
 ``logging.getLogger(__name__)`` loggers, the root logger, the libraries it uses, ``warnings.warn`` — comes
@@ -16,6 +17,7 @@ components one bunyan logger; Python components use ``logging`` the usual way).
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import logging
@@ -65,8 +67,9 @@ def secret_forms(value: str) -> set[str]:
 
     Verbatim; percent-encoded as a query parameter or path segment (``quote``/``quote_plus``, upper- and
     lower-case escapes) or requoted in a whole URL (as urllib3 logs it at debug, or an HTTPError quotes
-    it); Python-repr-escaped (``repr(cfg)``: backslashes doubled, quotes escaped when the enclosing repr
-    uses that quote; ``bytes`` reprs too); and each of those JSON-escaped, since log lines are JSON text.
+    it), and percent-encoded twice (a URL carried in another URL's query); base64-encoded (:func:`base64_cores`);
+    Python-repr-escaped (``repr(cfg)``: backslashes doubled, quotes escaped when the enclosing repr uses
+    that quote; ``bytes`` reprs too); and each of those JSON-escaped, since log lines are JSON text.
     """
     forms = {value}
     for quoted in (urllib.parse.quote(value, safe=""), urllib.parse.quote(value, safe="/"),
@@ -74,6 +77,9 @@ def secret_forms(value: str) -> set[str]:
                    urllib.parse.quote_plus(value, safe="/")):
         forms.add(quoted)
         forms.add(_PERCENT_ESCAPE.sub(lambda m: m.group(0).lower(), quoted))
+        forms.add(urllib.parse.quote(quoted, safe=""))
+    for core in base64_cores(value):
+        forms.update((core, urllib.parse.quote(core, safe="")))
     # repr of a text containing '"' always uses single quotes, so this escapes ' (as a repr does when the
     # enclosing string holds both quotes); dropping that escape gives the form inside a "…" repr
     in_single = repr(value + '"')[1:-2]
@@ -84,6 +90,25 @@ def secret_forms(value: str) -> set[str]:
     forms.add(as_bytes.replace("\\'", "'"))
     forms.update([dumps(f).decode("utf-8")[1:-1] for f in forms])
     return {f for f in forms if len(f) >= _MIN_SECRET_LEN}
+
+
+_MIN_BASE64_CORE = 8  # shorter cores (secrets under 8 bytes) could match ordinary base64 text
+
+
+def base64_cores(value: str) -> set[str]:
+    """The part of ``value``'s base64 encoding that does not depend on what surrounds it, standard and URL-safe
+    alphabets, for each of the three places it can start in a 3-byte group (``Basic dXNlcjpzM2NyZXQ=`` encodes
+    ``user:`` and the secret together). Base64 turns every 3 bytes into 4 characters, so the bytes of
+    ``value`` from its first group boundary to its last encode the same whatever comes before or after;
+    masking that core leaves at most 3 characters on each side, which carry at most 2 of its bytes each."""
+    raw = value.encode("utf-8", "surrogatepass")
+    cores: set[str] = set()
+    for offset in range(3):
+        whole = raw[offset:][: (len(raw) - offset) // 3 * 3]
+        core = base64.b64encode(whole).decode("ascii")
+        if len(core) >= _MIN_BASE64_CORE:
+            cores.update((core, base64.urlsafe_b64encode(whole).decode("ascii")))
+    return cores
 
 
 def declared_secret_fields(definition: Any) -> set[str]:

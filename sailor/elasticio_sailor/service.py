@@ -71,12 +71,29 @@ def _call(fn: Callable[..., Any], ctx: ServiceContext, cfg: dict[str, Any]) -> A
 
 
 def verify_result(result: Any) -> dict[str, Any]:
-    """Map a verifier's return value to the platform's ``{"verified", "reason"?}``."""
+    """Map a verifier's return value to the platform's ``{"verified", "reason"?}``.
+
+    A returned reason has its secrets masked, as a raised one does (Node posts it as returned): a verifier that
+    quotes the service's answer may quote the credentials it sent."""
     if isinstance(result, Mapping) and "verified" in result:
-        return dict(result)
+        posted = dict(result)
+        if "reason" in posted:
+            posted["reason"] = _masked(posted["reason"])
+        return posted
     if result is False:
         return {"verified": False}
     return {"verified": True}
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with the secrets masked in every string it holds (a reason is usually text, but may be JSON)."""
+    if isinstance(value, str):
+        return REDACTOR.strict(value)
+    if isinstance(value, Mapping):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
 
 
 def execute(method: str, settings: ServiceSettings | Mapping[str, str]) -> Any:

@@ -27,6 +27,8 @@ import pika
 import pika.exceptions
 from elasticio_sailor.crypto import MessageCipher
 
+from spec.support.secrets import base64_leaks
+
 HERE = Path(__file__).resolve().parent
 COMPONENTS = HERE / "components"
 STEPS = COMPONENTS / "steps"
@@ -281,10 +283,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "
 
 
 def secret_variants(secret: str) -> set[str]:
-    """The forms a text may quote ``secret`` in — verbatim, percent-encoded (a URL), inside a ``repr``
-    (either quote), and each JSON-escaped (a log line) — listed here independently of the sailor's own
-    list (``logs.secret_forms``)."""
+    """The forms a text may quote ``secret`` in — verbatim, percent-encoded (a URL) once or twice, inside a
+    ``repr`` (either quote), and each JSON-escaped (a log line) — listed here independently of the sailor's
+    own list (``logs.secret_forms``; base64 is checked by decoding: :func:`base64_leaks`)."""
     forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+             urllib.parse.quote(urllib.parse.quote(secret, safe=""), safe=""),
              repr(secret)[1:-1], repr(secret + '"')[1:-2],  # its own repr; inside a '…' repr
              secret.replace("\\", "\\\\")}  # inside a "…" repr (printable ASCII: only \ doubles)
     return forms | {json.dumps(f)[1:-1] for f in forms}
@@ -292,7 +295,10 @@ def secret_variants(secret: str) -> set[str]:
 
 def assert_nothing_leaks(texts: Iterable[str], secrets: Iterable[str]) -> None:
     """No form of any of ``secrets`` in any of ``texts`` (what the sailor wrote or emitted)."""
+    secrets = list(secrets)
     forms = {form: secret for secret in secrets for form in secret_variants(secret)}
     for text in texts:
         for form, secret in forms.items():
             assert form not in text, f"{form!r} (a form of {secret!r}) leaked in: {text[:2000]}"
+        leaked = base64_leaks(text, secrets)
+        assert not leaked, f"{leaked!r} leaked base64-encoded in: {text[:2000]}"

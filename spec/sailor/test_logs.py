@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -133,6 +134,25 @@ def test_given_secret_with_reserved_characters_when_logged_in_every_form_then_no
     assert text.count("***") >= 10
     assert_nothing_leaks([text], [secret])
     assert_nothing_leaks([text], [urllib.parse.quote(secret, safe="").lower()])
+
+
+def test_given_secret_base64_encoded_or_percent_encoded_twice_when_logged_then_masked() -> None:
+    """An HTTP Basic header (``user:`` and the secret, base64), a token inside a base64 JSON blob at each of the
+    three byte offsets, URL-safe base64, and a URL carried in another URL's query (escapes escaped again)."""
+    secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"  # AWS's example secret key has / and + (URL-safe differs)
+    out = io.StringIO()
+    setup_logging({"LOG_LEVEL": "trace"}, stream=out)
+    REDACTOR.add_config({"secretAccessKey": secret})
+    lib = logging.getLogger("http.client")
+    for user in ("u", "us", "use"):  # the secret starts at each offset of a 3-byte group
+        basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        lib.debug("send: b'GET / HTTP/1.1\\r\\nAuthorization: Basic %s\\r\\n'", basic)
+        lib.debug("state %s", base64.urlsafe_b64encode(f'{{"{user}":"{secret}"}}'.encode()).decode())
+    inner = "https://sts.example/?" + urllib.parse.urlencode({"token": secret})
+    lib.debug("redirect to https://idp.example/?next=%s", urllib.parse.quote(inner, safe=""))
+    text = out.getvalue()
+    assert text.count("***") == 7
+    assert_nothing_leaks([text], [secret])
 
 
 def test_given_registered_secret_when_redacting_raw_text_then_its_forms_are_masked() -> None:
