@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import re
@@ -29,10 +30,28 @@ def _forms(secret: str) -> frozenset[str]:
     """The ways a secret shows up in a third party's text: as is, stripped, escaped as Python prints it
     (``Invalid header value b'<token>\\n'`` from http.client, ``'\\u2019'`` in a str repr), and
     percent-encoded as a URL or a SigV4 canonical query string carries it (``X-Amz-Security-Token=...%2B...``;
-    ``/`` kept or encoded, and the form-encoding of a space)."""
+    ``/`` kept or encoded, and the form-encoding of a space), percent-encoded twice (a URL inside a URL's
+    query), and base64-encoded (:func:`_base64_cores`)."""
     forms = {secret, secret.strip(), repr(secret)[1:-1], repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
-             quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret, safe="")}
+             quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret, safe=""),
+             quote(quote(secret, safe=""), safe="")}
+    forms |= _base64_cores(secret.encode("utf-8", "backslashreplace"))
     return frozenset(form for form in forms if len(form) >= _MIN_SECRET_LENGTH)
+
+
+def _base64_cores(raw: bytes) -> set[str]:
+    """Base64 writes each 3 bytes as 4 characters, so inside any base64 text (an HTTP Basic header, a token
+    blob) the secret's bytes between its first and last 3-byte boundary always encode the same; there are
+    three such cores (the secret may start at any byte of a group), each in the standard and URL-safe
+    alphabets. Masking one leaves at most 2 of the secret's bytes encoded on either side. Cores under 8
+    characters are left out (they could match ordinary text)."""
+    cores = set()
+    for skip in (0, 1, 2):
+        usable = (len(raw) - skip) // 3 * 3
+        if usable >= 6:
+            chunk = raw[skip:skip + usable]
+            cores |= {base64.b64encode(chunk).decode("ascii"), base64.urlsafe_b64encode(chunk).decode("ascii")}
+    return cores
 
 
 # Characters of the same word (letters, digits and the other characters of keys and tokens): a short secret

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape as xml_escape
 
 import pytest
@@ -20,7 +21,7 @@ import verifyCredentials
 from lib.client import CREDENTIAL_RULE, MeteringClient, Settings
 from lib.errors import MeteringError
 from lib.operations import OPERATIONS
-from lib.redact import SecretFilter
+from lib.redact import SecretFilter, scrub_known
 from lib.resilience import Backoff
 from spec.connector.builders import (
     PRODUCT,
@@ -37,6 +38,7 @@ from spec.connector.builders import (
 from spec.connector.scripted import Canned, ScriptedServer
 from spec.support.identity import EXTERNAL_ID, SELLER_ROLE, SOURCE_KEY, SOURCE_SECRET, identity_fixtures
 from spec.support.ports import closed_port_url
+from spec.support.secrets import base64_leaks
 
 WRONG_SECRET = "Wrong+Secret/ForTheScan/abcdefghijklmnop"
 
@@ -451,3 +453,24 @@ def test_given_an_endpoint_url_with_a_password_then_it_is_refused_by_field_and_r
     rule = f"/{field}: must not contain a user name or password"
     assert rule in str(raised.value) and rule in answer["reason"]
     assert "Endp0intPassw0rd" not in json.dumps([error_outputs(raised.value), answer], default=repr)
+
+
+def test_given_a_secret_base64_encoded_or_percent_encoded_twice_then_the_filter_and_error_texts_mask_it() -> None:
+    """A third party's text may carry a secret base64-encoded (an HTTP Basic header from a proxy, a token
+    blob), starting at any byte of a 3-byte group, in either alphabet; or escaped twice (a URL in a URL)."""
+    secret = TEMP_SECRET_KEY
+    texts = [f"Authorization: Basic {base64.b64encode(f'{user}:{secret}'.encode()).decode()}"
+             for user in ("u", "us", "use")]
+    texts.append("state=" + base64.urlsafe_b64encode(f'{{"k":"{secret}"}}'.encode()).decode())
+    texts.append("next=" + quote("https://h/?" + urlencode({"token": secret}), safe=""))
+    twice = quote(quote(secret, safe=""), safe="")
+    assert all(base64_leaks(text, [secret]) for text in texts[:4]) and twice in texts[4]  # they do carry it
+    log_filter = SecretFilter()
+    log_filter.add([secret])
+    for text in texts:
+        record = logging.LogRecord("proxy", logging.DEBUG, __file__, 1, "%s", (text,), None)
+        log_filter.filter(record)
+        for masked in (record.getMessage(), scrub_known(text, also=[secret])):
+            assert "***" in masked
+            assert not base64_leaks(masked, [secret])
+            assert twice not in masked
