@@ -22,6 +22,9 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 _EPOCH_MS_THRESHOLD = 100_000_000_000
 _MAX_EPOCH = 253_402_300_800  # 10000-01-01T00:00:00Z: later instants are refused
 _MAX_EPOCH_MS = _MAX_EPOCH * 1000
+# 0001-01-01T00:00:00Z: an ISO text with an offset can name an instant before it ("0001-01-01T00:30:00+01:00"),
+# or from 10000 on ("9999-12-31T23:59:59-01:00"), which no output could render back as ISO-8601 UTC
+_MIN_TEXT_EPOCH = -62_135_596_800
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|z|[+-]\d{2}:?\d{2})$"
 )
@@ -72,7 +75,10 @@ def _parse_text(value: str) -> int:
         parsed = datetime.fromisoformat(text.replace(" ", "T"))
     except ValueError as exc:
         raise TimestampError("not a timestamp") from exc
-    return int(parsed.timestamp() // 1)
+    epoch = int(parsed.timestamp() // 1)
+    if not _MIN_TEXT_EPOCH <= epoch < _MAX_EPOCH:
+        raise TimestampError("not a timestamp")
+    return epoch
 
 
 def is_timestamp(value: Any) -> bool:
@@ -86,8 +92,8 @@ def is_timestamp(value: Any) -> bool:
 
 @lru_cache(maxsize=4096)  # a batch repeats a few hours many times
 def iso_utc(epoch: float) -> str:
-    """Render epoch seconds as ISO-8601 UTC with a Z."""
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Render epoch seconds as ISO-8601 UTC with a Z (four-digit years: strftime's %Y writes the year 1 as "1")."""
+    return datetime.fromtimestamp(epoch, tz=UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 @cache

@@ -21,7 +21,7 @@ from lib.client import Settings, settings_for
 from lib.errors import MeteringError
 from lib.operations import OPERATIONS
 from lib.runner import validate_body
-from lib.schema import json_schema, parse_timestamp
+from lib.schema import iso_utc, json_schema, parse_timestamp
 from lib.validation import _compile, _compile_valid, batch_problems, compiled_valid, ecma_regex, problems
 from spec.connector.builders import LICENSE, PRODUCT, a_config, a_record, hour_start, run_action
 
@@ -100,10 +100,18 @@ def test_given_an_instant_in_any_accepted_form_then_it_becomes_the_same_epoch_se
 
 
 @pytest.mark.parametrize("value", ["2026-05-01T12:00:00", "2026-05-01", "tomorrow", "", True, None, [], -5,
-                                   float("nan"), "2026-13-01T00:00:00Z"])
+                                   float("nan"), "2026-13-01T00:00:00Z",
+                                   # valid texts whose instant no output can render in UTC (years 0 and 10000)
+                                   "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_given_an_ambiguous_or_bad_timestamp_then_it_is_rejected(value: Any) -> None:
     found = problems("meterUsage.in.json", {"ProductCode": PRODUCT, "Timestamp": value, "UsageDimension": "u"})
     assert [p.path for p in found] == ["/Timestamp"]
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00Z", "0999-06-30T23:59:59Z", "9999-12-31T23:59:59Z"])
+def test_given_the_first_and_last_years_then_a_timestamp_reads_back_as_the_same_iso_text(text: str) -> None:
+    """Outputs render timestamps as ISO-8601 UTC: four-digit years at both ends of the range accepted."""
+    assert iso_utc(parse_timestamp(text)) == text
 
 
 def test_given_both_or_neither_customer_ids_then_the_record_path_says_exactly_one_is_needed() -> None:
