@@ -98,6 +98,8 @@ class BatchFailure(MeteringError):
         super().__init__(cause.code, cause.aws_message, operation=cause.operation, status=cause.status,
                          request_id=cause.request_id, problems=cause.problems,
                          classification=cause.classification)
+        if cause.unanswered:  # the call in flight may have been billed: still said in the text and details
+            self.after_unanswered(cause.unanswered)
 
     def _text(self) -> str:
         text = super()._text()
@@ -344,7 +346,9 @@ def run_batch(op: Operation, client: MeteringClient, body: dict[str, Any], *, no
                           [unit.positions for unit in units]):
             sender.send([units[i] for i in part])
     except MeteringError as err:
-        billed = sorted((r for r in outcome.results if r.metering_record_id), key=lambda r: r.position)
+        # Success only: AWS answers a DuplicateRecord with the id of the record it kept, not of this one
+        billed = sorted((r for r in outcome.results if r.status == SUCCESS and r.metering_record_id),
+                        key=lambda r: r.position)
         if billed:
             log.warning("%s stopped after metering %d record(s): %s", op.name, len(billed),
                         ", ".join(f"#{r.position}={r.metering_record_id}" for r in billed[:100]))

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from metering_emulator.testing import DEFAULT_FIXTURES, EmulatorServer
 
-from lib.batch import chunk, run_batch, window_bounds
+from lib.batch import BatchFailure, RecordResult, chunk, run_batch, window_bounds
 from lib.client import MeteringClient, Settings
 from lib.errors import MeteringError
 from lib.operations import OPERATIONS, Operation
@@ -317,6 +317,51 @@ def test_given_a_retryable_failure_after_partial_billing_then_the_billed_ids_are
     assert len(reason) < 2000
 
 
+class _DeniedAfterFirstCall(MeteringClient):
+    """A client whose calls after the first are refused AccessDeniedException (the role lost its permission)."""
+
+    def __init__(self, emu: EmulatorServer, fixtures: dict[str, Any]) -> None:
+        super().__init__(Settings.create(ACCESS_KEY, SECRET_KEY, endpoint_url=emu.url))
+        self.emu, self.denied = emu, copy.deepcopy(fixtures)
+        self.denied["credentials"][0]["deniedOperations"] = ["BatchMeterUsage"]
+
+    def call(self, op: Operation, payload: dict[str, Any]) -> Any:
+        reply = super().call(op, payload)
+        self.emu.admin.load_fixtures(self.denied)
+        return reply
+
+
+def test_given_a_duplicate_record_before_a_failure_then_only_the_billed_records_are_listed_and_counted(
+        metering_emulator: EmulatorServer) -> None:
+    """AWS answers a DuplicateRecord with the id of the record it kept (another quantity, the same hour): that
+    record was not billed by this message, so billedRecords and the count leave it out."""
+    fixtures = many_customers(30)
+    fixtures["products"][0]["customers"].append({"customerIdentifier": "cust-demo-0001"})
+    metering_emulator.admin.load_fixtures(fixtures)
+    earlier = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [a_record(quantity=1)]},
+                         a_config(metering_emulator.url))["body"]["Results"][0]
+    records = [a_record(quantity=2)] + [a_record(customer=f"cust-{i:05d}") for i in range(30)]
+    with pytest.raises(MeteringError) as failed:
+        run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": records},
+                   a_config(metering_emulator.url), client=_DeniedAfterFirstCall(metering_emulator, fixtures))
+    err = failed.value
+    assert err.code == "AccessDeniedException"
+    listed = err.error_details["billedRecords"]
+    assert [r["RecordIndex"] for r in listed] == list(range(1, 25))
+    assert {r["Status"] for r in listed} == {"Success"}
+    assert earlier["MeteringRecordId"] not in {r["MeteringRecordId"] for r in listed}
+    assert "24 record(s) had been metered" in str(err)
+
+
+def test_given_an_unanswered_attempt_before_a_failure_after_billing_then_the_error_still_says_so() -> None:
+    """The chunk whose reply was lost may have been billed and is not in billedRecords: the error must say so."""
+    cause = MeteringError("AccessDeniedException", "denied", operation="BatchMeterUsage", status=400,
+                          request_id="r-2").after_unanswered([1])
+    failure = BatchFailure(cause, [RecordResult(0, {}, "Success", "id-0", "r-1")])
+    assert failure.error_details["unansweredAttempts"] == [1]
+    assert "got no answer" in str(failure) and "1 record(s) had been metered" in str(failure)
+
+
 def test_given_the_exact_24_hour_window_then_records_are_checked_to_the_second(
         metering_emulator: EmulatorServer) -> None:
     now = "2026-12-10T10:30:00Z"
@@ -436,3 +481,4 @@ def test_given_summed_records_whose_earliest_reaches_24_hours_mid_message_then_t
     stored = [r for r in metering_emulator.admin.records()["records"] if r["customerIdentifier"] == "cust-00009"]
     assert [(r["dimension"], r["quantity"], r["submissions"]) for r in stored] == [("users", 6, 1)]
     assert summary["Results"][26]["MeteringRecordId"] == stored[0]["meteringRecordId"]
+
