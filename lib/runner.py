@@ -99,11 +99,23 @@ def batch_summary(op: Operation, outcome: BatchOutcome) -> dict[str, Any]:
 DEFAULT_OUTGOING_LIMIT = 10 * 1024 * 1024
 
 
-def summary_budget() -> int:
-    """Bytes of JSON one result message may hold, from the platform's outgoing size limit."""
+_HEADROOM = 16 * 1024  # the message's headers and the cipher's padding (at most 1/32 of the limit)
+
+
+def summary_budget(passthrough: Any = None) -> int:
+    """Bytes of JSON one result message's body may hold, from the platform's outgoing size limit.
+
+    The sailor checks the size of the message it publishes, encrypted and base64-encoded: 4/3 of the JSON of
+    the body, the headers and, in a passthrough step, the incoming ``passthrough`` plus this step's own entry,
+    a second copy of the body (elasticio_sailor/execution.py ``on_data``). A component cannot tell whether its
+    step is a passthrough step, so the budget assumes it is: (3/4 of the limit, less the incoming passthrough
+    and some headroom) / 2, about 3.7 MiB of body at the default 10 MiB. An incoming passthrough that nearly
+    fills the limit by itself leaves no room for any output; the budget then stays at 1/16 of the limit.
+    """
     raw = os.environ.get("ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT", "")
     limit = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_OUTGOING_LIMIT
-    return limit // 2
+    carried = jsontext.size(passthrough) if passthrough else 0
+    return max(limit // 16, (limit * 3 // 4 - carried - min(_HEADROOM, limit // 32)) // 2)
 
 
 def summary_parts(summary: dict[str, Any], budget: int) -> list[dict[str, Any]]:
@@ -153,7 +165,7 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
     client = client or client_for(settings)
     try:
         if op.batch_member:
-            return _run_batch(op, ctx, client, wire, options, now, logger)
+            return _run_batch(op, ctx, client, wire, options, now, logger, msg.get("passthrough"))
         return _run_single(op, ctx, client, wire, msg, logger)
     except MeteringError as err:
         logger.warning("%s failed: %s (retryable=%s)", op.name, err, err.retryable)
@@ -193,7 +205,7 @@ def rebound_reason(op: Operation, err: MeteringError, logger: logging.Logger) ->
 
 
 def _run_batch(op: Operation, ctx: Any, client: MeteringClient, wire: dict[str, Any], options: StepOptions,
-               now: Callable[[], float], logger: logging.Logger) -> dict[str, Any] | None:
+               now: Callable[[], float], logger: logging.Logger, passthrough: Any = None) -> dict[str, Any] | None:
     """Batch Meter Usage: one summary (or its parts, or one message per record).
 
     ``now`` is the step's clock: the window is checked with it before the first call and again before each
@@ -213,7 +225,7 @@ def _run_batch(op: Operation, ctx: Any, client: MeteringClient, wire: dict[str, 
                 record_body["RequestId"] = result.request_id
             ctx.emit("data", new_message(record_body))
         return None
-    parts = summary_parts(summary, summary_budget())
+    parts = summary_parts(summary, summary_budget(passthrough))
     if len(parts) == 1:
         return new_message(summary)
     logger.info("%s: the result of %d record(s) is emitted in %d parts (outgoing size limit)", op.name,

@@ -109,3 +109,22 @@ def test_one_big_batch_per_message_and_one_message_per_record(make_flow: MakeFlo
         assert {g[:2] for g in got} == {
             (r["CustomerIdentifier"], r["Dimension"]) for r in plan.records_of(index)
         }
+
+
+def test_a_result_split_in_parts_fits_the_outgoing_limit_of_a_passthrough_step(make_flow: MakeFlow) -> None:
+    """Step 2 is a passthrough step: the sailor publishes the incoming passthrough (step 1's 300 records) and a
+    second copy of each body, encrypted. The connector's parts must leave room for that, or the sailor refuses
+    the publish after the records were billed (before: one 75 kB summary, a 260 kB message over a 200 kB limit)."""
+    plan = UsagePlan.make(messages=2, records_per_message=300)
+    flow = make_flow(plan, step2_env={"ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT": "200000"})
+    flow.publish()
+    flow.wait_done(timeout=120, settle=3.0)
+    assert not flow.errors and not flow.error_outputs
+    audit = flow.audit()
+    assert audit.billed == audit.expected and not audit.double_billed
+    for index in range(plan.messages):
+        parts = [d.message["body"] for d in flow.sink[index]]
+        assert len(parts) >= 2 and sorted(p["Part"] for p in parts) == list(range(1, len(parts) + 1))
+        results = sorted((r for p in parts for r in p["Results"]), key=lambda r: r["RecordIndex"])
+        assert [r["RecordIndex"] for r in results] == list(range(300))
+        assert all(r["Status"] == "Success" and r["MeteringRecordId"] for r in results)
