@@ -11,7 +11,8 @@ The steps, in order (docs/metering-api.md has the AWS rules each one follows):
 4. **Chunks** of at most 25 records and under 1 MB (:func:`chunk`).
 5. **Isolation.** A call refused for something one record carries (a dimension, a tag, a timestamp …)
    is split in halves until the bad records stand alone; every other record is still metered and the
-   bad ones are reported ``Rejected`` (or ``TimestampOutOfBounds``) with AWS's code and message.
+   bad ones are reported ``Rejected`` (or ``TimestampOutOfBounds``) with AWS's code and message. A summed
+   record refused for its timestamp (its earliest member's) is sent again without that member.
 6. **Resubmission** of ``UnprocessedRecords`` (and of records AWS did not answer for) with backoff;
    AWS deduplicates, so sending a record again is safe. Only records not yet answered are resubmitted,
    and a resubmission refused for one record isolates among those alone: a record answered once (billed
@@ -57,6 +58,8 @@ ISOLATABLE = frozenset({
     "TimestampOutOfBoundsException", "ValidationException", "InvalidCustomerIdentifierException",
     "InvalidLicenseException",
 })
+# Refusals of a record's timestamp: a summed record carries its earliest member's (see _Sender._refused_alone).
+_TIMESTAMP_REFUSALS = frozenset({"TimestampOutOfBoundsException", "InvalidLicenseException"})
 # Calls a message may spend on isolating bad records (a chunk of 25 bad records takes 49); past it the
 # message fails, reporting what was billed. Bounds the cost of a flow whose every record is wrong.
 MAX_ISOLATION_CALLS = 100
@@ -391,7 +394,7 @@ class _Sender:
         except _Refused as refused:
             err, rest = refused.cause, refused.units
             if len(rest) == 1:
-                self._reject(rest[0], err)
+                self._refused_alone(rest[0], err)
                 return
             if self.outcome.isolation_calls >= MAX_ISOLATION_CALLS:
                 raise err from None
@@ -407,6 +410,24 @@ class _Sender:
             self.outcome.isolation_calls += 2
             self.send(rest[:half])
             self.send(rest[half:])
+
+    def _refused_alone(self, unit: _Unit, err: MeteringError) -> None:
+        """A unit AWS refused on its own. A summed one carries its earliest member's timestamp, so a refusal
+        of that timestamp (out of the window by AWS's clock, or before the license was activated) may be the
+        earliest member's alone: those members are reported refused, and the rest of the hour is summed anew
+        and sent (one isolation call each time; any other refusal concerns every member)."""
+        if len(unit.positions) > 1 and err.code in _TIMESTAMP_REFUSALS and (
+                self.outcome.isolation_calls < MAX_ISOLATION_CALLS):
+            first = min(self.records[p]["Timestamp"] for p in unit.positions)
+            rest = [p for p in unit.positions if self.records[p]["Timestamp"] > first]
+            if rest:
+                for position in unit.positions:
+                    if self.records[position]["Timestamp"] == first:
+                        self._reject(_Unit((position,), unit.wire), err)
+                self.outcome.isolation_calls += 1
+                self.send(_sum_units(self.records, rest))
+                return
+        self._reject(unit, err)
 
     def _reject(self, unit: _Unit, err: MeteringError) -> None:
         status = OUT_OF_WINDOW if err.code == "TimestampOutOfBoundsException" else REJECTED

@@ -482,3 +482,57 @@ def test_given_summed_records_whose_earliest_reaches_24_hours_mid_message_then_t
     assert [(r["dimension"], r["quantity"], r["submissions"]) for r in stored] == [("users", 6, 1)]
     assert summary["Results"][26]["MeteringRecordId"] == stored[0]["meteringRecordId"]
 
+
+def _summed_hour(statuses: list[str], stored: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Records 1 and 2 of the hour were billed as one sum of 11, under record 1's timestamp."""
+    assert [r["Status"] for r in summary["Results"]] == statuses
+    assert [r["quantity"] for r in stored] == [11]
+    for result in summary["Results"][1:]:
+        assert result["BilledQuantity"] == "11" and result["SummedRecordIndexes"] == [1, 2]
+        assert result["MeteringRecordId"] == stored[0]["meteringRecordId"]
+
+
+def test_given_a_summed_record_whose_earliest_member_aws_finds_24_hours_old_then_the_rest_is_summed_and_billed(
+        metering_emulator: EmulatorServer) -> None:
+    """AWS's clock is 5 s ahead: the sum, carrying its earliest member's timestamp, is refused; the members
+    inside the window by AWS's clock too are summed anew and billed (before: the whole hour went unbilled)."""
+    metering_emulator.admin.set_clock(now="2026-12-10T10:00:05Z", frozen=True)
+    records = [a_record(timestamp=at("2026-12-09T10:00:02Z"), quantity=4),
+               a_record(timestamp=at("2026-12-09T10:20:00Z"), quantity=5),
+               a_record(timestamp=at("2026-12-09T10:50:00Z"), quantity=6)]
+    outcome = run_batch(BATCH, direct_client(metering_emulator.url), {"ProductCode": PRODUCT, "UsageRecords": records},
+                        now=float(at("2026-12-10T10:00:00Z")), window_hours=24, out_of_window="skip",
+                        same_hour="sum", clock=lambda: float(at("2026-12-10T10:00:00Z")))
+    summary = batch_summary(BATCH, outcome)
+    _summed_hour(["TimestampOutOfBounds", "Success", "Success"], metering_emulator.admin.records()["records"], summary)
+    assert summary["Results"][0]["ErrorCode"] == "TimestampOutOfBoundsException"
+    assert outcome.calls == 2 and outcome.isolation_calls == 1
+
+
+def test_given_a_summed_record_starting_before_the_license_was_activated_then_the_licensed_part_is_billed(
+        metering_emulator: EmulatorServer) -> None:
+    fixtures = copy.deepcopy(DEFAULT_FIXTURES)
+    start = int(time.time() // 3600 * 3600) - 3600  # the previous hour
+    for customer in fixtures["products"][0]["customers"]:
+        if customer.get("licenseArn") == LICENSE:
+            customer["licenseStart"] = start + 1800  # activated at hh:30
+    metering_emulator.admin.load_fixtures(fixtures)
+    licensed = {"CustomerAWSAccountId": ACCOUNT, "LicenseArn": LICENSE, "Dimension": "users"}
+    records = [{**licensed, "Timestamp": start + 600, "QuantityAsDecimal": "4"},  # hh:10, before the activation
+               {**licensed, "Timestamp": start + 2400, "QuantityAsDecimal": "5"},
+               {**licensed, "Timestamp": start + 2700, "QuantityAsDecimal": "6"}]
+    outcome = run_batch(BATCH, direct_client(metering_emulator.url), {"UsageRecords": records}, now=time.time(),
+                        window_hours=24, out_of_window="skip", same_hour="sum")
+    summary = batch_summary(BATCH, outcome)
+    _summed_hour(["Rejected", "Success", "Success"], metering_emulator.admin.records()["records"], summary)
+    assert summary["Results"][0]["ErrorCode"] == "InvalidLicenseException"
+
+
+def test_given_a_summed_record_refused_for_what_every_member_carries_then_it_is_sent_once(
+        metering_emulator: EmulatorServer) -> None:
+    """A misspelt dimension concerns every member: no second call without the earliest one."""
+    records = [a_record(dimension="user", timestamp=SESSION_HOUR + 60 * i, quantity=i + 1) for i in range(3)]
+    outcome = run_batch(BATCH, direct_client(metering_emulator.url), {"ProductCode": PRODUCT, "UsageRecords": records},
+                        now=time.time(), window_hours=24, out_of_window="skip", same_hour="sum")
+    assert [r.status for r in sorted(outcome.results, key=lambda r: r.position)] == ["Rejected"] * 3
+    assert outcome.calls == 1
