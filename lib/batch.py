@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 from . import jsontext, quantity
 from .client import MeteringClient
 from .errors import TRANSIENT, ErrorClass, MeteringError
-from .operations import Operation
+from .operations import OPERATIONS, Operation
 from .schema import parse_timestamp
 from .validation import Problem
 
@@ -64,6 +64,8 @@ _TIMESTAMP_REFUSALS = frozenset({"TimestampOutOfBoundsException", "InvalidLicens
 # message fails, reporting what was billed. Bounds the cost of a flow whose every record is wrong.
 MAX_ISOLATION_CALLS = 100
 _ENVELOPE = len('{"ProductCode":"","UsageRecords":[]}')
+_MAX_CALL_BYTES = OPERATIONS["batchMeterUsage"].batch_max_bytes  # a call's body stays under this (chunk)
+_LARGEST_ENVELOPE = _ENVELOPE + 255 + 1  # with the longest ProductCode (model: 1-255) and a comma
 
 log = logging.getLogger(__name__)
 
@@ -267,9 +269,12 @@ def _sum_units(records: list[dict[str, Any]], positions: list[int]) -> list[_Uni
     for members in groups.values():
         wires = [quantity.to_wire(records[p], quantity.RECORD) for p in members]
         merged = _merge(wires) if len(members) > 1 else wires[0]
+        if merged is not None and len(members) > 1 and jsontext.size(merged) + _LARGEST_ENVELOPE >= _MAX_CALL_BYTES:
+            merged = None  # each member fits a call, their merged allocations would not
         if merged is None:
             log.warning("BatchMeterUsage: %d same-hour records (indexes %s) cannot be summed into one (the sum "
-                        "or the allocations exceed AWS's limits); sending them as they are",
+                        "or the allocations exceed AWS's limits, or the summed record would not fit one call); "
+                        "sending them as they are",
                         len(members), ", ".join(map(str, members[:20])))
             units.extend(_Unit((p,), w) for p, w in zip(members, wires, strict=True))
         else:

@@ -536,3 +536,26 @@ def test_given_a_summed_record_refused_for_what_every_member_carries_then_it_is_
                         now=time.time(), window_hours=24, out_of_window="skip", same_hour="sum")
     assert [r.status for r in sorted(outcome.results, key=lambda r: r.position)] == ["Rejected"] * 3
     assert outcome.calls == 1
+
+
+def test_given_same_hour_records_whose_sum_would_not_fit_one_call_then_they_are_sent_as_they_are(
+        metering_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Each record fits a call (under 1 MB) but their merged allocations would not: sent unsummed (logged), as
+    a group whose sum exceeds AWS's limits is, instead of failing the whole message."""
+    tags = [{"Key": f"key{j}" + "k" * 90, "Value": "v" * 256} for j in range(5)]
+
+    def allocated(first: int, each: int) -> dict[str, Any]:
+        return {"Timestamp": SESSION_HOUR, "CustomerAWSAccountId": ACCOUNT, "LicenseArn": LICENSE,
+                "Dimension": "users", "QuantityAsDecimal": str(400 * each),
+                "UsageAllocations": [{"AllocatedUsageQuantityAsDecimal": str(each),
+                                      "Tags": [dict(tag, Value=f"{i:06d}" + tag["Value"][6:]) for tag in tags]}
+                                     for i in range(first, first + 400)]}
+
+    records = [allocated(0, 1), allocated(400, 2)]  # AWS keeps the hour's first: the second is a duplicate
+    assert all(500_000 < len(json.dumps(r)) < 1_000_000 for r in records)
+    with caplog.at_level(logging.WARNING, logger="lib.batch"):
+        outcome = run_batch(BATCH, direct_client(metering_emulator.url), {"UsageRecords": records},
+                            now=time.time(), window_hours=24, out_of_window="skip", same_hour="sum")
+    assert [r.status for r in sorted(outcome.results, key=lambda r: r.position)] == ["Success", "DuplicateRecord"]
+    assert outcome.calls == 2
+    assert "would not fit one call" in caplog.text
