@@ -34,8 +34,11 @@ DEFAULT_FIXTURES: dict[str, Any] = {
             "productCode": "emu-demo-product-0001",
             "dimensions": ["users", "api_calls", "storage_gb"],
             "customers": [
-                {"customerIdentifier": "cust-demo-0001", "agreementId": "agmt-demo-cust-0001"},
-                {"customerIdentifier": "cust-demo-0002", "agreementId": "agmt-demo-cust-0002"},
+                # legacy customers: AWS still resolves their registration tokens to their account too
+                {"customerIdentifier": "cust-demo-0001", "customerAWSAccountId": "210987654321",
+                 "agreementId": "agmt-demo-cust-0001"},
+                {"customerIdentifier": "cust-demo-0002", "customerAWSAccountId": "210987654322",
+                 "agreementId": "agmt-demo-cust-0002"},
                 {
                     "customerAWSAccountId": "111122223333",
                     "licenseArn": "arn:aws:license-manager::111122223333:license:"
@@ -68,7 +71,7 @@ DEFAULT_FIXTURES: dict[str, Any] = {
         {
             "token": "emu-demo-registration-token-0001",
             "productCode": "emu-demo-product-0001",
-            "customer": {"customerIdentifier": "cust-demo-0001"},
+            "customer": {"customerIdentifier": "cust-demo-0001", "customerAWSAccountId": "210987654321"},
         },
         {
             "token": "emu-demo-registration-token-0002",

@@ -320,9 +320,18 @@ def _batch_products(state: State, records: list[dict[str, Any]], code: str | Non
                 raise AwsError("ValidationException",
                                f"1 validation error detected: {where}.licenseArn is required when the request "
                                "has no ProductCode.")
+            if r.get("CustomerIdentifier"):  # model: "ProductCode is required ... for ... CustomerIdentifier"
+                raise AwsError("ValidationException",
+                               f"1 validation error detected: {where}.customerIdentifier requires the request's "
+                               "ProductCode; a record without it names the customer by CustomerAWSAccountId.")
             licensed = _license_product(state, arn)
             if licensed is None:
                 raise AwsError("InvalidLicenseException", f"License {arn} is not valid.")
+            if products and licensed is not products[0]:
+                # model: "Each BatchMeterUsage request is for only one product." (the error is not documented)
+                raise AwsError("ValidationException",
+                               f"Each BatchMeterUsage request is for only one product: the license of {where} is "
+                               f"for {licensed.code}, an earlier record's for {products[0].code}.")
             products.append(licensed)
         else:
             if top_product.concurrent_agreements:

@@ -21,7 +21,9 @@ log = logging.getLogger("metering_emulator")
 
 TARGET_PREFIX = "AWSMPMeteringService."
 CONTENT_TYPE = "application/x-amz-json-1.1"
-MAX_BODY = 1024 * 1024  # the service's documented request size limit
+# The model: "each request must be less than 1 MB in size". Read as 1,000,000 bytes, the stricter reading, so
+# a request this emulator takes is under AWS's limit however AWS counts a megabyte.
+MAX_BODY = 1_000_000
 MAX_READ = 8 * MAX_BODY  # larger bodies are refused without being read (connection closed)
 
 
@@ -207,8 +209,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         media_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if media_type != CONTENT_TYPE:
             raise serialization_error(f"Content-Type must be {CONTENT_TYPE}.")
-        if len(body) > MAX_BODY:
-            raise AwsError("ValidationException", "Request size exceeds the 1 MB limit.")
+        if len(body) >= MAX_BODY:
+            raise AwsError("ValidationException", "Request size must be less than 1 MB (1,000,000 bytes).")
         with state.lock:
             now = state.emulator_now()  # wall time (+ clockOffsetSeconds), not the usage clock
             region = state.config.region

@@ -6,13 +6,14 @@ normalised echoes and the RequestTimeoutException fault."""
 from __future__ import annotations
 
 import calendar
+import copy
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from metering_emulator.testing import AdminError, EmulatorServer
+from metering_emulator.testing import DEFAULT_FIXTURES, AdminError, EmulatorServer
 
 from spec.emulator.support import LICENSE_ARN, PRODUCT, client, now
 
@@ -331,6 +332,8 @@ def test_given_the_legacy_demo_token_then_resolve_customer_returns_the_identifie
 ) -> None:
     result = client(emu).resolve_customer(RegistrationToken="emu-demo-registration-token-0001")
     assert result["CustomerIdentifier"] == "cust-demo-0001"
+    # model: resolved "to obtain a CustomerIdentifier along with the CustomerAWSAccountId, ProductCode, ..."
+    assert result["CustomerAWSAccountId"] == "210987654321" and result["ProductCode"] == "emu-demo-product-0001"
     assert result["Metadata"] == {"AgreementId": "agmt-demo-cust-0001"}
 
 
@@ -406,3 +409,29 @@ def test_given_a_request_timeout_without_retries_then_botocore_reports_code_and_
     assert _code(info) == "RequestTimeoutException"
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 408
     assert info.value.response["ResponseMetadata"]["RequestId"]
+
+
+def test_given_licenses_of_two_products_in_one_request_then_it_is_refused_and_nothing_billed(
+    emu: EmulatorServer,
+) -> None:
+    """Model: "Each BatchMeterUsage request is for only one product." (no error named: ValidationException)."""
+    with pytest.raises(ClientError) as info:
+        client(emu).batch_meter_usage(UsageRecords=[_lic(now(), LICENSE_ARN, QuantityAsDecimal="1"),
+                                                    _lic(now(), NEW_LICENSE, QuantityAsDecimal="1")])
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert "only one product" in info.value.response["Error"]["Message"]
+    assert emu.admin.records()["records"] == []
+
+
+def test_given_no_product_code_then_a_customer_identifier_record_is_refused(emu: EmulatorServer) -> None:
+    """Model (ProductCode): "required only for legacy integrations that use CustomerIdentifier"."""
+    fixtures = copy.deepcopy(DEFAULT_FIXTURES)
+    legacy = fixtures["products"][0]["customers"][0]
+    legacy["licenseArn"] = "arn:aws:license-manager::210987654321:license:l-1"
+    emu.admin.load_fixtures(fixtures)
+    with pytest.raises(ClientError) as info:
+        client(emu).batch_meter_usage(UsageRecords=[{
+            "Timestamp": now(), "CustomerIdentifier": "cust-demo-0001", "LicenseArn": legacy["licenseArn"],
+            "Dimension": "users", "QuantityAsDecimal": "1"}])
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert emu.admin.records()["records"] == []

@@ -20,6 +20,23 @@ def test_given_a_body_over_one_megabyte_then_validation_exception_and_nothing_st
     assert "1 MB" in reply.json()["message"]
 
 
+def _padded(size: int) -> bytes:
+    """A valid BatchMeterUsage body of exactly ``size`` bytes (JSON whitespace before the closing brace)."""
+    record = {"Timestamp": now(), "CustomerIdentifier": "cust-demo-0001", "Dimension": "users",
+              "QuantityAsDecimal": "1"}
+    text = json.dumps({"ProductCode": PRODUCT, "UsageRecords": [record]})
+    return (text[:-1] + " " * (size - len(text)) + "}").encode()
+
+
+def test_given_a_body_of_1_000_000_bytes_then_refused_and_one_byte_less_billed(emu: EmulatorServer) -> None:
+    """Model: "each request must be less than 1 MB in size", read as 1,000,000 bytes (the stricter reading)."""
+    refused = signed(emu, "BatchMeterUsage", _padded(1_000_000))
+    assert (refused.status, refused.error_type) == (400, "ValidationException")
+    assert emu.admin.records()["records"] == []
+    taken = signed(emu, "BatchMeterUsage", _padded(999_999))
+    assert taken.status == 200 and taken.json()["Results"][0]["Status"] == "Success"
+
+
 def test_given_2500_allocations_with_unique_tags_then_accepted_and_2501_refused(emu: EmulatorServer) -> None:
     allocations = [{"AllocatedUsageQuantity": 1, "Tags": [{"Key": "shard", "Value": str(i)}]} for i in range(2500)]
     c = client(emu)
