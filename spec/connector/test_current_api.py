@@ -533,3 +533,19 @@ def test_given_a_result_larger_than_the_outgoing_limit_then_it_is_emitted_in_par
     assert all(r["Status"] == "Success" and r["MeteringRecordId"] for r in results)
     assert all(p["StatusCounts"]["Success"] == 200 and p["RecordCount"] == 200 for p in parts)
     assert len(billed(metering_emulator)) == 200
+
+
+def test_given_licenses_of_two_products_in_one_message_then_calls_are_split_until_each_holds_one_product(
+        metering_emulator: EmulatorServer) -> None:
+    """AWS takes one product per call; a license does not say its product, so a refused mixed call is isolated
+    (the emulator answers ValidationException, as a model-constraint error: the model names none)."""
+    other = "arn:aws:license-manager::111122223333:license:l-00000000000000000000000000000new"  # another product
+    records = [{"Timestamp": hour_start(), "CustomerAWSAccountId": ACCOUNT, "LicenseArn": arn, "Dimension": dimension,
+                "QuantityAsDecimal": str(i + 1)}
+               for i, (arn, dimension) in enumerate([(LICENSE, "users"), (other, "users"), (LICENSE, "api_calls"),
+                                                     (other, "api_calls")])]
+    out = run_action("batchMeterUsage", {"UsageRecords": records}, a_config(metering_emulator.url))["body"]
+    assert [r["Status"] for r in out["Results"]] == ["Success"] * 4
+    stored = {(r["licenseArn"], r["dimension"]): r["quantityDecimal"] for r in billed(metering_emulator)}
+    assert stored == {(LICENSE, "users"): "1", (other, "users"): "2", (LICENSE, "api_calls"): "3",
+                      (other, "api_calls"): "4"}
