@@ -5,9 +5,10 @@ Nothing is metered: the probe is ResolveCustomer with a token that cannot exist 
 InvalidTokenException only after authentication and authorisation passed). If ResolveCustomer is not
 allowed (or the region does not offer it, lib/regions.py), an empty BatchMeterUsage, a DryRun
 MeterUsage and a RegisterUsage for a product code that cannot exist (InvalidProductCodeException, or
-another answer that only comes after authorisation) tell whether the credentials may meter. In the role
-modes the credentials are resolved first (STS, the workload's endpoints); a failure there is reported as
-such, before any metering call.
+another answer that only comes after authorisation) tell whether the credentials may meter. A probe answered
+DisabledApiException or PlatformNotSupportedException cannot tell: the next one decides. In the role modes
+the credentials are resolved first (STS, the workload's endpoints); a failure there is reported as such,
+before any metering call.
 """
 
 from __future__ import annotations
@@ -30,10 +31,23 @@ PAYLOADS: dict[str, dict[str, Any]] = {
                    "DryRun": True, "ClientToken": "verify-credentials-probe"},
     "registerUsage": {"ProductCode": "verifycredentialsprobe", "PublicKeyVersion": 1},
 }
-# Answers of the RegisterUsage probe that AWS gives only to a caller it authorised: not a container it takes
-# calls from, or a customer without a subscription (the probe's product does not exist: normally
-# InvalidProductCodeException, an input error).
-_AUTHORISED = ("PlatformNotSupportedException", "CustomerNotEntitledException")
+# An answer of the RegisterUsage probe that AWS gives only to a caller it authorised: a customer without a
+# subscription (the probe's product does not exist: normally InvalidProductCodeException, an input error).
+# PlatformNotSupportedException proves nothing: it may come before the IAM check (the emulator answers it to
+# long-term keys first), and such credentials can never register usage from here anyway.
+_AUTHORISED = ("CustomerNotEntitledException",)
+# Probe answers that say the probe cannot tell from here, not that the credentials are wrong: the next probe
+# is tried. What follows the action's name in the reason when no probe shows a permission.
+_CANNOT_TELL = {
+    "DisabledApiException": "disabled in the region",
+    "PlatformNotSupportedException": "AWS takes it only from ECS, EKS or Fargate tasks",
+}
+
+
+# STS's answers to AssumeRole signed with access keys it does not take (a wrong secret key, an unknown or
+# expired key): bad credentials, not a trust policy that refuses the role (STS answers that AccessDenied).
+_BAD_SOURCE_KEYS = frozenset({"SignatureDoesNotMatch", "InvalidClientTokenId", "IncompleteSignature", "ExpiredToken",
+                              "MissingAuthenticationToken", "UnrecognizedClientException"})
 
 
 def _who(settings: Settings) -> str:
@@ -62,6 +76,11 @@ def _region_or_credentials(err: MeteringError, settings: Settings) -> str:
 
 def _credential_source(err: MeteringError, settings: Settings) -> str | None:
     """Failures to obtain credentials at all (STS, the workload's endpoints), before any metering call."""
+    if err.operation == "AssumeRole" and err.code in _BAD_SOURCE_KEYS and settings.role_source != WORKLOAD:
+        return (f"Bad credentials: STS did not accept access key {settings.access_key_id}, the source of the "
+                f"role ({err.code}: {err.aws_message}). Check the access key and the secret key.")
+    if err.operation in ("AssumeRole", "AssumeRoleWithWebIdentity") and err.retryable:
+        return f"Could not verify now: STS did not answer ({err.code}); try again later."
     if err.operation == "AssumeRole":
         source = ("the workload identity of this container" if settings.role_source == WORKLOAD
                   else f"access key {settings.access_key_id}")
@@ -131,12 +150,16 @@ def check(credentials: dict[str, Any], client: MeteringClient | None = None) -> 
                                       pacer_for=lambda op: Pacer(op.rate_per_second))
     offered = [action for action in operations_in(settings.region) if action in PAYLOADS]
     denied: list[str] = []
+    untold: list[str] = []  # probes that could not tell (_CANNOT_TELL), with why
     for index, action in enumerate(offered):
         op = OPERATIONS[action]
         try:
             client.call(op, PAYLOADS[action])
             passed = True
         except MeteringError as err:
+            if err.code in _CANNOT_TELL:
+                untold.append(f"{op.iam_action} ({_CANNOT_TELL[err.code]})")
+                continue
             passed = _allowed(err)
             if not passed and err.kind != PERMISSION:
                 return {"verified": False, "reason": _explain(err, settings)}
@@ -144,14 +167,17 @@ def check(credentials: dict[str, Any], client: MeteringClient | None = None) -> 
             if index == 0 and len(offered) == len(PAYLOADS):
                 return {"verified": True}
             reason = f"Allowed to call {op.iam_action}"
-            reason += f"; not allowed: {', '.join(denied)}." if denied else "."
+            reason += f"; not allowed: {', '.join(denied)}" if denied else ""
+            reason += f"; could not check {', '.join(untold)}." if untold else "."
             if len(offered) < len(PAYLOADS):
                 reason += (f" Region {settings.region} offers only "
                            f"{', '.join(OPERATIONS[a].name for a in offered)}; probed with that.")
             return {"verified": True, "reason": reason}
         denied.append(op.iam_action)
+    if not denied:  # every probe answered that it cannot tell
+        return {"verified": False, "reason": f"Could not verify: {', '.join(untold)}."}
     reason = (f"Missing permission: the credentials ({_who(settings)}) are valid but the IAM policy allows "
-              f"none of {', '.join(denied)}.")
+              f"none of {', '.join(denied)}" + (f"; could not check {', '.join(untold)}." if untold else "."))
     if "aws-marketplace:MeterUsage" in denied and settings.auth_mode != WORKLOAD:
         reason += " Note: AWS accepts MeterUsage only signed by the workload's own role (Workload identity)."
     return {"verified": False, "reason": reason}

@@ -211,6 +211,11 @@ def test_given_verify_per_mode_then_the_reason_tells_the_causes_apart_and_nothin
     assert wrong["verified"] is False and wrong["reason"].startswith("The role cannot be assumed")
     assert "External ID" in wrong["reason"] and "trust policy" in wrong["reason"]
     assert "ext-id-Wrong-0000" not in wrong["reason"] and EXTERNAL_ID not in wrong["reason"]
+    # source keys STS does not take are bad credentials, not a trust policy that refuses the role
+    for bad in ({"secretAccessKey": "y" * 40}, {"accessKeyId": "AKIAUNKNOWN000000000"}):
+        refused = verifyCredentials.verify(ctx, cfg_for("assume-role-from-keys", emu, **bad))
+        assert refused["verified"] is False and refused["reason"].startswith("Bad credentials: STS did not accept")
+        assert "trust policy" not in refused["reason"] and "y" * 40 not in refused["reason"]
     none = verifyCredentials.verify(ctx, cfg_for("workload-irsa", emu))
     assert none["verified"] is False and none["reason"].startswith("No workload identity in this container")
     container("irsa")

@@ -88,6 +88,40 @@ def test_given_a_policy_that_only_allows_register_usage_then_its_probe_verifies(
         "InvalidProductCodeException": 1}
 
 
+def test_given_access_keys_allowed_nothing_where_register_usage_refuses_them_then_missing_permission(
+        metering_emulator: EmulatorServer) -> None:
+    """PlatformNotSupportedException (long-term keys, not a container) may come before the IAM check: it proves
+    no permission, so keys allowed none of the four actions are not verified."""
+    metering_emulator.admin.load_fixtures(default_fixtures(
+        deniedOperations=["ResolveCustomer", "BatchMeterUsage", "MeterUsage", "RegisterUsage"]))
+    metering_emulator.admin.set_config(refuse_long_term_keys=True)
+    result = verifyCredentials.check(a_config(metering_emulator.url))
+    assert result["verified"] is False and result["reason"].startswith("Missing permission"), result
+    assert "could not check aws-marketplace:RegisterUsage (AWS takes it only from ECS, EKS" in result["reason"]
+    assert metering_emulator.admin.stats()["operations"]["RegisterUsage"]["errors"] == {
+        "PlatformNotSupportedException": 1}
+
+
+def test_given_an_operation_disabled_in_the_region_then_the_next_probe_decides(
+        metering_emulator: EmulatorServer) -> None:
+    """DisabledApiException ("The API is disabled in the Region") says nothing of the credentials."""
+    metering_emulator.admin.set_config(disabled_operations=["ResolveCustomer"])
+    result = verifyCredentials.check(a_config(metering_emulator.url))
+    assert result["verified"] is True, result
+    assert result["reason"] == ("Allowed to call aws-marketplace:BatchMeterUsage; could not check "
+                                "aws-marketplace:ResolveCustomer (disabled in the region).")
+    # MeterUsage cannot be disabled (the model lists DisabledApiException for the other three only): denied
+    metering_emulator.admin.load_fixtures(default_fixtures(deniedOperations=["MeterUsage"]))
+    metering_emulator.admin.set_config(disabled_operations=["ResolveCustomer", "BatchMeterUsage", "RegisterUsage"])
+    result = verifyCredentials.check(a_config(metering_emulator.url))
+    assert result["verified"] is False, result
+    assert ("allows none of aws-marketplace:MeterUsage; could not check "
+                                     "aws-marketplace:ResolveCustomer (disabled in the region), "
+                                     "aws-marketplace:BatchMeterUsage (disabled in the region), "
+                                     "aws-marketplace:RegisterUsage (disabled in the region).") in result["reason"]
+    assert metering_emulator.admin.records()["records"] == []
+
+
 def test_given_a_policy_that_only_allows_batch_metering_then_verified_with_a_note(
         metering_emulator: EmulatorServer) -> None:
     metering_emulator.admin.load_fixtures(default_fixtures(deniedOperations=["ResolveCustomer", "MeterUsage"]))
