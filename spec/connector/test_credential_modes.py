@@ -22,7 +22,7 @@ from lib.client import MeteringClient, Settings
 from lib.errors import MeteringError
 from lib.resilience import Backoff
 from spec.connector.builders import PRODUCT, REG_TOKEN, StepContext, a_record, hour_start, run_action
-from spec.connector.scripted import DroppingServer
+from spec.connector.scripted import Canned, DroppingServer, ScriptedServer
 from spec.support.identity import (
     EXTERNAL_ID,
     SELLER_ROLE,
@@ -324,3 +324,15 @@ def test_given_the_container_endpoint_refuses_the_authorization_token_then_it_is
                                                                   "credentials", False)
     assert "workload identity could not be read" in str(err) and sleeps == []
     assert "cAuth.Wrong.Token.0000" not in str(err)
+
+
+def test_given_sts_unavailable_when_verifying_an_assume_role_then_try_again_later_not_the_trust_policy(
+        emu: EmulatorServer, container: Any) -> None:
+    """An STS outage (503 on every attempt) is not a trust policy refusing the role."""
+    container("none")
+    down = b"<ErrorResponse><Error><Code>ServiceUnavailable</Code><Message>down</Message></Error></ErrorResponse>"
+    with ScriptedServer([Canned(503, down, {"Content-Type": "text/xml"})]) as sts:
+        result = verifyCredentials.verify(StepContext(), cfg_for("assume-role-from-keys", emu, stsEndpointUrl=sts.url))
+    assert result["verified"] is False and result["reason"].startswith("Could not verify now: STS did not answer")
+    assert "trust policy" not in result["reason"]
+    assert emu.admin.records()["records"] == []
