@@ -107,6 +107,8 @@ def _skip_callback_lookup_for_deliveries(conn: Any) -> None:
 class AmqpError(Exception):
     """Connection, consume or publish failure (messages never include credentials)."""
 
+    name = "Error"  # its error event's ``name``: Node raises a plain ``Error`` ("Failed on publishing …")
+
 
 # How a task that runs on the I/O thread's loop waits without blocking the loop: ``park(register)`` hands
 # ``register`` a function that resumes the task, then gives the loop back until that function is called;

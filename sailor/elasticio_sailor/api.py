@@ -96,6 +96,8 @@ def error_text(exc: urllib.error.HTTPError, limit: int) -> str:
 class ApiError(Exception):
     """A platform API call failed; carries the HTTP status when there was one (never credentials)."""
 
+    name = "Error"  # its error event's ``name`` (a start-up error), as Node's plain ``Error``
+
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status

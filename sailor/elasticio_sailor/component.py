@@ -15,6 +15,8 @@ from typing import Any
 class ComponentError(Exception):
     """component.json or a function module could not be used (message as the Node sailor words it)."""
 
+    name = "Error"  # its error event's ``name`` (a start-up error), as Node's plain ``Error``
+
 
 def component_root(component_path: str, cwd: str | None = None) -> Path:
     """``<cwd>/<COMPONENT_PATH>``: Node joins even an absolute-looking path onto the CWD."""

@@ -31,6 +31,7 @@ from .executor import EVENT_HANDLERS, TaskContext, deep_copy, propagates, run_fu
 from .logs import REDACTOR, clip
 from .messages import (
     ERROR_RESPONSE_HEADER,
+    SailorError,
     amqp_headers,
     format_error,
     incoming_headers,
@@ -67,7 +68,7 @@ class StepRuntime:
     document: dict[str, Any]
     cfg: dict[str, Any]
     module: ModuleType
-    snapshot: dict[str, Any]
+    snapshot: Any  # the last snapshot emitted (any JSON value), else the step document's
     # Node: `{autoResolveObjectReferences: true, ...definition}`, then a truthiness test
     # (lib/component_reader.js findTriggerOrActionDefinition, lib/sailor.js processMessage)
     auto_resolve: bool = True
@@ -241,14 +242,20 @@ class MessageExecution:
 
     # ------------------------------------------------------------------ events
     def on_event(self, ctx: TaskContext, event: str, payload: Any) -> None:
-        """Run the event's handler from the table; a failing handler becomes an error event (but an
-        ``error`` or ``end`` that cannot be handled propagates: the delivery is then rejected)."""
+        """Run the event's handler from the table. An output the sailor refuses before queueing it (over the
+        size limit, an ``httpReply`` without a usable ``reply_to``: :class:`SailorError`) raises into the
+        emitting code, as Node's ``emit`` rejects there: a component that does not catch it fails, and its
+        message gets one error and no data. Any other handler failure (a publish that failed while this emit
+        waited its turn, an upload, ``updateKeys``) becomes an error event; an ``error`` or ``end`` that
+        cannot be handled propagates (the delivery is then rejected)."""
         try:
             _HANDLERS[event](self, ctx, payload)
         except Exception as exc:
             if event in ("error", "end"):
                 raise
             log.error("Handling event failed", extra={"event": event, "reason": clip(exc, 300)})
+            if isinstance(exc, SailorError):
+                raise
             ctx.emit("error", exc)
 
     def _publish(
@@ -361,7 +368,7 @@ class MessageExecution:
     def _check_size(self, body: bytes) -> None:
         limit = self.step.settings.OUTGOING_MESSAGE_SIZE_LIMIT
         if len(body) > limit:
-            raise ValueError(f"Outgoing message size {len(body)} exceeds limit of {limit}.")
+            raise SailorError(f"Outgoing message size {len(body)} exceeds limit of {limit}.")
 
     def error_envelope(self, err: dict[str, Any]) -> tuple[bytes, str]:
         """The error-key body and the bare encrypted error (for reply_to) for this delivery."""
@@ -399,7 +406,7 @@ class MessageExecution:
             # Node publishes an error but does not count it: the input is still acked
             # (lib/amqp.js sendRebound; docs/platform-contract.md §6.8)
             # with the outgoing headers as they are (no ``end``: Node's onRebound does not stamp one)
-            self._send_error(format_error(RuntimeError("Rebound limit exceeded")), throttled=False, end=False)
+            self._send_error(format_error(SailorError("Rebound limit exceeded")), throttled=False, end=False)
             return
         orig = self.d.properties
         headers = dict(self.d.headers)
@@ -432,7 +439,7 @@ class MessageExecution:
         s = self.step
         headers = dict(self.headers)
         headers["snapshotEvent"] = "snapshot"
-        s.snapshot = payload if isinstance(payload, dict) else {}
+        s.snapshot = payload  # whatever it is, as Node keeps it (``that.snapshot = data``) for the next message
         self._publish(s.amqp.SNAPSHOT_ROUTING_KEY, dumps(payload), headers, "snapshot", wait=False)
 
     def on_update_snapshot(self, _ctx: TaskContext, payload: Any) -> None:
@@ -445,7 +452,8 @@ class MessageExecution:
             return
         headers = dict(self.headers)
         headers["snapshotEvent"] = "updateSnapshot"
-        s.snapshot = {**s.snapshot, **payload}
+        if isinstance(s.snapshot, dict):  # Node extends an object; a snapshot of another kind stays as it is
+            s.snapshot = {**s.snapshot, **payload}
         self._publish(s.amqp.SNAPSHOT_ROUTING_KEY, dumps(payload), headers, None, wait=False)
 
     def on_update_keys(self, _ctx: TaskContext, payload: Any) -> None:
@@ -463,10 +471,10 @@ class MessageExecution:
         headers["protocolVersion"] = 1
         reply_to = headers.get("reply_to")
         if not reply_to:
-            raise ValueError("Component emitted 'httpReply' event but 'reply_to' was not found in AMQP headers")
+            raise SailorError("Component emitted 'httpReply' event but 'reply_to' was not found in AMQP headers")
         problem = unusable_routing_key(reply_to)
         if problem is not None:
-            raise ValueError(f"Component emitted 'httpReply' event but 'reply_to' is not usable: {problem}")
+            raise SailorError(f"Component emitted 'httpReply' event but 'reply_to' is not usable: {problem}")
         data = dict(payload) if isinstance(payload, dict) else {"body": payload}
         data["headers"] = dict(data.get("headers") or {})
         pop_routing_key(data["headers"])

@@ -136,7 +136,7 @@ class TaskContext:
 
 
 def run_function(
-    module: ModuleType, ctx: TaskContext, msg: dict[str, Any], cfg: dict[str, Any], snapshot: dict[str, Any]
+    module: ModuleType, ctx: TaskContext, msg: dict[str, Any], cfg: dict[str, Any], snapshot: Any
 ) -> None:
     """Call ``module.process`` and emit its outcome, always finishing with exactly one ``end``.
 
@@ -150,7 +150,7 @@ def run_function(
 
 
 def _run_function(
-    module: ModuleType, ctx: TaskContext, msg: dict[str, Any], cfg: dict[str, Any], snapshot: dict[str, Any]
+    module: ModuleType, ctx: TaskContext, msg: dict[str, Any], cfg: dict[str, Any], snapshot: Any
 ) -> None:
     process = getattr(module, "process", None)
     if not callable(process):
@@ -174,7 +174,10 @@ def _run_function(
         ctx.emit("error", exc)
     else:
         if result:
-            ctx.emit("data", result)
+            try:
+                ctx.emit("data", result)
+            except Exception as exc:  # noqa: BLE001 - the returned value cannot be published: an error (Node: onError)
+                ctx.emit("error", exc)
     ctx.emit("end")
 
 

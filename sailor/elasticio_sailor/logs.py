@@ -332,12 +332,8 @@ def setup_logging(env: Mapping[str, str] | None = None, stream: IO[str] | None =
     """Route every logger — the sailor's, ``component`` and the root logger (so every module logger and
     ``warnings.warn`` of the component) — to one redacting JSON handler on stdout, at ``LOG_LEVEL``."""
     env = os.environ if env is None else env
-    context = {
-        k[len("ELASTICIO_"):].lower(): v
-        for k in ("ELASTICIO_" + c for c in _CONTEXT_VARS)
-        if (v := env.get(k))
-    }
-    # Node's keys are camelCase-free upper names lowered; keep them readable and stable.
+    # Node's (lib/logging.js): the variables under their own names, and the flow id again as ``tag``
+    context = {k: v for k in ("ELASTICIO_" + c for c in _CONTEXT_VARS) if (v := env.get(k))}
     if env.get("ELASTICIO_FLOW_ID"):
         context["tag"] = env["ELASTICIO_FLOW_ID"]
     # the fields the component declares secret (flow-step and service mode: the component root is the

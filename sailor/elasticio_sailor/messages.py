@@ -36,6 +36,13 @@ def uuid4() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+class SailorError(Exception):
+    """A failure the sailor reports itself (an outgoing message over the size limit, the rebound limit, an
+    ``httpReply`` without ``reply_to``): its error event is named ``Error``, as Node's plain ``new Error``."""
+
+    name = "Error"
+
+
 class Rebound(Exception):
     """Raise from ``process`` to have the platform deliver the message again later."""
 

@@ -154,7 +154,7 @@ def test_given_rebound_limit_reached_when_rebounding_then_error_published_and_in
     platform.publish({"body": {}}, {"reboundIteration": 20})
     [err] = platform.get("error")
     error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
-    assert error["message"] == "Rebound limit exceeded"
+    assert (error["name"], error["message"]) == ("Error", "Rebound limit exceeded")  # Node: a plain Error
     # Node sends it with the outgoing headers as they are (lib/sailor.js onRebound): no ``end`` stamp
     assert "end" not in err.headers and err.headers["start"]
     idle(platform)
@@ -178,6 +178,12 @@ def test_given_snapshot_events_when_processing_then_plain_json_published_and_nex
     outs = platform.get("message", 3)
     seen = [platform.decode(o)["body"]["snapshot"] for o in outs]
     assert seen == [{}, {"a": 1}, {"a": 1, "b": 2}]
+    # a snapshot of another kind is kept as emitted (Node: ``that.snapshot = data``); updates leave it so
+    platform.publish({"body": {"ops": [{"event": "snapshot", "payload": [1, 2]},
+                                       {"event": "updateSnapshot", "payload": {"c": 3}}]}})
+    platform.publish({"body": {"ops": []}})
+    outs = platform.get("message", 2)
+    assert [platform.decode(o)["body"]["snapshot"] for o in outs] == [{"a": 1, "b": 2}, [1, 2]]
 
 
 def test_given_routing_key_header_when_emitting_then_published_with_that_key_and_header_removed(
@@ -230,8 +236,11 @@ def test_given_no_reply_to_when_http_reply_then_error_and_reject(
     platform.publish({"body": {}})
     [err] = platform.get("error")
     error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
-    assert "reply_to' was not found" in error["message"]
+    assert error["name"] == "Error" and "reply_to' was not found" in error["message"]
     wait_until(lambda: platform.count(platform.dead) == 1, what="input dead-lettered")
+    # the emit raised into process (Node's awaited emit rejects): its return value is not published
+    idle(platform)
+    assert platform.count("message") == 0 and platform.count("error") == 0
 
 
 @pytest.mark.parametrize("no_replies", [False, True])
@@ -271,13 +280,15 @@ def test_given_size_limit_when_emitting_bigger_message_then_error_and_reject(
     platform: PlatformSide, start_sailor: StartSailor
 ) -> None:
     start_sailor("many", ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT="1000")
-    platform.publish({"body": {"n": 1, "size": 2000}})
+    platform.publish({"body": {"n": 3, "size": 2000}})
     [err] = platform.get("error")
-    message = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)["message"]
+    error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
     size = len(platform.cipher.encrypt({"body": {"i": 0, "pad": "x" * 2000}, "headers": {}}, 1))
-    assert message == f"Outgoing message size {size} exceeds limit of 1000."
+    assert (error["name"], error["message"]) == ("Error", f"Outgoing message size {size} exceeds limit of 1000.")
     wait_until(lambda: platform.count(platform.dead) == 1, what="input dead-lettered")
-    assert platform.count("message") == 0
+    # the first emit raised into process (Node's awaited emit rejects): one error, nothing more is emitted
+    idle(platform)
+    assert platform.count("message") == 0 and platform.count("error") == 0
 
 
 def test_given_passthrough_step_when_emitting_then_incoming_passthrough_plus_own_output(
@@ -547,6 +558,18 @@ def test_given_init_raises_when_starting_then_start_up_error_published_and_exit_
     assert set(err.headers) == {"execId", "taskId", "workspaceId", "containerId", "userId", "stepId", "compId",
                                 "function", "messageId"}
     assert platform.consumers() == 0
+
+
+def test_given_an_unknown_function_when_starting_then_the_start_up_error_is_named_error_as_node_names_it(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    """The sailor's own failures are plain ``Error``s in Node (run.js ``run`` → ``reportError``)."""
+    sailor = start_sailor("no_such_function", wait=False)
+    assert sailor.wait() == 1
+    [err] = platform.get("error")
+    error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
+    assert (error["name"], error["message"]) == (
+        "Error", 'Trigger or action "no_such_function" is not found in component.json!')
 
 
 def test_given_deleted_listen_queue_when_starting_then_exit_1(

@@ -83,7 +83,7 @@ def test_given_component_logs_cfg_when_formatted_then_json_line_without_the_secr
     assert line["level"] == 30
     assert line["v"] == 0
     assert line["messageId"] == "m1"
-    assert line["flow_id"] == "flow1"
+    assert line["ELASTICIO_FLOW_ID"] == line["tag"] == "flow1"  # Node's keys (lib/logging.js)
     assert line["time"].endswith("Z")
 
 
