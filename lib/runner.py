@@ -94,15 +94,14 @@ def batch_summary(op: Operation, outcome: BatchOutcome) -> dict[str, Any]:
 
 
 # The platform refuses an outgoing message above ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT bytes (10 MiB by
-# default), measured after encryption (base64: 4/3 of the JSON) and with the message envelope; half the
-# limit for the body leaves room for both.
+# default), measured after encryption (base64: 4/3 of the JSON) and with the message envelope (summary_budget).
 DEFAULT_OUTGOING_LIMIT = 10 * 1024 * 1024
 
 
 _HEADROOM = 16 * 1024  # the message's headers and the cipher's padding (at most 1/32 of the limit)
 
 
-def summary_budget(passthrough: Any = None) -> int:
+def summary_budget(passthrough: Any = None, needed: int | None = None) -> int:
     """Bytes of JSON one result message's body may hold, from the platform's outgoing size limit.
 
     The sailor checks the size of the message it publishes, encrypted and base64-encoded: 4/3 of the JSON of
@@ -111,21 +110,26 @@ def summary_budget(passthrough: Any = None) -> int:
     step is a passthrough step, so the budget assumes it is: (3/4 of the limit, less the incoming passthrough
     and some headroom) / 2, about 3.7 MiB of body at the default 10 MiB. An incoming passthrough that nearly
     fills the limit by itself leaves no room for any output; the budget then stays at 1/16 of the limit.
+    A body of ``needed`` bytes or fewer that fits within that 1/16 fits whatever the passthrough holds: the
+    passthrough is then not measured (the usual message: no serialisation of it on the hot path).
     """
     raw = os.environ.get("ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT", "")
     limit = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_OUTGOING_LIMIT
+    floor = limit // 16
+    if needed is not None and needed <= floor:
+        return floor
     carried = jsontext.size(passthrough) if passthrough else 0
-    return max(limit // 16, (limit * 3 // 4 - carried - min(_HEADROOM, limit // 32)) // 2)
+    return max(floor, (limit * 3 // 4 - carried - min(_HEADROOM, limit // 32)) // 2)
 
 
-def summary_parts(summary: dict[str, Any], budget: int) -> list[dict[str, Any]]:
+def summary_parts(summary: dict[str, Any], budget: int, size: int | None = None) -> list[dict[str, Any]]:
     """The summary as one message, or split into parts of at most ``budget`` bytes when it is larger.
 
     Records already billed must never turn into an error because their report is too big: each part
     carries a slice of ``Results`` (input order kept) with the whole message's counts, and ``Part`` /
     ``PartCount`` so the next step can tell the parts belong together.
     """
-    if jsontext.size(summary) <= budget:
+    if (jsontext.size(summary) if size is None else size) <= budget:  # ``size``: the summary's, when known
         return [summary]
     head = {key: value for key, value in summary.items() if key != "Results"}
     base = jsontext.size({**head, "Results": [], "Part": 10**6, "PartCount": 10**6})
@@ -225,7 +229,8 @@ def _run_batch(op: Operation, ctx: Any, client: MeteringClient, wire: dict[str, 
                 record_body["RequestId"] = result.request_id
             ctx.emit("data", new_message(record_body))
         return None
-    parts = summary_parts(summary, summary_budget(passthrough))
+    size = jsontext.size(summary)
+    parts = summary_parts(summary, summary_budget(passthrough, needed=size), size)
     if len(parts) == 1:
         return new_message(summary)
     logger.info("%s: the result of %d record(s) is emitted in %d parts (outgoing size limit)", op.name,

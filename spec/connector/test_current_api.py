@@ -24,6 +24,7 @@ from lib.client import MeteringClient, Settings
 from lib.errors import MeteringError
 from lib.operations import OPERATIONS
 from lib.resilience import Backoff
+from lib.runner import summary_budget
 from spec.connector.builders import (
     ACCESS_KEY,
     ACCOUNT,
@@ -510,6 +511,22 @@ def test_given_a_fatal_failure_after_some_records_were_billed_then_the_error_lis
 
 
 # --- outgoing size limit -----------------------------------------------------------------------------
+
+
+def test_given_the_outgoing_limit_then_the_body_budget_leaves_room_for_a_passthrough_step(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """(3/4 of the limit - the incoming passthrough - headroom) / 2; a body within 1/16 of the limit fits
+    whatever the passthrough holds, so the passthrough is not serialised for it (the usual message)."""
+    monkeypatch.setenv("ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT", "400000")
+    carried = {"step_1": {"body": {"pad": "x" * 100_000}, "headers": {}}}
+    size = len(json.dumps(carried, separators=(",", ":")))
+    assert summary_budget(None) == (300_000 - 12_500) // 2
+    assert summary_budget(carried) == (300_000 - size - 12_500) // 2
+    assert summary_budget({"step_1": {"body": {"pad": "x" * 400_000}}}) == 400_000 // 16  # the floor
+    unmeasurable = {"step_1": {"body": object()}}  # would raise if serialised
+    assert summary_budget(unmeasurable, needed=25_000) == 25_000
+    with pytest.raises(TypeError):
+        summary_budget(unmeasurable, needed=25_001)
 
 
 def test_given_a_result_larger_than_the_outgoing_limit_then_it_is_emitted_in_parts_and_nothing_is_lost(
