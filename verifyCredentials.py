@@ -146,8 +146,11 @@ def check(credentials: dict[str, Any], client: MeteringClient | None = None) -> 
         missing = all(problem.problem == "is required" for problem in err.problems)
         return {"verified": False, "reason": ("Incomplete" if missing else "Invalid") + " credentials: "
                 + "; ".join(map(str, err.problems))}
-    client = client or MeteringClient(settings, backoff=Backoff(max_attempts=3), timeout=(5.0, 15.0),
-                                      pacer_for=lambda op: Pacer(op.rate_per_second))
+    try:
+        client = client or MeteringClient(settings, backoff=Backoff(max_attempts=3), timeout=(5.0, 15.0),
+                                          pacer_for=lambda op: Pacer(op.rate_per_second))
+    except MeteringError as err:  # the machine's settings (a certificate bundle that does not exist)
+        return {"verified": False, "reason": str(err)}
     offered = [action for action in operations_in(settings.region) if action in PAYLOADS]
     denied: list[str] = []
     untold: list[str] = []  # probes that could not tell (_CANNOT_TELL), with why

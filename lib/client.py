@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import ipaddress
 import logging
+import os
 import re
 import ssl
 import threading
@@ -204,6 +205,38 @@ UNSENDABLE = ErrorClass(False, Kind.CREDENTIALS, "a credential or header holds a
 _CUT_SHORT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError, ConnectionError, TimeoutError)
 
 
+# The variables that name a TLS certificate bundle to trust instead of requests' own (certifi), in the order
+# they are read: botocore's, then requests' (a proxy that re-signs TLS, a VPC endpoint with a private CA).
+CA_BUNDLE_VARIABLES = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def ca_bundle() -> str | bool:
+    """The certificate bundle to verify the endpoint with: the file (or directory) the first variable of
+    :data:`CA_BUNDLE_VARIABLES` names, else True (requests' own). Verification is never switched off."""
+    for name in CA_BUNDLE_VARIABLES:
+        path = os.environ.get(name, "").strip()
+        if path:
+            if not os.path.exists(path):
+                raise MeteringError("InvalidCABundle", f"{name} names {path}, which does not exist",
+                                    operation="configuration",
+                                    classification=ErrorClass(False, Kind.REGION, f"set {name} to the path of a "
+                                                              "PEM certificate bundle, or unset it"))
+            return path
+    return True
+
+
+# What tells that a connection failure happened before the request left: connecting (refused, DNS, connect
+# timeout). Any other transport failure may have come after AWS received the request.
+_NOT_SENT = (requests.exceptions.ConnectTimeout,)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether the failure ``exc`` happened while connecting, so AWS cannot have received the request."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError  # requests' own dependency
+
+    return any(isinstance(cause, (*_NOT_SENT, NewConnectionError, ConnectTimeoutError)) for cause in _causes(exc))
+
+
 def _causes(exc: BaseException) -> list[BaseException]:
     """``exc`` and what it wraps: requests' and urllib3's ``args[0]``/``reason`` and the exception chain."""
     found: list[BaseException] = []
@@ -276,7 +309,8 @@ class MeteringClient:
         self._pacer_for = pacer_for or (
             lambda op: shared_pacer(settings.identity, settings.region, op.name, self.rate_for(op)))
         self.session = requests.Session()
-        self.session.verify = True  # TLS verification is never switched off
+        self._verify = ca_bundle()  # never False: TLS verification is never switched off
+        self.session.verify = self._verify
         if _is_loopback(urlsplit(settings.endpoint_url).hostname or ""):
             self.session.trust_env = False  # no proxy for a local endpoint
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
@@ -285,7 +319,7 @@ class MeteringClient:
         # Access keys sign as they are; the role modes sign with botocore's refreshable credentials
         # (lib/credentials.py, which imports botocore only then).
         self._credentials = role_credentials(settings)
-        self._auth_lock = threading.Lock()  # AWS4Auth swaps keys in place when refreshable credentials rotate
+        self._auth_lock = threading.Lock()  # the signer swaps keys in place (_prepare)
         if self._credentials is None:
             self._auth = AWS4Auth(settings.access_key_id, settings.secret_access_key, settings.region,
                                   SIGNING_NAME, session_token=settings.session_token)
@@ -338,8 +372,8 @@ class MeteringClient:
                 if unanswered and failure.code != "ConnectionError":
                     failure.after_unanswered(unanswered)
                 raise failure
-            if failure.code == "ConnectionError":
-                unanswered.append(attempt)
+            if failure.code == "ConnectionError" and failure.operation == op.name and failure.maybe_sent:
+                unanswered.append(attempt)  # AWS may have processed it (not: a failure to connect, or STS's)
             delay = self.backoff.delay(attempt - 1)
             log.info("%s attempt %d failed with %s (request id %s); retrying in %.3fs",
                      op.name, attempt, failure.code, failure.request_id, delay)
@@ -373,7 +407,9 @@ class MeteringClient:
             raise _tls_error(exc, op.name) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
-            raise MeteringError("ConnectionError", type(exc).__name__, operation=op.name) from None
+            failure = MeteringError("ConnectionError", type(exc).__name__, operation=op.name)
+            failure.maybe_sent = not _never_sent(exc)
+            raise failure from None
         except requests.exceptions.RequestException as exc:  # e.g. a malformed reply: not worth retrying
             raise MeteringError("InvalidResponse", type(exc).__name__, operation=op.name,
                                 classification=ErrorClass(False, Kind.REGION,
@@ -412,18 +448,19 @@ class MeteringClient:
         full = requests.PreparedRequest()
         full.method, full.url, full.body = prep.method, prep.url, prep.body
         full.headers = prep.headers  # type: ignore[assignment]  # a plain dict (see _Signed) is all the adapter reads
-        resp = self._adapter.send(full, timeout=self.timeout, verify=True, proxies=self._proxies)
+        resp = self._adapter.send(full, timeout=self.timeout, verify=self._verify, proxies=self._proxies)
         content = resp.content  # read here: a connection dropped mid-body is a transport failure too
         return _Answer(resp.status_code, resp.reason or "", resp.headers, content)
 
     def _prepare(self, body: bytes, headers: dict[str, str]) -> _Signed:
         """A signed request for the endpoint (the URL was prepared once; the signature is fresh)."""
         signed = _Signed(self._url, body, {**self._base_headers, **headers, "Content-Length": str(len(body))})
-        if self._credentials is None:
-            self._auth(signed)  # adds x-amz-date, x-amz-content-sha256, the session token and Authorization
-        else:
-            with self._auth_lock:  # resolves/refreshes the temporary credentials first (may raise MeteringError)
-                self._auth(signed)
+        # Adds x-amz-date, x-amz-content-sha256, the session token and Authorization. One thread at a time: the
+        # signer swaps its signing key in place when the UTC date changes (a request dated 23:59:59 signed with
+        # the next day's scope is refused), and in the role modes when the temporary credentials rotate (it
+        # resolves or refreshes them first, and may raise MeteringError).
+        with self._auth_lock:
+            self._auth(signed)
         return signed
 
     def _secrets(self) -> tuple[str, ...]:

@@ -128,6 +128,9 @@ def _mask_short(text: str, value: str | None) -> str:
 # (botocore.utils.ContainerMetadataFetcher._get_response: one of its RETRYABLE_HTTP_ERRORS).
 _CONTAINER_UNREACHABLE = "Received error when attempting to retrieve container metadata"
 _CONTAINER_BUSY = re.compile(r"Received non 200 response (?:5\d\d|429) from container metadata")
+# botocore's answer when a refresh got nothing back: the EC2 instance metadata service answers a busy 503/429
+# with nothing (its fetcher returns {}), even in the advisory window while the current credentials still hold
+_REFRESH_EMPTY = "Credential refresh failed, response did not contain"
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -161,7 +164,7 @@ def _network_failure(exc: BaseException) -> BaseException | None:
                              bexc.ResponseStreamingError, ConnectionError, TimeoutError)):
             return item
     if isinstance(exc, bexc.CredentialRetrievalError) and (
-            _CONTAINER_UNREACHABLE in str(exc) or _CONTAINER_BUSY.search(str(exc))):
+            _CONTAINER_UNREACHABLE in str(exc) or _CONTAINER_BUSY.search(str(exc)) or _REFRESH_EMPTY in str(exc)):
         return exc
     return None
 
@@ -204,8 +207,9 @@ def translate(exc: BaseException, settings: Settings) -> MeteringError:
                              request_id=meta.get("RequestId"), classification=kind)
     cause = _network_failure(exc)
     if cause is not None:  # retryable (ERROR_TABLE's ConnectionError): retried in the step, then rebounded
-        where = ("the container credentials endpoint" if isinstance(exc, bexc.CredentialRetrievalError)
-                 else "STS")
+        where = ("STS" if not isinstance(exc, bexc.CredentialRetrievalError)
+                 else "the instance metadata service" if _REFRESH_EMPTY in str(exc)
+                 else "the container credentials endpoint")
         return MeteringError("ConnectionError", f"could not reach {where} ({type(cause).__name__})",
                              operation="credentials")
     if isinstance(exc, bexc.ParamValidationError):
@@ -263,8 +267,15 @@ class RoleCredentials:
             except MeteringError:
                 raise
             except (BotoCoreError, ClientError, OSError, ValueError, RuntimeError) as exc:  # botocore's failures
+                failure = translate(exc, self.settings)
+                if self._current is not None and failure.retryable:  # a refresh the source could not answer now
+                    if self._frozen is not None and self._still_valid(self._current):
+                        log.warning("refreshing the temporary credentials failed (%s: %s); the current ones stay "
+                                    "valid for now", failure.code, failure.aws_message)
+                        return self._frozen
+                    raise failure from None  # kept: the next attempt refreshes them again
                 self._current = None
-                raise translate(exc, self.settings) from None
+                raise failure from None
             if frozen.access_key != self._seen_key:
                 self._seen_key = frozen.access_key
                 self.refreshes += 1
@@ -274,6 +285,17 @@ class RoleCredentials:
                          getattr(self._current, "method", "botocore"))
             self._frozen = frozen
             return frozen
+
+    @staticmethod
+    def _still_valid(creds: Any) -> bool:
+        """Whether botocore's refreshable ``creds`` are outside their mandatory refresh window (a refresh failed
+        in the advisory window: botocore itself keeps them then, unless its fetcher answered nothing, as the
+        EC2 instance metadata service's does when it is busy)."""
+        expiry = getattr(creds, "_expiry_time", None)
+        mandatory = getattr(creds, "_mandatory_refresh_timeout", None)
+        if expiry is None or mandatory is None:
+            return False
+        return bool(expiry.timestamp() - time.time() > mandatory)
 
     @staticmethod
     def _tune(creds: Any) -> None:

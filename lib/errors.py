@@ -144,6 +144,7 @@ class MeteringError(Exception):
         self.classification = classification or classify(code, status)
         self.name = code
         self.unanswered: list[int] = []  # earlier attempts of the call whose answer never arrived
+        self.maybe_sent = True  # a transport failure after which AWS may have the request (not: while connecting)
         super().__init__(self._text())
 
     def after_unanswered(self, attempts: list[int]) -> MeteringError:

@@ -40,9 +40,10 @@ class Canned:
 class ScriptedServer:
     """Answers each POST with the next canned reply (the last one repeats) and records the requests.
 
-    A reply may be a function of the request's headers (names as sent) returning the canned reply."""
+    A reply may be a function of the request's headers (names as sent) returning the canned reply; ``port``:
+    a given one (0: any free port)."""
 
-    def __init__(self, replies: Sequence[Canned | Callable[[dict[str, str]], Canned]]) -> None:
+    def __init__(self, replies: Sequence[Canned | Callable[[dict[str, str]], Canned]], port: int = 0) -> None:
         self.replies = list(replies)
         self.requests: list[tuple[dict[str, str], bytes]] = []
         outer = self
@@ -68,7 +69,7 @@ class ScriptedServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 

@@ -374,6 +374,30 @@ def test_given_an_endpoint_whose_certificate_does_not_verify_then_it_is_a_tls_er
     assert "TLS verification of the endpoint failed" in str(err) and server.requests == []
 
 
+@pytest.mark.parametrize("variable", ["AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_given_a_ca_bundle_variable_then_the_endpoint_is_verified_with_that_bundle(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """A proxy that re-signs TLS or a VPC endpoint with a private CA: the bundle botocore (AWS_CA_BUNDLE) or
+    requests (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) is told to trust is trusted for metering calls too."""
+    import ssl
+
+    for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    cert_file, key_file = _self_signed(tmp_path)
+    monkeypatch.setenv(variable, str(cert_file))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    with ScriptedServer([_aws_error(200, {"CustomerIdentifier": "c"})]) as server:
+        server._httpd.socket = context.wrap_socket(server._httpd.socket, server_side=True)
+        client = MeteringClient(_settings(server.url.replace("http://", "https://")))
+        reply = client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
+        assert reply.data == {"CustomerIdentifier": "c"}
+    monkeypatch.setenv(variable, str(tmp_path / "missing.pem"))
+    with pytest.raises(MeteringError) as raised:
+        MeteringClient(_settings(server.url))
+    assert raised.value.code == "InvalidCABundle" and variable in str(raised.value) and not raised.value.retryable
+
+
 def test_given_a_tls_handshake_cut_short_by_the_network_then_it_is_retried_and_the_message_rebounded() -> None:
     sleeps: list[float] = []
     with DroppingServer() as dropping:

@@ -1,0 +1,183 @@
+"""Transport edges found by a review: an attempt that never left is not "may have been processed", the
+signer is shared safely across threads at midnight UTC, and a busy EC2 instance metadata service during an
+advisory refresh keeps the credentials that are still valid."""
+
+from __future__ import annotations
+
+import datetime as real
+import json
+import threading
+import types
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests_aws4auth.aws4auth as a4
+
+import lib.credentials
+from lib.client import MeteringClient, Settings
+from lib.errors import MeteringError
+from lib.operations import OPERATIONS
+from lib.resilience import Backoff, Pacer
+from spec.connector.scripted import Canned, ScriptedServer
+from spec.support.identity import WORKLOAD_ENV_NAMES
+from spec.support.ports import free_port
+
+KEYS = ("AKIAEXAMPLE000000000", "secret/Example+Key0000000000000000000000")
+EXPIRED = b'{"__type":"ExpiredTokenException","message":"Registration token is expired"}'
+
+
+def test_given_an_attempt_refused_at_connect_then_the_error_does_not_say_aws_may_have_processed_it() -> None:
+    """Nothing was sent (connection refused): the retry's ExpiredTokenException is not blamed on it."""
+    port = free_port()
+    started: list[ScriptedServer] = []
+
+    def sleep(_seconds: float) -> None:  # the endpoint comes up during the backoff after attempt 1
+        if not started:
+            server = ScriptedServer([Canned(400, EXPIRED, {"x-amzn-RequestId": "rid-expired"})], port=port)
+            started.append(server.__enter__())
+
+    client = MeteringClient(Settings.create(*KEYS, endpoint_url=f"http://127.0.0.1:{port}"),
+                            backoff=Backoff(max_attempts=3), pacer_for=lambda op: Pacer(1000), sleep=sleep)
+    try:
+        with pytest.raises(MeteringError) as raised:
+            client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "tok"})
+    finally:
+        for server in started:
+            server.__exit__(None, None, None)
+    err = raised.value
+    assert err.code == "ExpiredTokenException" and len(started[0].requests) == 1
+    assert err.unanswered == [] and "got no answer" not in str(err)
+    assert "unansweredAttempts" not in err.error_details
+
+
+DAY1 = real.datetime(2026, 5, 31, 23, 59, 59, 999000, tzinfo=real.UTC)
+DAY2 = real.datetime(2026, 6, 1, 0, 0, 0, 1000, tzinfo=real.UTC)
+
+
+def test_given_two_threads_signing_across_midnight_utc_then_each_signature_scope_matches_its_date(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signer swaps its key in place when the date changes: a thread that read 23:59:59 must not sign
+    with the key another thread switched to the next day (AWS refuses it: InvalidSignatureException)."""
+    now_of: dict[int, real.datetime] = {}
+
+    class Clock(real.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:  # type: ignore[override]
+            return now_of.get(threading.get_ident(), DAY1)
+
+    monkeypatch.setattr(a4, "datetime", types.SimpleNamespace(datetime=Clock, timezone=real.timezone,
+                                                              date=real.date))
+    client = MeteringClient(Settings.create(*KEYS, endpoint_url="http://127.0.0.1:9"),
+                            backoff=Backoff(max_attempts=1), pacer_for=lambda op: Pacer(1000))
+    client._prepare(b"{}", {"X-Amz-Target": "x"})  # the key is on day 1
+    a_paused, b_started = threading.Event(), threading.Event()
+    original = a4.AWS4Auth.get_canonical_headers
+
+    def slow(cls: Any, req: Any, include: Any = None) -> Any:  # A is descheduled between its date and its signature
+        if threading.current_thread().name == "A":
+            a_paused.set()
+            b_started.wait(1)
+        return original(req, include)
+
+    monkeypatch.setattr(a4.AWS4Auth, "get_canonical_headers", classmethod(slow))
+    signed: dict[str, dict[str, str]] = {}
+
+    def sign(name: str, when: real.datetime) -> None:
+        now_of[threading.get_ident()] = when
+        if name == "B":
+            a_paused.wait(5)
+            b_started.set()
+        signed[name] = client._prepare(b"{}", {"X-Amz-Target": "x"}).headers
+
+    threads = [threading.Thread(target=sign, args=("A", DAY1), name="A"),
+               threading.Thread(target=sign, args=("B", DAY2), name="B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    for name in ("A", "B"):
+        headers = signed[name]
+        scope_day = headers["Authorization"].split("Credential=")[1].split("/")[1]
+        assert scope_day == headers["x-amz-date"][:8], (name, headers["x-amz-date"], scope_day)
+
+
+class _Imds:
+    """An EC2 instance metadata service (IMDSv2) that can turn busy (answers ``failing``)."""
+
+    def __init__(self) -> None:
+        self.failing: int | None = None
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self) -> None:
+                self._send(200, b"imds-token-000000000000")
+
+            def do_GET(self) -> None:
+                if outer.failing is not None:
+                    self._send(outer.failing, b"busy")
+                elif self.path.rstrip("/").endswith("security-credentials"):
+                    self._send(200, b"workload-role")
+                else:
+                    expiry = (real.datetime.now(real.UTC) + real.timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    self._send(200, json.dumps({"Code": "Success", "AccessKeyId": "ASIAIMDS0000000000001",
+                                                "SecretAccessKey": "imdsSecretKey/000000000000000000000000",
+                                                "Token": "imdsSessionToken000000000000000000000000",
+                                                "Expiration": expiry}).encode())
+
+            def log_message(self, *_args: Any) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+@pytest.fixture
+def imds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_Imds]:
+    for name in WORKLOAD_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    server = _Imds()
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", server.url)
+    lib.credentials.clear_cache()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+    lib.credentials.clear_cache()
+
+
+def test_given_a_busy_instance_metadata_service_in_the_advisory_window_then_the_valid_credentials_are_kept(
+        imds: _Imds) -> None:
+    answer = Canned(200, b'{"CustomerIdentifier":"c","ProductCode":"p"}', {"x-amzn-RequestId": "r-1"})
+    with ScriptedServer([answer]) as aws:
+        settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1", "endpointUrl": aws.url})
+        client = MeteringClient(settings, backoff=Backoff(max_attempts=2), sleep=lambda _s: None,
+                                pacer_for=lambda op: Pacer(1000))
+        op = OPERATIONS["resolveCustomer"]
+        client.call(op, {"RegistrationToken": "tok"})
+        creds = client._credentials._current  # type: ignore[union-attr]
+        creds._advisory_refresh_timeout = 10 * 3600  # the 6-hour session is now in its advisory window
+        creds._mandatory_refresh_timeout = 60  # hours from the mandatory one
+        imds.failing = 503
+        assert client.call(op, {"RegistrationToken": "tok"}).request_id == "r-1"  # signed with the kept ones
+        assert len(aws.requests) == 2
+        creds._mandatory_refresh_timeout = 10 * 3600  # now a mandatory refresh: retryable, not dropped
+        with pytest.raises(MeteringError) as raised:
+            client.call(op, {"RegistrationToken": "tok"})
+        assert raised.value.retryable and "instance metadata service" in raised.value.aws_message
+        imds.failing = None
+        assert client.call(op, {"RegistrationToken": "tok"}).request_id == "r-1"
