@@ -61,7 +61,29 @@ def _quiet_botocore(secrets: tuple[str, ...] = ()) -> None:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO or logger.level < logging.INFO:
             logger.setLevel(logging.INFO)
+        if not any(isinstance(f, _NoUnreadAnswers) for f in logger.filters):
+            logger.addFilter(_NoUnreadAnswers())  # before the masking filter: it renders what is left
         guard(logger, secrets)
+
+
+_UNREAD = "STS's answer could not be read (ResponseParserError; its text is not shown: it may hold credentials)"
+
+
+def _unread_answer(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it wraps) is botocore's ResponseParserError, whose text quotes the whole raw
+    answer: a session's secret key and token that no filter knows yet (the answer was cut short)."""
+    return any(type(item).__name__ == "ResponseParserError" for item in _chain(exc)) if exc is not None else False
+
+
+class _NoUnreadAnswers(logging.Filter):
+    """botocore.credentials warns with the traceback of a failed refresh: a ResponseParserError's traceback
+    is replaced by one line saying so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and _unread_answer(record.exc_info[1]):
+            record.msg, record.args = f"{record.getMessage()} {_UNREAD}", None
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 class _NeverStore(dict):  # type: ignore[type-arg]
@@ -188,6 +210,9 @@ def translate(exc: BaseException, settings: Settings) -> MeteringError:
 
     if isinstance(exc, MeteringError):
         return exc
+    if _unread_answer(exc):  # its text holds the raw answer: not a word of it goes on (botocore: retry may work)
+        return MeteringError("ResponseParserError", _UNREAD, operation="credentials",
+                             classification=ErrorClass(True, TRANSIENT, "retried"))
     secrets = settings.secrets
     if isinstance(exc, bexc.ClientError):
         error = exc.response.get("Error", {})
@@ -255,6 +280,7 @@ class RoleCredentials:
     def get_frozen_credentials(self) -> Any:
         """Credentials for one request (resolved on first use, refreshed when near expiry)."""
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError  # a bare Exception quoting the raw answer
 
         with self._lock:
             if self._workload_tokens:
@@ -266,8 +292,8 @@ class RoleCredentials:
                 frozen = self._current.get_frozen_credentials()
             except MeteringError:
                 raise
-            except (BotoCoreError, ClientError, OSError, ValueError, RuntimeError) as exc:  # botocore's failures
-                failure = translate(exc, self.settings)
+            except (BotoCoreError, ClientError, ResponseParserError, OSError, ValueError, RuntimeError) as exc:
+                failure = translate(exc, self.settings)  # botocore's failures, their texts masked
                 if self._current is not None and failure.retryable:  # a refresh the source could not answer now
                     if self._frozen is not None and self._still_valid(self._current):
                         log.warning("refreshing the temporary credentials failed (%s: %s); the current ones stay "

@@ -19,10 +19,17 @@ _RUNTIME: set[str] = set()
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Make every :class:`SecretFilter` (and :func:`scrub_known`) mask these values, in every form, from now on."""
-    for value in values:
-        if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH:
-            _RUNTIME.update(_forms(value))
+    """Make every :class:`SecretFilter` (and :func:`scrub_known`) mask these values, in every form, from now on;
+    and the sailor's redactor too (its log lines, error events and service results), when the connector runs in
+    it: these are learnt at run time (session keys and tokens), so its own cfg scan never saw them."""
+    learnt = [value for value in values if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH]
+    for value in learnt:
+        _RUNTIME.update(_forms(value))
+    try:
+        from elasticio_sailor.logs import REDACTOR
+    except ImportError:  # used as a library, outside the sailor
+        return
+    REDACTOR.add(learnt)
 
 
 @functools.lru_cache(maxsize=512)  # every message registers its cfg's secrets again: their forms are computed once

@@ -106,10 +106,11 @@ class Settings:
         return AmqpSettings(*(str(getattr(self, k)) for k in REQUIRED_FOR_AMQP))
 
     def secrets(self) -> list[str]:
-        """The live secret values (for the log redaction filter)."""
+        """The live secret values (for the log redaction filter), each also as sent: stripped (a token mounted
+        from a file often ends in a line break; objectstorage.py sends it without)."""
         out = [str(v) for k in SECRET_KEYS if (v := getattr(self, k))]
         out.extend(url_password(self.AMQP_URI))
-        return out
+        return out + [v.strip() for v in out if v.strip() != v]
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +282,7 @@ class ServiceSettings:
         result URL (as written and decoded)."""
         out = [self.API_KEY] if self.API_KEY else []
         out.extend(url_password(self.POST_RESULT_URL))
-        return out
+        return out + [v.strip() for v in out if v.strip() != v]
 
 
 def load_service_settings(env: Mapping[str, str] | None = None) -> ServiceSettings:

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -474,3 +475,60 @@ def test_given_a_secret_base64_encoded_or_percent_encoded_twice_then_the_filter_
             assert "***" in masked
             assert not base64_leaks(masked, [secret])
             assert twice not in masked
+
+
+STS_SECRET = "StsIssued/Secret+Key0123456789abcdefABCDEF"
+STS_TOKEN = "FwoGZXIvYXdzEStsIssuedSessionToken0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def test_given_sts_answers_assume_role_with_a_body_cut_short_then_no_trace_of_the_session_leaves(
+        captured: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's ResponseParserError quotes the whole raw answer: here a session's secret key and token no
+    filter knows yet. Neither the error (retryable: STS may answer properly next time) nor the log shows it."""
+    from elasticio_sailor import Rebound
+
+    import lib.credentials
+    from spec.support.identity import EXTERNAL_ID, SELLER_ROLE, SOURCE_KEY, SOURCE_SECRET
+
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    cut = (b'<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials>'
+           b"<AccessKeyId>ASIASTSISSUED0000001</AccessKeyId><SecretAccessKey>" + STS_SECRET.encode()
+           + b"</SecretAccessKey><SessionToken>" + STS_TOKEN.encode() + b"</SessionToken><Expiration>2026-")
+    ctx = StepContext()
+    lib.credentials.clear_cache()
+    with ScriptedServer([Canned(200, cut, {"Content-Type": "text/xml"})]) as sts:
+        cfg = {"region": "us-east-1", "endpointUrl": "http://127.0.0.1:9", "stsEndpointUrl": sts.url,
+               "authMode": "assumeRole", "accessKeyId": SOURCE_KEY, "secretAccessKey": SOURCE_SECRET,
+               "roleArn": SELLER_ROLE, "externalId": EXTERNAL_ID}
+        client = MeteringClient(Settings.from_cfg(cfg), backoff=Backoff(max_attempts=2), sleep=lambda _s: None)
+        with pytest.raises(Rebound) as raised:
+            run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg, ctx=ctx, client=client)
+        verified = verifyCredentials.check(cfg)
+    lib.credentials.clear_cache()
+    cause = raised.value.__cause__
+    assert isinstance(cause, MeteringError) and cause.code == "ResponseParserError" and cause.retryable
+    text = scanned(captured, *error_outputs(raised.value), *error_outputs(cause), ctx.events, verified)
+    text += "".join(traceback.format_exception(raised.value))
+    assert_no_fragment(text, STS_SECRET, STS_TOKEN)
+    assert "could not be read" in text
+
+
+def test_given_temporary_credentials_learnt_at_run_time_then_the_sailors_redactor_masks_them_too(
+        metering_emulator: EmulatorServer) -> None:
+    """The sailor's log lines, error events and service results mask what the connector learns at run time."""
+    from elasticio_sailor.logs import REDACTOR
+
+    import lib.credentials
+    from spec.support.identity import EXTERNAL_ID, SELLER_ROLE, SOURCE_KEY, SOURCE_SECRET, identity_fixtures
+
+    metering_emulator.admin.load_fixtures(identity_fixtures())
+    cfg = {"region": "us-east-1", "endpointUrl": metering_emulator.url, "stsEndpointUrl": metering_emulator.url,
+           "authMode": "assumeRole", "accessKeyId": SOURCE_KEY, "secretAccessKey": SOURCE_SECRET,
+           "roleArn": SELLER_ROLE, "externalId": EXTERNAL_ID}
+    lib.credentials.clear_cache()
+    client = MeteringClient(Settings.from_cfg(cfg))
+    client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": REG_TOKEN})
+    session = client._credentials.current()  # type: ignore[union-attr]
+    lib.credentials.clear_cache()
+    line = f"secret {session.secret_key} token {session.token}"
+    assert REDACTOR(line) == "secret *** token ***" and REDACTOR.strict(line) == "secret *** token ***"

@@ -114,6 +114,12 @@ def test_given_secrets_in_environment_when_listing_secrets_then_password_key_and
     assert "amqp-pass-1" in secrets
 
 
+def test_given_a_token_ending_in_a_line_break_when_listing_secrets_then_also_the_token_as_sent() -> None:
+    """A token mounted from a file: object storage gets it stripped, so that form is masked too."""
+    secrets = load_settings(full_env(ELASTICIO_OBJECT_STORAGE_TOKEN="maester-token-77\n")).secrets()
+    assert {"maester-token-77\n", "maester-token-77"} <= set(secrets)
+
+
 def test_given_crypto_iv_when_listing_secrets_then_it_is_one() -> None:
     assert "0123456789abcdef" in load_settings(full_env()).secrets()
 
