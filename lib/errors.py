@@ -106,11 +106,14 @@ def parse_code(raw: str) -> str:
 
 
 def classify(code: str, status: int | None) -> ErrorClass:
-    """Look ``code`` up; unknown codes are retryable only for 5xx and 429 responses."""
+    """Look ``code`` up; unknown codes are retryable only for 5xx and 429 responses (429, "too many
+    requests", counts as throttling: it also slows the adaptive pace, lib/resilience.py)."""
     known = ERROR_TABLE.get(code)
     if known is not None:
         return known
-    if status is not None and (status >= 500 or status == 429):
+    if status == 429:
+        return ErrorClass(True, THROTTLED, "too many requests (HTTP 429); retried with backoff")
+    if status is not None and status >= 500:
         return ErrorClass(True, TRANSIENT, "server error; retried")
     if status in (403, 404, 405):
         return ErrorClass(False, REGION, "the endpoint did not answer as the metering API")

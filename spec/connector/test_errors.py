@@ -17,7 +17,7 @@ from metering_emulator.testing import EmulatorServer
 from lib.client import MeteringClient, Settings
 from lib.errors import ERROR_TABLE, MeteringError, parse_code
 from lib.operations import OPERATIONS
-from lib.resilience import Backoff
+from lib.resilience import AdaptivePacer, Backoff
 from spec.connector.builders import (
     LICENSE,
     PRODUCT,
@@ -428,3 +428,16 @@ def test_given_a_programming_error_while_sending_then_it_is_raised_as_is_not_bla
     with pytest.raises(type(bug)) as raised:
         client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"})
     assert raised.value is bug
+
+
+def test_given_a_429_answer_without_a_throttling_code_then_it_is_throttling_and_the_pace_slows() -> None:
+    """A proxy or gateway in front of AWS may answer 429 Too Many Requests with a code of its own: retried,
+    and counted as throttling by the adaptive pace (its window drops), as a ThrottlingException is."""
+    pacer = AdaptivePacer(10)
+    with ScriptedServer([_aws_error(429, b"Too Many Requests", **{"Content-Type": "text/plain"}),
+                         _aws_error(200, {"CustomerIdentifier": "c"})]) as server:
+        sleeps: list[float] = []
+        client = MeteringClient(_settings(server.url), backoff=Backoff(max_attempts=3), sleep=sleeps.append,
+                                pacer_for=lambda op: pacer)
+        assert client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"}).attempts == 2
+    assert len(sleeps) == 1 and pacer.throttled == 1 and pacer.control.limit < 10
