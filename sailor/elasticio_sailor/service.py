@@ -28,6 +28,7 @@ from .api import SAME_ORIGIN_REDIRECTS, TRANSPORT_ERRORS, ApiClient, RedirectRef
 from .component import ComponentReader, component_root
 from .executor import ContextLogger, awaited
 from .logs import REDACTOR
+from .messages import redacted
 from .settings import ServiceSettings, load_service_settings
 
 log = logging.getLogger("sailor")
@@ -78,22 +79,11 @@ def verify_result(result: Any) -> dict[str, Any]:
     if isinstance(result, Mapping) and "verified" in result:
         posted = dict(result)
         if "reason" in posted:
-            posted["reason"] = _masked(posted["reason"])
+            posted["reason"] = redacted(posted["reason"])  # text, or JSON: every string in it
         return posted
     if result is False:
         return {"verified": False}
     return {"verified": True}
-
-
-def _masked(value: Any) -> Any:
-    """``value`` with the secrets masked in every string it holds (a reason is usually text, but may be JSON)."""
-    if isinstance(value, str):
-        return REDACTOR.strict(value)
-    if isinstance(value, Mapping):
-        return {key: _masked(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_masked(item) for item in value]
-    return value
 
 
 def execute(method: str, settings: ServiceSettings | Mapping[str, str]) -> Any:
