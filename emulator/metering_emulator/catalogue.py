@@ -123,6 +123,13 @@ OPERATIONS: dict[str, Operation] = {
 NAMES: tuple[str, ...] = tuple(OPERATIONS)
 """Every operation name, in the catalogue's (alphabetical) order: the default of lists of operations."""
 
+WORKLOAD_ENDPOINTS: tuple[str, ...] = ("InstanceMetadata", "ContainerCredentials")
+"""The workload-identity endpoints (workload.py), by the names faults use for them: the EC2 instance metadata
+service (every ``/latest/`` request, the IMDSv2 token included) and the ECS container-credentials endpoint."""
+
+WORKLOAD_FAULTS: tuple[str, ...] = ("throttle", "error500", "latency", "drop", "html503", "empty502")
+"""The fault types a workload endpoint can have (the others name Metering Service behaviours)."""
+
 UNPROCESSED: tuple[str, ...] = tuple(op.name for op in OPERATIONS.values() if op.unprocessed_member)
 """The operations an ``unprocessed`` fault applies to."""
 

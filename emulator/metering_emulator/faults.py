@@ -3,7 +3,9 @@ standard and adaptive retry modes treat as transient: ``botocore/retries/standar
 ``TransientRetryableChecker``), added latency, dropped connections (before the call is processed; or
 after it, ``lostReply``: a reply lost on its way back, so the retry finds the call already done),
 unprocessed batch records, and
-non-JSON gateway errors (an HTML 503, an empty 502) that exercise clients' generic error parsing.
+non-JSON gateway errors (an HTML 503, an empty 502) that exercise clients' generic error parsing. The
+workload-identity endpoints can be made busy too: a fault naming ``InstanceMetadata`` or
+``ContainerCredentials`` in its operations (catalogue.py ``WORKLOAD_ENDPOINTS``) applies to them.
 
 A fault fires with probability ``rate`` (default 1) and, when ``count`` is set, only that many times.
 """
@@ -16,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalogue import NAMES, UNPROCESSED
+from .catalogue import NAMES, UNPROCESSED, WORKLOAD_ENDPOINTS, WORKLOAD_FAULTS
 
 FAULT_TYPES = ("throttle", "error500", "requestTimeout", "latency", "drop", "lostReply", "unprocessed", "html503",
                "empty502")
@@ -71,8 +73,11 @@ def parse_spec(spec: Any, fault_id: int) -> Fault:
     if kind == "latency" and latency <= 0:
         raise FaultSpecError("a latency fault needs latencyMs > 0")
     ops = spec.get("operations", list(NAMES))
-    if not isinstance(ops, list) or not ops or any(o not in NAMES for o in ops):
-        raise FaultSpecError(f"operations must be a non-empty list drawn from {list(NAMES)}")
+    if not isinstance(ops, list) or not ops or any(o not in NAMES + WORKLOAD_ENDPOINTS for o in ops):
+        raise FaultSpecError(f"operations must be a non-empty list drawn from {list(NAMES + WORKLOAD_ENDPOINTS)}")
+    if kind not in WORKLOAD_FAULTS and any(o in WORKLOAD_ENDPOINTS for o in ops):
+        raise FaultSpecError(f"a {kind} fault does not apply to {' or '.join(WORKLOAD_ENDPOINTS)}; their fault "
+                             f"types are {list(WORKLOAD_FAULTS)}")
     if kind == "unprocessed" and ops != list(UNPROCESSED) and set(ops) != set(NAMES):
         raise FaultSpecError(f"an unprocessed fault applies to {' and '.join(UNPROCESSED)} only")
     if kind == "unprocessed":

@@ -30,6 +30,11 @@ MAX_READ = 8 * MAX_BODY  # larger bodies are refused without being read (connect
 _HTML_503 = (b"<html><head><title>503 Service Temporarily Unavailable</title></head><body><center>"
              b"<h1>503 Service Temporarily Unavailable</h1></center></body></html>")
 
+# A busy workload endpoint (fault type, status, body, content type): plain HTTP answers, no AWS error shape.
+_WORKLOAD_BUSY = (("throttle", 429, b"Too Many Requests", "text/plain"),
+                  ("error500", 500, b"Internal Server Error", "text/plain"),
+                  ("html503", 503, _HTML_503, "text/html"), ("empty502", 502, b"", ""))
+
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
@@ -102,7 +107,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         except OSError:
             self.close_connection = True
-        log.info('%s "POST /" %s (injected) %s', self.client_address[0], status, request_id)
+        log.info('%s "%s %s" %s (injected) %s', self.client_address[0], self.command, self.path.partition("?")[0],
+                 status, request_id)
 
     def _reply_plain(self, status: int, body: bytes, request_id: str, content_type: str) -> None:
         """A non-JSON reply of the STS and workload endpoints (XML, text or JSON already encoded)."""
@@ -156,13 +162,29 @@ class RequestHandler(BaseHTTPRequestHandler):
         if path == "/_emulator" or path.startswith(admin.PREFIX):
             self._admin(path, query, body, request_id)
         elif workload.handles(path):  # IMDSv2 and the ECS container-credentials endpoint (workload.py)
-            status, payload, media = workload.handle(self.server.state, self.command, path, self._headers())
-            self._reply_plain(status, payload, request_id, media)
+            self._workload(path, request_id)
         elif sts.is_sts_request(self.command, path, self._headers()):  # STS Query protocol (sts.py)
             status, payload = sts.handle(self.server.state, self._headers(), body, request_id, path, query)
             self._reply_plain(status, payload, request_id, "text/xml")
         else:
             self._service(path, query, body, request_id)
+
+    def _workload(self, path: str, request_id: str) -> None:
+        """A workload-identity endpoint, busy when a fault names it (catalogue.py ``WORKLOAD_FAULTS``)."""
+        state = self.server.state
+        endpoint = workload.endpoint_of(path)
+        if state.faults.fire("drop", endpoint) is not None:
+            self._hang_up(endpoint, request_id, "dropped")
+            return
+        latency = state.faults.fire("latency", endpoint)
+        if latency is not None:
+            time.sleep(latency.latency_ms / 1000.0)
+        for kind, status, raw, media in _WORKLOAD_BUSY:
+            if state.faults.fire(kind, endpoint) is not None:
+                self._reply_raw(status, raw, request_id, media)
+                return
+        status, payload, media = workload.handle(state, self.command, path, self._headers())
+        self._reply_plain(status, payload, request_id, media)
 
     def _admin(self, path: str, query: str, body: bytes, request_id: str) -> None:
         try:
@@ -268,7 +290,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:  # the client hung up first: the connection is gone either way
             pass
-        log.info('%s "POST /" %s %s %s', self.client_address[0], operation, what, request_id)
+        log.info('%s "%s %s" %s %s %s', self.client_address[0], self.command, self.path.partition("?")[0], operation,
+                 what, request_id)
 
     def _count_error(self, state: State, operation: str, err: AwsError) -> None:
         with state.lock:

@@ -36,6 +36,11 @@ def handles(path: str) -> bool:
     return path.startswith(("/latest/", ECS_PREFIX))
 
 
+def endpoint_of(path: str) -> str:
+    """The name faults use for the endpoint serving ``path`` (catalogue.py ``WORKLOAD_ENDPOINTS``)."""
+    return "ContainerCredentials" if path.startswith(ECS_PREFIX) else "InstanceMetadata"
+
+
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 

@@ -5,24 +5,24 @@ advisory refresh keeps the credentials that are still valid."""
 from __future__ import annotations
 
 import datetime as real
-import json
 import threading
 import types
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests_aws4auth.aws4auth as a4
+from metering_emulator.testing import EmulatorServer
 
 import lib.credentials
 from lib.client import MeteringClient, Settings
 from lib.errors import MeteringError
 from lib.operations import OPERATIONS
 from lib.resilience import Backoff, Pacer
+from spec.connector.builders import REG_TOKEN
 from spec.connector.scripted import Canned, ScriptedServer
-from spec.support.identity import WORKLOAD_ENV_NAMES
+from spec.support.identity import WORKLOAD_ENV_NAMES, identity_fixtures, workload_env
 from spec.support.ports import free_port
 
 KEYS = ("AKIAEXAMPLE000000000", "secret/Example+Key0000000000000000000000")
@@ -104,80 +104,38 @@ def test_given_two_threads_signing_across_midnight_utc_then_each_signature_scope
         assert scope_day == headers["x-amz-date"][:8], (name, headers["x-amz-date"], scope_day)
 
 
-class _Imds:
-    """An EC2 instance metadata service (IMDSv2) that can turn busy (answers ``failing``)."""
-
-    def __init__(self) -> None:
-        self.failing: int | None = None
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _send(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_PUT(self) -> None:
-                self._send(200, b"imds-token-000000000000")
-
-            def do_GET(self) -> None:
-                if outer.failing is not None:
-                    self._send(outer.failing, b"busy")
-                elif self.path.rstrip("/").endswith("security-credentials"):
-                    self._send(200, b"workload-role")
-                else:
-                    expiry = (real.datetime.now(real.UTC) + real.timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
-                    self._send(200, json.dumps({"Code": "Success", "AccessKeyId": "ASIAIMDS0000000000001",
-                                                "SecretAccessKey": "imdsSecretKey/000000000000000000000000",
-                                                "Token": "imdsSessionToken000000000000000000000000",
-                                                "Expiration": expiry}).encode())
-
-            def log_message(self, *_args: Any) -> None:
-                return
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-
 @pytest.fixture
-def imds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_Imds]:
+def ec2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, metering_emulator: EmulatorServer) -> Iterator[EmulatorServer]:
+    """A container on EC2: the emulator's instance metadata service hands out the instance role's sessions."""
+    metering_emulator.admin.load_fixtures(identity_fixtures())
+    metering_emulator.admin.set_config(quotas=False)
     for name in WORKLOAD_ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
-    empty = tmp_path / "empty"
-    empty.write_text("")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    server = _Imds()
-    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", server.url)
+    for name, value in workload_env("ec2", metering_emulator.url, tmp_path).items():
+        monkeypatch.setenv(name, value)
     lib.credentials.clear_cache()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    yield metering_emulator
     lib.credentials.clear_cache()
 
 
 def test_given_a_busy_instance_metadata_service_in_the_advisory_window_then_the_valid_credentials_are_kept(
-        imds: _Imds) -> None:
-    answer = Canned(200, b'{"CustomerIdentifier":"c","ProductCode":"p"}', {"x-amzn-RequestId": "r-1"})
-    with ScriptedServer([answer]) as aws:
-        settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1", "endpointUrl": aws.url})
-        client = MeteringClient(settings, backoff=Backoff(max_attempts=2), sleep=lambda _s: None,
-                                pacer_for=lambda op: Pacer(1000))
-        op = OPERATIONS["resolveCustomer"]
-        client.call(op, {"RegistrationToken": "tok"})
-        creds = client._credentials._current  # type: ignore[union-attr]
-        creds._advisory_refresh_timeout = 10 * 3600  # the 6-hour session is now in its advisory window
-        creds._mandatory_refresh_timeout = 60  # hours from the mandatory one
-        imds.failing = 503
-        assert client.call(op, {"RegistrationToken": "tok"}).request_id == "r-1"  # signed with the kept ones
-        assert len(aws.requests) == 2
-        creds._mandatory_refresh_timeout = 10 * 3600  # now a mandatory refresh: retryable, not dropped
-        with pytest.raises(MeteringError) as raised:
-            client.call(op, {"RegistrationToken": "tok"})
-        assert raised.value.retryable and "instance metadata service" in raised.value.aws_message
-        imds.failing = None
-        assert client.call(op, {"RegistrationToken": "tok"}).request_id == "r-1"
+        ec2: EmulatorServer) -> None:
+    settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1", "endpointUrl": ec2.url})
+    client = MeteringClient(settings, backoff=Backoff(max_attempts=2), sleep=lambda _s: None,
+                            pacer_for=lambda op: Pacer(1000))
+    op = OPERATIONS["resolveCustomer"]
+    client.call(op, {"RegistrationToken": REG_TOKEN})
+    assert ec2.admin.call("GET", "sts/sessions")["issued"] == {"InstanceMetadata": 1}
+    creds = client._credentials._current  # type: ignore[union-attr]
+    creds._advisory_refresh_timeout = 10 * 3600  # the 1-hour session is now in its advisory window
+    creds._mandatory_refresh_timeout = 60  # and far from the mandatory one
+    ec2.admin.add_fault(type="html503", operations=["InstanceMetadata"])
+    assert client.call(op, {"RegistrationToken": REG_TOKEN}).request_id  # signed with the kept ones
+    assert ec2.admin.faults()[0]["fired"] >= 1  # the refresh was tried, and found the service busy
+    creds._mandatory_refresh_timeout = 10 * 3600  # now a mandatory refresh: retryable, not dropped
+    with pytest.raises(MeteringError) as raised:
+        client.call(op, {"RegistrationToken": REG_TOKEN})
+    assert raised.value.retryable and "instance metadata service" in raised.value.aws_message
+    ec2.admin.clear_faults()
+    assert client.call(op, {"RegistrationToken": REG_TOKEN}).request_id
+    assert ec2.admin.call("GET", "sts/sessions")["issued"] == {"InstanceMetadata": 2}  # refreshed once it could

@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.credentials import ContainerProvider, Credentials, InstanceMetadataProvider
 from botocore.exceptions import ClientError
 from botocore.utils import ContainerMetadataFetcher, InstanceMetadataFetcher
-from metering_emulator.testing import EmulatorServer
+from metering_emulator.testing import AdminError, EmulatorServer
 
 from spec.emulator.support import PRODUCT, client, now, send
 from spec.support.identity import (
@@ -197,6 +197,47 @@ def test_given_container_endpoint_when_botocore_container_provider_loads_then_au
     assert send(idem, "GET", "/v2/credentials/task-1", b"", {}).status == 401
     sources = idem.admin.call("GET", "sts/sessions")["issued"]
     assert sources == {"ContainerCredentials": 1}
+
+
+@pytest.mark.parametrize(("kind", "status"), [("throttle", 429), ("error500", 500), ("html503", 503),
+                                              ("empty502", 502)])
+def test_given_a_busy_instance_metadata_service_then_botocore_finds_no_role_until_the_fault_is_spent(
+    idem: EmulatorServer, kind: str, status: int,
+) -> None:
+    fetcher = InstanceMetadataFetcher(timeout=2, num_attempts=1,
+                                      config={"ec2_metadata_service_endpoint": idem.url + "/"})
+    idem.admin.add_fault(type=kind, operations=["InstanceMetadata"])
+    assert send(idem, "PUT", "/latest/api/token", b"", {"X-aws-ec2-metadata-token-ttl-seconds": "60"}).status == status
+    assert InstanceMetadataProvider(iam_role_fetcher=fetcher).load() is None  # what botocore makes of it
+    assert idem.admin.call("GET", "sts/sessions")["issued"] == {}
+    assert idem.admin.faults()[0]["fired"] >= 2  # the token and the role lookups both answered busy
+    idem.admin.clear_faults()
+    creds = InstanceMetadataProvider(iam_role_fetcher=fetcher).load()
+    assert creds is not None and creds.get_frozen_credentials().token
+
+
+def test_given_a_counted_fault_on_the_container_endpoint_then_botocore_retries_past_it(
+    idem: EmulatorServer,
+) -> None:
+    uri = idem.url + "/v2/credentials/task-1"
+    env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": uri, "AWS_CONTAINER_AUTHORIZATION_TOKEN": CONTAINER_AUTH}
+    idem.admin.add_fault(type="drop", count=1, operations=["ContainerCredentials"])
+    creds = ContainerProvider(environ=env, fetcher=ContainerMetadataFetcher(sleep=lambda _s: None)).load()
+    assert creds is not None and creds.get_frozen_credentials().token
+    assert idem.admin.faults() == []  # fired once, then disarmed
+    assert idem.admin.call("GET", "sts/sessions")["issued"] == {"ContainerCredentials": 1}
+
+
+def test_given_a_workload_fault_then_metering_calls_are_untouched_and_metering_only_faults_are_refused(
+    idem: EmulatorServer,
+) -> None:
+    idem.admin.add_fault(type="error500", operations=["InstanceMetadata", "ContainerCredentials"])
+    assert _meter(idem, {"AccessKeyId": SOURCE_KEY, "SecretAccessKey": SOURCE_SECRET})["Results"][0]["Status"] \
+        == "Success"
+    for kind in ("lostReply", "requestTimeout", "unprocessed"):
+        with pytest.raises(AdminError) as info:
+            idem.admin.add_fault(type=kind, operations=["InstanceMetadata"])
+        assert info.value.status == 400 and "InstanceMetadata" in info.value.body["message"]
 
 
 def test_given_refuse_long_term_keys_when_meter_usage_then_refused_for_akia_and_accepted_for_role_session(
