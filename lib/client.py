@@ -25,6 +25,7 @@ from . import jsontext
 from .credentials import role_credentials, session_rejected
 from .errors import ErrorClass, Kind, MeteringError, Problem, parse_code
 from .operations import Operation
+from .options import form_values
 from .redact import scrub_known
 from .resilience import Backoff, Pacer, Sleep, shared_pacer
 
@@ -146,6 +147,7 @@ class Settings(NamedTuple):
         """Validate a step ``cfg`` against schemas/config.json and build the settings; raise on any problem."""
         from .validation import problems  # jsonschema is imported only where a cfg is validated
 
+        cfg = form_values(cfg)
         mode = cfg.get("authMode") or "accessKeys"
         keys = mode == "accessKeys" or (mode == "assumeRole" and cfg.get("roleSource") != "workloadIdentity")
         found = problems("config.json", cfg)

@@ -90,7 +90,11 @@ ERROR_TABLE: dict[str, ErrorClass] = {
     "InvalidSignatureException": ErrorClass(False, CREDENTIALS, "the signature does not match (check the secret key)"),
     "IncompleteSignatureException": ErrorClass(False, CREDENTIALS, "the request signature is incomplete"),
     "MissingAuthenticationTokenException": ErrorClass(False, CREDENTIALS, "the request was not signed"),
-    "AccessDeniedException": ErrorClass(False, PERMISSION, "the IAM policy does not allow this action"),
+    # AWS also answers AccessDeniedException to Meter Usage signed with long-term access keys (its message says
+    # so): the hint must not send the user to the IAM policy alone.
+    "AccessDeniedException": ErrorClass(False, PERMISSION, "the IAM policy does not allow this action, or AWS "
+                                        "does not take these credentials for it: Meter Usage and Register Usage "
+                                        "need the workload's own IAM role, not access keys"),
     "UnauthorizedException": ErrorClass(False, PERMISSION, "the IAM policy does not allow this action"),
     "DryRunOperation": ErrorClass(False, DRY_RUN, "dry run: the call would have been permitted"),
     "ValidationException": ErrorClass(False, INPUT, "AWS rejected the request parameters"),

@@ -59,7 +59,8 @@ Check = Callable[[Any], list[Failure] | None]
 
 # Keywords that only annotate (the platform's UI reads some of them): no check.
 _ANNOTATIONS = frozenset({"title", "description", "default", "deprecated", "examples", "$comment", "$schema",
-                          "then", "else"})  # then/else are read by `if`
+                          "then", "else",  # then/else are read by `if`
+                          "x-rule"})  # a pattern's rule in words, for its error (schemas/config.json)
 # Patterns every string matches (the botocore model writes "any string" so): no check needed.
 _ANY_STRING = frozenset({"[\\s\\S]*", "^[\\s\\S]*$"})
 
@@ -733,18 +734,32 @@ def _describe(failure: Failure) -> tuple[str, str]:
         return path, text + _quantity_hint(failure.path)
     if kind == "format" and limit == TIMESTAMP_FORMAT:
         return path, "must be ISO-8601 with an offset or Z, epoch seconds or epoch milliseconds"
+    if kind == "pattern" and limit in _NONEMPTY_STRING:
+        return path, "must not be empty"
+    if kind == "pattern" and "x-rule" in failure.schema:  # the rule in words rather than a regular expression
+        return path, f"must be {failure.schema['x-rule']}"
+    if kind == "maximum":
+        return path, _PHRASES[kind].format(limit) + _quantity_hint(failure.path, too_large=True)
     if kind in _PHRASES:
         return path, _PHRASES[kind].format(limit)
     return path, f"fails the {kind} constraint"
 
 
-def _quantity_hint(parts: Sequence[str | int]) -> str:
-    """A pointer to the decimal member when a quantity member got the wrong type."""
+_ACCOUNT_MEMBERS = frozenset({"CustomerAWSAccountId"})  # account ids: digits that must stay text
+
+
+def _quantity_hint(parts: Sequence[str | int], too_large: bool = False) -> str:
+    """What to do instead, for a quantity member of the wrong type or too large, or an account id mapped as a
+    number (empty when there is nothing to add)."""
     name = str(parts[-1]) if parts else ""
+    if name in _ACCOUNT_MEMBERS:
+        return "" if too_large else "; map the 12-digit account id as text ($string(...) in a mapping)"
     for members in (quantity.RECORD, quantity.REQUEST, quantity.ALLOCATION):
         if name == members.whole:
-            return f"; for fractional usage give {members.decimal} instead, as a string such as \"2.5\""
-        if name == members.decimal:
+            return (f"; give larger quantities in {members.decimal}, as a string such as \"3000000000\""
+                    if too_large else
+                    f"; for fractional usage give {members.decimal} instead, as a string such as \"2.5\"")
+        if name == members.decimal and not too_large:
             return " such as \"17.42\" (a JSON number could lose digits; in a mapping use $string(...))"
     return ""
 

@@ -153,3 +153,54 @@ def test_given_a_credential_mode_then_exactly_its_fields_are_required(cfg: dict[
                                    "roleArn": "arn:aws:iam::12:role/x", "externalId": "x"})
     assert {p.path for p in bad} == {"/roleArn", "/externalId"}
     assert all("x" not in p.problem.split("pattern")[0] for p in bad)
+
+
+# Every optional field of the credential and of the steps, with a valid value (the form stores a cleared one as "").
+OPTIONAL_FIELDS = {"roleArn": "arn:aws:iam::123456789012:role/seller", "externalId": "ext-id-0001",
+                   "roleSessionName": "seller", "sessionDurationSeconds": "900",
+                   "stsEndpointUrl": "https://sts.us-east-1.amazonaws.com", "endpointUrl": "http://127.0.0.1:8080",
+                   "callsPerSecond": "5", "region": "us-west-2", "authMode": "accessKeys", "roleSource": "accessKeys",
+                   "outOfWindow": "fail", "timestampWindowHours": "6", "sameHourRecords": "sum",
+                   "emitPerRecord": True, "sessionToken": "FwoGZXIvYXdzEXAMPLEtoken0000"}
+
+
+def test_given_the_optional_fields_then_the_list_above_names_every_one() -> None:
+    props = load_ui_schema("config.json")["properties"]
+    assert set(OPTIONAL_FIELDS) == set(props) - {"accessKeyId", "secretAccessKey"}
+
+
+@pytest.mark.parametrize("field", sorted(OPTIONAL_FIELDS))
+def test_given_an_optional_field_filled_then_cleared_then_it_is_the_same_as_one_never_filled(field: str) -> None:
+    from actions import batchMeterUsage
+    from lib.client import Settings
+    from lib.options import StepOptions
+
+    keys = {"accessKeyId": "AKIAEXAMPLE000000000", "secretAccessKey": "secret/Example+Key0000000000000000000000"}
+    assert Settings.from_cfg({**keys, field: ""}) == Settings.from_cfg(keys)
+    assert StepOptions.from_cfg({**keys, field: ""}) == StepOptions.from_cfg(keys)
+    assert batchMeterUsage.getMetaModel({field: ""}) == batchMeterUsage.getMetaModel({})
+
+
+def test_given_a_cleared_required_field_then_the_error_says_it_is_required() -> None:
+    from lib.client import Settings
+    from lib.errors import MeteringError
+
+    with pytest.raises(MeteringError) as raised:
+        Settings.from_cfg({"accessKeyId": "", "secretAccessKey": "secret/Example+Key0000000000000000000000"})
+    assert [(p.path, p.problem) for p in raised.value.problems] == [("/accessKeyId", "is required")]
+
+
+@pytest.mark.parametrize(("value", "per_record"), [(True, True), ("on", True), ("true", True), (False, False),
+                                                   ("off", False), ("false", False), ("", False)])
+def test_given_the_checkbox_as_a_form_value_then_the_step_and_its_metadata_read_it_alike(
+        value: Any, per_record: bool) -> None:
+    from actions import batchMeterUsage
+    from lib.client import Settings
+    from lib.options import StepOptions
+
+    cfg = {"accessKeyId": "AKIAEXAMPLE000000000", "secretAccessKey": "secret/Example+Key0000000000000000000000",
+           "emitPerRecord": value}
+    Settings.from_cfg(cfg)  # accepted
+    assert StepOptions.from_cfg(cfg).emit_per_record is per_record
+    out = batchMeterUsage.getMetaModel(cfg)["out"]
+    assert out == load_ui_schema("batchMeterUsage.record.out.json" if per_record else "batchMeterUsage.out.json")

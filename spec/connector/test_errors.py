@@ -441,3 +441,14 @@ def test_given_a_429_answer_without_a_throttling_code_then_it_is_throttling_and_
                                 pacer_for=lambda op: pacer)
         assert client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": "t"}).attempts == 2
     assert len(sleeps) == 1 and pacer.throttled == 1 and pacer.control.limit < 10
+
+
+def test_given_meter_usage_signed_with_access_keys_then_the_hint_names_the_credentials_not_only_the_policy(
+        metering_emulator: EmulatorServer) -> None:
+    metering_emulator.admin.set_config(refuse_long_term_keys=True)
+    with pytest.raises(MeteringError) as raised:
+        run_action("meterUsage", {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users"},
+                   a_config(metering_emulator.url))
+    text = str(raised.value)
+    assert raised.value.code == "AccessDeniedException" and "long-term access keys are not supported" in text
+    assert "need the workload's own IAM role, not access keys" in text

@@ -217,13 +217,14 @@ NEWLINE_BATCH = {"UsageRecords": [
     {"Timestamp": hour_start(), **LICENSED, "CustomerAWSAccountId": "111122223333\n", "QuantityAsDecimal": "2"}]}
 
 
-def test_given_values_with_a_trailing_newline_then_both_compilers_refuse_them_naming_the_field_and_pattern() -> None:
+def test_given_values_with_a_trailing_newline_then_both_compilers_refuse_them_naming_the_field_and_rule() -> None:
     with pytest.raises(MeteringError) as raised:
         validate_body(OPERATIONS["batchMeterUsage"], NEWLINE_BATCH)
     assert [(p.path, p.problem) for p in raised.value.problems] == [
-        ("/UsageRecords/0/QuantityAsDecimal", "must match the pattern ^(0|[1-9][0-9]{0,9})(\\.[0-9]{1,6})?$"),
+        ("/UsageRecords/0/QuantityAsDecimal", "must be a decimal number written as text, with at most 10 digits "
+                                              "before the point and 6 after, such as \"17.42\""),
         ("/UsageRecords/1/UsageAllocations/0/Tags/0/Key", "must match the pattern ^[a-zA-Z0-9+ -=._:\\/@]+$"),
-        ("/UsageRecords/2/CustomerAWSAccountId", "must match the pattern ^[0-9]+$")]
+        ("/UsageRecords/2/CustomerAWSAccountId", "must be digits only (a 12-digit AWS account id)")]
     for index, record in enumerate(NEWLINE_BATCH["UsageRecords"]):  # each alone, by the generated validator too
         assert compiled_valid("batchMeterUsage.in.json")({"UsageRecords": [record]}) is False, index
     # the same records without the newline are valid
@@ -348,3 +349,47 @@ def test_given_every_schema_pattern_then_ecma_regex_answers_as_javascript_does()
     differ = [(p, s, e) for (p, s), e, g in zip(pairs, expected, got, strict=True) if e != g]
     assert differ == []
     assert any(e for e in expected) and not all(expected)  # the probes tell patterns apart
+
+
+# -- error texts an engineer can act on (a rule in words, not a regular expression) -----------------------------------
+
+def test_given_an_empty_required_string_then_the_error_says_it_must_not_be_empty() -> None:
+    assert [(p.path, p.problem) for p in problems("resolveCustomer.in.json", {"RegistrationToken": ""})] == [
+        ("/RegistrationToken", "must not be empty")]
+
+
+def test_given_an_account_id_mapped_as_a_number_then_the_error_says_to_map_it_as_text() -> None:
+    found = problems("batchMeterUsage.in.json", {"UsageRecords": [
+        {"Timestamp": hour_start(), "CustomerAWSAccountId": 111122223333, "LicenseArn": LICENSE, "Dimension": "d"}]})
+    assert [p.path for p in found] == ["/UsageRecords/0/CustomerAWSAccountId"]
+    assert found[0].problem.startswith("must be a string") and "$string(...)" in found[0].problem
+
+
+@pytest.mark.parametrize(("schema", "body", "path"), [
+    ("batchMeterUsage.in.json", {"ProductCode": PRODUCT, "UsageRecords": [
+        {"Timestamp": 1, "CustomerIdentifier": "c", "Dimension": "d", "Quantity": 3_000_000_000}]},
+     "/UsageRecords/0/Quantity"),
+    ("meterUsage.in.json", {"ProductCode": PRODUCT, "Timestamp": 1, "UsageDimension": "d",
+                            "UsageQuantity": 3_000_000_000}, "/UsageQuantity"),
+])
+def test_given_a_whole_quantity_above_the_models_maximum_then_the_error_points_at_the_decimal_member(
+        schema: str, body: dict[str, Any], path: str) -> None:
+    found = {p.path: p.problem for p in problems(schema, body)}
+    assert found[path].startswith("must be less than or equal to 2147483647; give larger quantities in ")
+    assert "AsDecimal" in found[path]
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("sessionDurationSeconds", "60", "a whole number of seconds from 900 to 43200"),
+    ("callsPerSecond", "0", "a number above 0"),
+    ("roleSessionName", "a b", "2 to 64 characters"),
+    ("endpointUrl", "https://example.com/path", "without path"),
+])
+def test_given_a_config_field_breaking_its_pattern_then_the_error_states_the_rule_in_words(
+        field: str, value: str, words: str) -> None:
+    cfg = {"accessKeyId": "AKIAEXAMPLE000000000", "secretAccessKey": "secret/Example+Key0000000000000000000000",
+           "authMode": "assumeRole", "roleArn": "arn:aws:iam::123456789012:role/r", field: value}
+    with pytest.raises(MeteringError) as raised:
+        Settings.from_cfg(cfg)
+    found = {p.path: p.problem for p in raised.value.problems}
+    assert words in found[f"/{field}"] and "^" not in found[f"/{field}"], found
