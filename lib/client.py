@@ -18,11 +18,11 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests_aws4auth import AWS4Auth
 
 from . import jsontext
 from .credentials import role_credentials, session_rejected
+from .deadline import DeadlineAdapter, end_attempt, start_attempt
 from .errors import ErrorClass, Kind, MeteringError, Problem, parse_code
 from .operations import Operation
 from .options import form_values
@@ -37,7 +37,7 @@ TARGET_PREFIX = "AWSMPMeteringService"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 USER_AGENT = "elasticio-aws-marketplace-metering/1.0.0"
 DEFAULT_REGION = "us-east-1"
-DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
+DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read (seconds); one attempt in all: at most their sum (lib/deadline.py)
 # Idle connections the pool keeps. It must cover every call in flight at once: a connection returned to a
 # full pool is closed (urllib3 logs "Connection pool is full, discarding connection") and the next call
 # opens a new one, a TLS handshake to AWS each time. The sailor runs up to ELASTICIO_RABBITMQ_PREFETCH_SAILOR
@@ -307,6 +307,7 @@ class MeteringClient:
         self.settings = settings
         self.backoff = backoff or Backoff()
         self.timeout = timeout
+        self._attempt_limit = sum(timeout)  # one attempt in all (lib/deadline.py)
         self._sleep = sleep
         self._pacer_for = pacer_for or (
             lambda op: shared_pacer(settings.identity, settings.region, op.name, self.rate_for(op)))
@@ -315,7 +316,8 @@ class MeteringClient:
         self.session.verify = self._verify
         if _is_loopback(urlsplit(settings.endpoint_url).hostname or ""):
             self.session.trust_env = False  # no proxy for a local endpoint
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        # requests' adapter with a total time limit per attempt (a reply trickling in cannot hold a call)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         # Access keys sign as they are; the role modes sign with botocore's refreshable credentials
@@ -450,8 +452,12 @@ class MeteringClient:
         full = requests.PreparedRequest()
         full.method, full.url, full.body = prep.method, prep.url, prep.body
         full.headers = prep.headers  # type: ignore[assignment]  # a plain dict (see _Signed) is all the adapter reads
-        resp = self._adapter.send(full, timeout=self.timeout, verify=self._verify, proxies=self._proxies)
-        content = resp.content  # read here: a connection dropped mid-body is a transport failure too
+        start_attempt(self._attempt_limit)  # connect and every read of the reply, all together
+        try:
+            resp = self._adapter.send(full, timeout=self.timeout, verify=self._verify, proxies=self._proxies)
+            content = resp.content  # read here: a connection dropped mid-body is a transport failure too
+        finally:
+            end_attempt()
         return _Answer(resp.status_code, resp.reason or "", resp.headers, content)
 
     def _prepare(self, body: bytes, headers: dict[str, str]) -> _Signed:

@@ -1,11 +1,14 @@
-"""Transport edges found by a review: an attempt that never left is not "may have been processed", the
-signer is shared safely across threads at midnight UTC, and a busy EC2 instance metadata service during an
-advisory refresh keeps the credentials that are still valid."""
+"""Transport edges found by reviews: an attempt that never left is not "may have been processed", the
+signer is shared safely across threads at midnight UTC, a busy EC2 instance metadata service during an
+advisory refresh keeps the credentials that are still valid, and a reply that trickles in cannot hold a call
+beyond the attempt's total time limit."""
 
 from __future__ import annotations
 
 import datetime as real
+import socket
 import threading
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +142,88 @@ def test_given_a_busy_instance_metadata_service_in_the_advisory_window_then_the_
     ec2.admin.clear_faults()
     assert client.call(op, {"RegistrationToken": REG_TOKEN}).request_id
     assert ec2.admin.call("GET", "sts/sessions")["issued"] == {"InstanceMetadata": 2}  # refreshed once it could
+
+
+class _TricklingServer:
+    """Reads one request, then answers a 200 status line and one byte every ``every`` seconds until closed
+    (each read returns well within the read timeout): of a header line that never ends (``phase="headers"``)
+    or, after complete headers, of a body announced as 100,000 bytes (``phase="body"``)."""
+
+    def __init__(self, phase: str, every: float = 0.1) -> None:
+        self.phase, self.every = phase, every
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(10)
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            while len(body) < length:
+                body += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nx-amzn-Padding: " if self.phase == "headers" else
+                         b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
+                         b"x-amzn-RequestId: rid-slow\r\nContent-Length: 100000\r\n\r\n")
+            sent = 0
+            try:
+                while sent < 600 and not self.stop.wait(self.every):  # bounded: 60 s at most
+                    conn.sendall(b"a" if self.phase == "headers" else b" ")
+                    sent += 1
+            except OSError:
+                pass  # the client hung up: what the test expects
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("phase", ["headers", "body"])
+def test_given_a_reply_that_trickles_in_then_the_attempt_ends_at_its_total_time_limit(phase: str) -> None:
+    server = _TricklingServer(phase)
+    client = MeteringClient(Settings.create(*KEYS, endpoint_url=server.url), timeout=(1.0, 0.5),
+                            backoff=Backoff(max_attempts=1), pacer_for=lambda op: Pacer(1000))
+    outcome: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcome.append(client.call(OPERATIONS["meterUsage"], {"ProductCode": "p"}))
+        except MeteringError as err:
+            outcome.append(err)
+
+    worker = threading.Thread(target=call, daemon=True)
+    started = time.monotonic()
+    worker.start()
+    try:
+        worker.join(8.0)
+        took = time.monotonic() - started
+        assert not worker.is_alive(), f"still reading a trickling reply after {took:.1f} s (limit 1.5 s)"
+        [err] = outcome
+        assert isinstance(err, MeteringError) and err.retryable and err.code == "ConnectionError", err
+        assert took < 5.0  # the 1.5 s limit (connect + read timeout), plus a read at most
+    finally:
+        server.close()
+        worker.join(5)
+        client.close()
+
+
+def test_given_several_answers_on_one_pooled_connection_then_each_attempt_has_its_own_limit() -> None:
+    answers = [Canned(200, b'{"MeteringRecordId":"r%d"}' % i, {"x-amzn-RequestId": f"rid-{i}"}) for i in range(3)]
+    with ScriptedServer(answers) as aws:
+        client = MeteringClient(Settings.create(*KEYS, endpoint_url=aws.url), timeout=(1.0, 0.5),
+                                backoff=Backoff(max_attempts=1), pacer_for=lambda op: Pacer(1000))
+        ids = []
+        for _ in range(3):
+            ids.append(client.call(OPERATIONS["meterUsage"], {"ProductCode": "p"}).data["MeteringRecordId"])
+            time.sleep(0.8)  # more than half the limit between calls: a deadline kept across attempts would fire
+        client.close()
+    assert ids == ["r0", "r1", "r2"]
