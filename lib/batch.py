@@ -444,6 +444,18 @@ class _Sender:
                 position, self.records[position], status, None, err.request_id, err.code, err.aws_message,
                 None, unit.positions if len(unit.positions) > 1 else ()))
 
+    def _log_billed(self, start: int, request_id: str | None) -> None:
+        """One line naming the records billed by the reply just recorded (results from ``start`` on), as soon
+        as AWS answered: should the process die before its output is published (a crash, the platform's
+        SIGKILL after its grace period), and the redelivery find a record out of AWS's window, this line is
+        where that record's id is."""
+        if not log.isEnabledFor(logging.INFO):
+            return
+        billed = [r for r in self.outcome.results[start:] if r.status == SUCCESS and r.metering_record_id]
+        if billed:
+            log.info("%s: request %s billed %d record(s): %s", self.op.name, request_id, len(billed),
+                     ", ".join(f"#{r.position}={r.metering_record_id}" for r in billed))
+
     def _send_rounds(self, queue: list[_Unit]) -> None:
         """Send ``queue``, then what AWS left unanswered, until every unit is answered (and recorded).
 
@@ -470,12 +482,14 @@ class _Sender:
             if reply.request_id:
                 self.outcome.request_ids.append(reply.request_id)
             results = reply.data.get("Results") or []
+            answered = len(self.outcome.results)
             if len(results) == len(queue) and all(_same(unit.wire, result.get("UsageRecord") or {})
                                                   for unit, result in zip(queue, results, strict=True)):
                 # Every record answered, in the order sent (what AWS does): the pairing below would give the
                 # same, since equal keys are paired in order there too.
                 for unit, result in zip(queue, results, strict=True):
                     self._record(unit, result, reply.request_id)
+                self._log_billed(answered, reply.request_id)
                 return
             waiting: dict[tuple[Any, ...], list[_Unit]] = {}
             for unit in queue:
@@ -486,6 +500,7 @@ class _Sender:
                 if not slots:
                     continue  # an echo we cannot place is ignored; its record is resubmitted below
                 self._record(slots.pop(0), result, reply.request_id)
+            self._log_billed(answered, reply.request_id)
             # Anything not answered (UnprocessedRecords, or missing) is sent again; dedupe makes that safe.
             queue = [unit for slots in waiting.values() for unit in slots]
             if queue:

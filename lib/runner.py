@@ -174,7 +174,11 @@ def run(op: Operation, ctx: Any, msg: dict[str, Any], cfg: dict[str, Any], *,
     except MeteringError as err:
         logger.warning("%s failed: %s (retryable=%s)", op.name, err, err.retryable)
         if err.retryable:
-            raise Rebound(rebound_reason(op, err, logger)) from err
+            # were this the rebound past the limit, the sailor's error event carries these details: the
+            # message never comes back then, and the ids of the records already billed must reach the flow
+            billed = err.error_details["billedRecords"] if isinstance(err, BatchFailure) and err.billed else None
+            raise Rebound(rebound_reason(op, err, logger),
+                          details={"billedRecords": billed} if billed else None) from err
         raise
 
 

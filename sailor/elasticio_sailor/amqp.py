@@ -20,6 +20,7 @@ Reliability rules implemented here:
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import socket
 import threading
@@ -531,7 +532,7 @@ class AmqpTransport:
             self._consumer_tag = None
         else:
             self._write_ch = None
-            self._requeue_unconfirmed()
+            self._requeue_unconfirmed("the connection to the broker closed")
         self._ready[role].clear()
         if self._closing:
             return
@@ -722,11 +723,20 @@ class AmqpTransport:
             self._ioloop.call_later(self._reconnect_delay("write"),
                                     lambda: conn.is_open and conn.channel(on_open_callback=self._on_write_channel))
 
-    def _requeue_unconfirmed(self) -> None:
+    def _requeue_unconfirmed(self, why: str = "the publish channel closed") -> None:
+        """Queue the publishes the closed channel left unconfirmed again, each counting one attempt: one that
+        has used up ``publish_retry_attempts`` fails (its message gets an error and a reject), so a publish the
+        broker keeps refusing by closing the channel (a deleted exchange, a body over its size limit) cannot
+        hold its input, and a graceful shutdown, for ever."""
         pending = list(self._unconfirmed.values())
         self._unconfirmed.clear()
         for req in reversed(pending):
             req.iteration += 1
+            if req.iteration >= self._retry_attempts:
+                mid = (req.properties.headers or {}).get("messageId")
+                self._defer(functools.partial(req.future.set_done,
+                                              AmqpError(f"Failed on publishing {mid} message to MQ: {why}")))
+                continue
             req.set_retry_header()
             self._waiting.appendleft(req)
 

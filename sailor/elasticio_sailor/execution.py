@@ -400,13 +400,19 @@ class MessageExecution:
 
     def on_rebound(self, _ctx: TaskContext, payload: Any) -> None:
         s = self.step
-        reason = format_error(payload)["message"]
+        formatted = format_error(payload)
+        reason = formatted["message"]
         iteration = rebound_iteration(self.d.headers)
         if iteration > s.settings.REBOUND_LIMIT:
             # Node publishes an error but does not count it: the input is still acked
             # (lib/amqp.js sendRebound; docs/platform-contract.md §6.8)
-            # with the outgoing headers as they are (no ``end``: Node's onRebound does not stamp one)
-            self._send_error(format_error(SailorError("Rebound limit exceeded")), throttled=False, end=False)
+            # with the outgoing headers as they are (no ``end``: Node's onRebound does not stamp one).
+            # Node's name and message; after its stack, what this last attempt said and any details the
+            # rebound carried (the message never comes back, so this is the last word on it: for a component
+            # that did part of its work, e.g. the ids of what it billed, this is where they are)
+            details = {key: value for key, value in formatted.items() if key not in ("name", "message", "stack")}
+            limit = SailorError("Rebound limit exceeded", {"reboundReason": reason, **details})
+            self._send_error(format_error(limit), throttled=False, end=False)
             return
         orig = self.d.properties
         headers = dict(self.d.headers)

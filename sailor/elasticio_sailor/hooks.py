@@ -71,7 +71,9 @@ def store_startup_data(settings: Settings, result: Any) -> None:
     """POST the startup hook's result to the platform; on 409 DELETE and POST again (Node's sequence)."""
     client = hooks_client(settings)
     path = startup_data_path(settings)
-    state = result if result else {}
+    # Node stores ``_.isEmpty(result) ? {} : result``: lodash's isEmpty is true for null, an empty string,
+    # list or object, and for every number and boolean (so 5 and true are stored as {}, as in Node)
+    state = result if isinstance(result, (str, list, tuple, dict)) and result else {}
     try:
         client.request("POST", path, state)
     except ApiError as exc:
@@ -79,7 +81,7 @@ def store_startup_data(settings: Settings, result: Any) -> None:
             raise
         log.warning("Startup data already exists. Rewriting.")
         client.request("DELETE", path)
-        client.request("POST", path, result if result is not None else {})
+        client.request("POST", path, state)
 
 
 def run_shutdown_hook(settings: Settings) -> int:

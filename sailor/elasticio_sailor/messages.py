@@ -42,9 +42,21 @@ class SailorError(Exception):
 
     name = "Error"
 
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error_details: dict[str, Any] = dict(details or {})  # keys after ``stack`` in the error event
+
 
 class Rebound(Exception):
-    """Raise from ``process`` to have the platform deliver the message again later."""
+    """Raise from ``process`` to have the platform deliver the message again later.
+
+    ``details`` (a dict) follow the reason: should this rebound be past the limit, the sailor's error event
+    ``Rebound limit exceeded`` carries the reason (``reboundReason``) and these keys, its last word on the
+    message (e.g. what the component did before it failed)."""
+
+    def __init__(self, *args: Any, details: dict[str, Any] | None = None) -> None:
+        super().__init__(*args)
+        self.error_details: dict[str, Any] = dict(details or {})
 
 
 def new_message(body: Any, headers: dict[str, Any] | None = None) -> dict[str, Any]:

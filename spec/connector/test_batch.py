@@ -315,6 +315,10 @@ def test_given_a_retryable_failure_after_partial_billing_then_the_billed_ids_are
     assert "25 record(s) had been metered" in reason and "billedRecords" not in reason
     assert sum(record_id in reason for record_id in ids) == REBOUND_REASON_IDS and "and 15 more" in reason
     assert len(reason) < 2000
+    # every id also rides on the rebound: the sailor's "Rebound limit exceeded" error carries it, should this
+    # have been the last rebound allowed (the message never comes back then)
+    details = raised.value.error_details["billedRecords"]
+    assert sorted(d["MeteringRecordId"] for d in details) == sorted(ids)
 
 
 class _DeniedAfterFirstCall(MeteringClient):
@@ -559,3 +563,22 @@ def test_given_same_hour_records_whose_sum_would_not_fit_one_call_then_they_are_
     assert [r.status for r in sorted(outcome.results, key=lambda r: r.position)] == ["Success", "DuplicateRecord"]
     assert outcome.calls == 2
     assert "would not fit one call" in caplog.text
+
+
+def test_given_a_batch_then_each_answered_call_logs_the_ids_it_billed_at_once(
+        metering_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture) -> None:
+    # Should the process die before its output is published and the redelivery find a record out of AWS's
+    # window, the log is where that record's id is: written as each reply arrives, not with the summary.
+    metering_emulator.admin.load_fixtures(many_customers(10))
+    metering_emulator.admin.set_config(quotas=False)
+    with caplog.at_level(logging.INFO, logger="lib.batch"):
+        out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": distinct_records(30)},
+                         a_config(metering_emulator.url))
+    lines = [r.getMessage() for r in caplog.records if r.name == "lib.batch" and " billed " in r.getMessage()]
+    results = out["body"]["Results"]
+    assert len(lines) == 2 and len(out["body"]["RequestIds"]) == 2  # one line per call, naming its request
+    for request_id, line in zip(out["body"]["RequestIds"], lines, strict=True):
+        assert f"request {request_id} billed" in line
+    for result in results:
+        assert sum(f"#{result['RecordIndex']}={result['MeteringRecordId']}" in line for line in lines) == 1
+    assert SECRET_KEY not in caplog.text

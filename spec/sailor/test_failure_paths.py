@@ -273,3 +273,19 @@ def test_given_an_unfetchable_body_and_the_error_publish_fails_then_the_input_is
         platform.ch.queue_delete(nack)
     assert [x for x in lines if x["msg"] == "Publishing the error failed"]
     assert not [x for x in lines if "Delivery already settled" in x["msg"] or "reconnecting" in x["msg"]]
+
+
+def test_given_a_publish_the_broker_refuses_by_closing_the_channel_then_its_retry_attempts_bound_it(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    # The exchange is gone: every publish to it closes the publish channel (404). With 3 attempts, the data
+    # output fails after 3, its error after 3 more; the input is rejected and a graceful stop completes.
+    sailor = start_sailor("echo", ELASTICIO_AMQP_PUBLISH_RETRY_ATTEMPTS="3",
+                          ELASTICIO_AMQP_PUBLISH_RETRY_DELAY="10")
+    platform.ch.exchange_delete(platform.exchange)
+    platform.publish({"body": {"x": 1}})
+    wait_until(lambda: platform.count(platform.dead) == 1, 30, "the input rejected after its publish attempts")
+    reopened = sailor.log().count("Publish channel closed; reopening")
+    assert 3 <= reopened <= 8, reopened
+    assert "Failed on publishing" in sailor.log() and "the publish channel closed" in sailor.log()
+    assert sailor.terminate() == 0

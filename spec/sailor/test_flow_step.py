@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import time
+import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -155,10 +156,26 @@ def test_given_rebound_limit_reached_when_rebounding_then_error_published_and_in
     [err] = platform.get("error")
     error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
     assert (error["name"], error["message"]) == ("Error", "Rebound limit exceeded")  # Node: a plain Error
+    assert error["reboundReason"] == "try later"  # after Node's keys: the last attempt's reason
     # Node sends it with the outgoing headers as they are (lib/sailor.js onRebound): no ``end`` stamp
     assert "end" not in err.headers and err.headers["start"]
     idle(platform)
     assert platform.count(platform.dead) == 0
+    assert platform.count("rebound") == 0
+
+
+def test_given_rebound_details_past_the_limit_then_the_error_carries_them_as_the_last_word_on_the_message(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    start_sailor("rebound", ELASTICIO_REBOUND_LIMIT="2")
+    billed = [{"RecordIndex": 0, "MeteringRecordId": "id-0"}]
+    platform.publish({"body": {"details": {"billedRecords": billed}}}, {"reboundIteration": 2})
+    [err] = platform.get("error")
+    error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
+    assert list(error)[:3] == ["name", "message", "stack"]  # Node's keys first, as Node readers expect
+    assert (error["message"], error["reboundReason"], error["billedRecords"]) == (
+        "Rebound limit exceeded", "try later", billed)
+    idle(platform)
     assert platform.count("rebound") == 0
 
 
@@ -613,6 +630,28 @@ def test_given_startup_required_when_starting_then_hook_result_stored_and_409_re
     bodies = [json.loads(r.body) for r in fake_api.requests if r.method == "POST"]
     assert bodies == [{"subscription": "sub-secret-cfg-value-77"}] * 2
     assert json.loads((tmp_path / "init.json").read_text())["apiKey"] == "secret-cfg-value-77"
+
+
+# (startup hook result, what Node 2.7.8 POSTs: ``_.isEmpty(result) ? {} : result``, lodash's isEmpty being true
+# for null, every number and boolean, and empty strings, lists and objects)
+NODE_STARTUP_DATA = [(5, {}), (True, {}), (2.5, {}), (0, {}), (None, {}), ("", {}), ([], {}), ([1], [1]),
+                     ({"a": 1}, {"a": 1})]
+
+
+@pytest.mark.parametrize(("result", "stored"), NODE_STARTUP_DATA)
+def test_given_a_startup_hook_result_then_the_stored_data_is_what_node_stores(
+    fake_api: FakeApi, result: Any, stored: Any
+) -> None:
+    from elasticio_sailor.hooks import startup_data_path, store_startup_data
+
+    settings = types.SimpleNamespace(FLOW_ID="flow1", API_URI=fake_api.url, API_USERNAME="u", API_KEY="k",
+                                     API_REQUEST_RETRY_ATTEMPTS=1, API_REQUEST_RETRY_DELAY=10)
+    path = startup_data_path(settings)  # type: ignore[arg-type]
+    fake_api.routes[("POST", path)] = [(409, {"error": "exists"}), (200, {})]
+    fake_api.routes[("DELETE", path)] = [(204, None)]
+    store_startup_data(settings, result)  # type: ignore[arg-type]
+    posts = [json.loads(r.body) for r in fake_api.requests if r.method == "POST"]
+    assert posts == [stored, stored]  # the first POST, and the one after the 409's DELETE
 
 
 def test_given_hook_shutdown_mode_when_running_then_get_shutdown_delete_without_amqp(
