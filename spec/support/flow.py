@@ -808,9 +808,10 @@ class Audit:
                 if not any(w in text for w in words):
                     unclear[i] = text
         non_success = {}
+        ids = stored_ids(stored)
         for i in valid:
             for d in flow.sink.get(i, []):
-                bad = _non_success(plan, i, d.message.get("body"))
+                bad = _non_success(plan, i, d.message.get("body"), ids)
                 if bad:
                     non_success[i] = bad
         lat = [
@@ -929,8 +930,32 @@ def error_text(msg: dict[str, Any]) -> str:
     return str(err.get("message", "")) + (" " + json.dumps(extra, default=str) if extra else "")
 
 
-def _non_success(plan: UsagePlan, index: int, body: Any) -> Any:
-    """What is wrong with step 2's output for message ``index`` (empty when it reports success)."""
+RecordIds = dict[tuple[str, str, int], str]
+
+
+def stored_ids(stored: Iterable[dict[str, Any]]) -> RecordIds:
+    """(customer, dimension, hour) → the MeteringRecordId the emulator gave the record it billed."""
+    out: RecordIds = {}
+    for rec in stored:
+        product, customer, dimension, hour, _ = billed_key(rec)
+        out[(customer, dimension, hour)] = str(rec.get("meteringRecordId"))
+    return out
+
+
+def _wrong_id(result: dict[str, Any], ids: RecordIds) -> str | None:
+    """Why a result reported as Success does not name the id of the record billed (None when it does)."""
+    rec = result.get("UsageRecord") or {}
+    ts = rec.get("Timestamp")
+    hour = _iso_hour(ts) if isinstance(ts, str) else int(float(ts or 0)) // 3600 * 3600
+    customer = str(rec.get("CustomerIdentifier") or rec.get("CustomerAWSAccountId"))
+    billed = ids.get((customer, str(rec.get("Dimension")), hour))
+    reported = result.get("MeteringRecordId")
+    return None if reported and reported == billed else f"reported {reported}, billed {billed}"
+
+
+def _non_success(plan: UsagePlan, index: int, body: Any, ids: RecordIds) -> Any:
+    """What is wrong with step 2's output for message ``index`` (empty when it reports success): a record
+    not reported as Success, or reported without the MeteringRecordId of the record the emulator billed."""
     if not isinstance(body, dict):
         return {"body": body}
     if plan.fmt == "meter":
@@ -940,9 +965,13 @@ def _non_success(plan: UsagePlan, index: int, body: Any) -> Any:
         got = body.get("CustomerIdentifier")
         return [] if got == want and body.get("ProductCode") == plan.product_code else {"resolved": got}
     if "Status" in body and "UsageRecord" in body:  # one message per record (emitPerRecord)
-        return [] if body["Status"] == "Success" and body.get("MeteringRecordId") else [body["Status"]]
+        if body["Status"] != "Success":
+            return [body["Status"]]
+        wrong = _wrong_id(body, ids)
+        return [wrong] if wrong else []
     results = body.get("Results", body.get("results"))
     if not isinstance(results, list) or not results:
         return {"no results": sorted(body)}
     bad = [r.get("Status") for r in results if r.get("Status") != "Success"]
+    bad += [wrong for r in results if r.get("Status") == "Success" and (wrong := _wrong_id(r, ids))]
     return bad
