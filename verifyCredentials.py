@@ -17,11 +17,12 @@ from typing import Any
 
 from lib.client import MeteringClient, Settings
 from lib.credentials import ACCESS_KEYS, ASSUME_ROLE, NO_WORKLOAD_IDENTITY, WORKLOAD
-from lib.errors import CREDENTIALS, DRY_RUN, INPUT, PERMISSION, REGION, MeteringError
+from lib.errors import CREDENTIALS, DRY_RUN, INPUT, PERMISSION, REGION, MeteringError, Problem
 from lib.operations import OPERATIONS
 from lib.redact import guard, secret_values
 from lib.regions import operations_in
 from lib.resilience import Backoff, Pacer
+from lib.schema import load_ui_schema
 
 PROBE_TOKEN = "elasticio-verify-credentials-probe-not-a-real-token"
 PAYLOADS: dict[str, dict[str, Any]] = {
@@ -133,6 +134,14 @@ def _allowed(err: MeteringError) -> bool:
     return err.kind in (INPUT, DRY_RUN) or err.code in _AUTHORISED
 
 
+def _labelled(problem: Problem) -> str:
+    """A configuration problem named by the field's label in the credentials form, then its name:
+    ``Endpoint URL (endpointUrl): must be …`` (the form shows labels, the JSON paths are for mappings)."""
+    name = problem.path.lstrip("/")
+    title = load_ui_schema("config.json")["properties"].get(name, {}).get("title")
+    return f"{title} ({name}): {problem.problem}" if title and "/" not in name else str(problem)
+
+
 def check(credentials: dict[str, Any], client: MeteringClient | None = None) -> dict[str, Any]:
     """The verification result as a dict ``{"verified": bool, "reason"?: str}``.
 
@@ -145,7 +154,7 @@ def check(credentials: dict[str, Any], client: MeteringClient | None = None) -> 
     except MeteringError as err:
         missing = all(problem.problem == "is required" for problem in err.problems)
         return {"verified": False, "reason": ("Incomplete" if missing else "Invalid") + " credentials: "
-                + "; ".join(map(str, err.problems))}
+                + "; ".join(_labelled(problem) for problem in err.problems)}
     try:
         client = client or MeteringClient(settings, backoff=Backoff(max_attempts=3), timeout=(5.0, 15.0),
                                           pacer_for=lambda op: Pacer(op.rate_per_second))

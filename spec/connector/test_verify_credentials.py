@@ -157,7 +157,15 @@ def test_given_denied_probes_then_what_they_send_can_meter_nothing() -> None:
 
 def test_given_incomplete_credentials_then_not_verified_without_a_call() -> None:
     result = verifyCredentials.check({"accessKeyId": "AKIAEMULATOR0000TEST"})
-    assert result == {"verified": False, "reason": "Incomplete credentials: /secretAccessKey: is required"}
+    assert result == {"verified": False,
+                      "reason": "Incomplete credentials: Secret Access Key (secretAccessKey): is required"}
+
+
+def test_given_a_field_breaking_its_rule_then_the_reason_names_it_by_its_label_in_the_form() -> None:
+    result = verifyCredentials.check({"accessKeyId": "AKIAEMULATOR0000TEST", "secretAccessKey": "s",
+                                      "endpointUrl": "https://example.com/path"})
+    assert result["verified"] is False and result["reason"].startswith(
+        "Invalid credentials: Endpoint URL (endpointUrl): must be an http(s) URL of a host, without path")
 
 
 def test_given_the_sailors_service_mode_then_it_finds_and_runs_this_verifier(
