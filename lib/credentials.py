@@ -243,6 +243,54 @@ def translate(exc: BaseException, settings: Settings) -> MeteringError:
     return MeteringError(type(exc).__name__, text, operation="credentials", classification=_unreadable(settings))
 
 
+_IMDS_TOKEN_TTL = "21600"
+
+
+def _imds_busy(provider: Any) -> str | None:
+    """Why the EC2 instance metadata service looks busy rather than absent (a 429 or 5xx answer to a lookup
+    of the instance role, or a role found now), or None (no such service, disabled, or no role).
+
+    botocore's provider answers "no instance role" for a busy service as for a machine without one (its
+    fetcher returns nothing): after it found nothing, this asks again, so a busy service is a transient
+    failure (retried, then rebounded) rather than a configuration error that fails the message. The same
+    three requests as botocore (``InstanceMetadataFetcher``): an IMDSv2 token, the role's name, its
+    credentials (whose answer is read for its status only: it holds a secret).
+    """
+    import requests
+
+    fetcher = getattr(provider, "_role_fetcher", None)
+    if fetcher is None or getattr(fetcher, "_disabled", False) or not hasattr(fetcher, "get_base_url"):
+        return None
+    base = fetcher.get_base_url().rstrip("/") + "/"
+    timeout = float(getattr(fetcher, "_timeout", 1.0) or 1.0)
+    path = "latest/meta-data/iam/security-credentials/"
+
+    def busy(answer: requests.Response) -> bool:
+        return answer.status_code == 429 or answer.status_code >= 500
+
+    try:
+        with requests.Session() as http:
+            token = http.put(base + "latest/api/token", timeout=timeout,
+                             headers={"x-aws-ec2-metadata-token-ttl-seconds": _IMDS_TOKEN_TTL})
+            if busy(token):
+                return f"answered HTTP {token.status_code} to a token request"
+            headers = {"x-aws-ec2-metadata-token": token.text} if token.status_code == 200 else {}
+            roles = http.get(base + path, headers=headers, timeout=timeout)
+            if busy(roles):
+                return f"answered HTTP {roles.status_code} to the lookup of the instance role"
+            role = roles.text.strip().splitlines()[0] if roles.status_code == 200 and roles.text.strip() else ""
+            if not role:
+                return None
+            creds = http.get(base + path + role, headers=headers, timeout=timeout)
+            if busy(creds):
+                return f"answered HTTP {creds.status_code} to the request for the role's credentials"
+            if creds.status_code == 200:
+                return "answers now, having answered nothing usable a moment before"
+    except requests.RequestException:  # not reachable: no instance metadata service here
+        return None
+    return None
+
+
 class RoleCredentials:
     """Temporary credentials of one credential configuration, resolved by botocore and refreshed before
     they expire; ``reset()`` drops them so the next request resolves them again.
@@ -371,6 +419,12 @@ class RoleCredentials:
                                        chain.get_provider("iam-role")])
         found = resolver.load_credentials()
         if found is None:
+            busy = _imds_busy(chain.get_provider("iam-role"))
+            if busy is not None:
+                raise MeteringError(
+                    "InstanceMetadataServiceBusy", f"the EC2 instance metadata service {busy}: the instance "
+                    "role could not be read", operation="credentials",
+                    classification=ErrorClass(True, TRANSIENT, "retried, then rebounded"))
             raise MeteringError(
                 NO_WORKLOAD_IDENTITY,
                 "no workload identity in this container: neither AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN "

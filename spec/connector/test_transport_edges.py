@@ -227,3 +227,34 @@ def test_given_several_answers_on_one_pooled_connection_then_each_attempt_has_it
             time.sleep(0.8)  # more than half the limit between calls: a deadline kept across attempts would fire
         client.close()
     assert ids == ["r0", "r1", "r2"]
+
+
+def test_given_a_busy_instance_metadata_service_at_the_first_lookup_then_it_is_retryable_not_no_identity(
+        ec2: EmulatorServer) -> None:
+    # botocore finds "no instance role" for a busy service as for a machine without one; failing the message
+    # as a configuration error would lose it, where a retry (then a rebound) finds the role
+    settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1", "endpointUrl": ec2.url})
+    client = MeteringClient(settings, backoff=Backoff(max_attempts=2), sleep=lambda _s: None,
+                            pacer_for=lambda op: Pacer(1000))
+    op = OPERATIONS["resolveCustomer"]
+    ec2.admin.add_fault(type="throttle", operations=["InstanceMetadata"])
+    with pytest.raises(MeteringError) as raised:
+        client.call(op, {"RegistrationToken": REG_TOKEN})
+    assert raised.value.code == "InstanceMetadataServiceBusy" and raised.value.retryable
+    assert "answered HTTP 429" in str(raised.value)
+    ec2.admin.clear_faults()
+    assert client.call(op, {"RegistrationToken": REG_TOKEN}).request_id
+    assert ec2.admin.call("GET", "sts/sessions")["issued"] == {"InstanceMetadata": 1}
+
+
+def test_given_an_instance_metadata_service_without_a_role_then_it_is_still_no_workload_identity(
+        ec2: EmulatorServer) -> None:
+    fixtures = identity_fixtures()
+    del fixtures["instanceProfile"]
+    ec2.admin.load_fixtures(fixtures)
+    settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1", "endpointUrl": ec2.url})
+    client = MeteringClient(settings, backoff=Backoff(max_attempts=2), sleep=lambda _s: None,
+                            pacer_for=lambda op: Pacer(1000))
+    with pytest.raises(MeteringError) as raised:
+        client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": REG_TOKEN})
+    assert raised.value.code == "NoWorkloadIdentity" and not raised.value.retryable
