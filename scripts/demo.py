@@ -29,10 +29,11 @@ STEPS = [
 
 
 def start_emulator() -> tuple[subprocess.Popen[str], str]:
+    errors = tempfile.TemporaryFile(mode="w+")  # its log: shown only if it does not start
     proc = subprocess.Popen(
         [sys.executable, "-m", "metering_emulator", "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
         text=True,
     )
     assert proc.stdout is not None
@@ -40,7 +41,11 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
     match = re.search(r"http://127\.0\.0\.1:\d+", line)
     if not match:
         proc.terminate()
-        raise SystemExit(f"the emulator did not start: {line!r}")
+        proc.wait(10)
+        errors.seek(0)
+        tail = "".join(errors.readlines()[-10:])
+        raise SystemExit(f"the emulator did not start: {line!r}\n{tail}")
+    errors.close()
     return proc, match.group(0)
 
 
@@ -120,7 +125,8 @@ def main() -> int:
                 if run_action(function, cfg_file, message, work) != 0:
                     failures += 1
                 print()
-        with urllib.request.urlopen(f"{url}/_emulator/records") as resp:
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+        with no_proxy.open(f"{url}/_emulator/records") as resp:
             records = json.load(resp)
         print("== What the emulator billed (GET /_emulator/records, summary)")
         print(indent(json.dumps(records.get("summary", records), indent=2)))

@@ -14,15 +14,30 @@ want_all=0
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
+# A .venv left half-made (no pip: python3-venv missing) or made by a Python older than 3.11 is made again.
+if ! .venv/bin/python -c 'import sys, pip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  rm -rf .venv
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    say "$PY is missing or older than 3.11: install Python 3.11+ (or set PYTHON=/path/to/python3.11)"
+    exit 1
+  fi
+  if ! "$PY" -c 'import ensurepip' 2>/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing python3-venv with apt-get (the venv module needs it on Debian)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  fi
   say "creating .venv"
-  "$PY" -m venv .venv
+  "$PY" -m venv .venv || { rm -rf .venv; say "could not create .venv: install python3-venv (Debian)"; exit 1; }
 fi
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ] || [ sailor/pyproject.toml -nt "$stamp" ] \
-   || [ emulator/pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ] || [ requirements-lock.txt -nt "$stamp" ] \
+   || [ sailor/pyproject.toml -nt "$stamp" ] || [ emulator/pyproject.toml -nt "$stamp" ]; then
   say "installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  # first the runtime packages at the versions and hashes the image installs (requirements-lock.txt), so the
+  # tests run what ships; then the local packages and the test tools around them
+  .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+    -r requirements-lock.txt
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ./sailor -e ./emulator -r requirements-dev.txt
   touch "$stamp"
 fi
@@ -33,6 +48,9 @@ if [ "$want_all" = 1 ]; then
       say "installing rabbitmq-server with apt-get"
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+      # the tests start private brokers of their own (spec/support/rabbit.py): not the system's service,
+      # which the package starts on a systemd machine (listening on all interfaces)
+      if command -v systemctl >/dev/null; then systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true; fi
     else
       say "rabbitmq-server is missing: install the Debian package rabbitmq-server (or run this as root)"
       exit 1

@@ -121,9 +121,9 @@ DISTS_SCRIPT = (
 )
 
 
-def test_given_the_dockerfile_then_its_base_is_an_arg_defaulting_to_python_3_11_slim() -> None:
+def test_given_the_dockerfile_then_its_base_is_an_arg_defaulting_to_python_3_11_slim_bookworm() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^ARG BASE=python:3\.11-slim$", text, re.MULTILINE)
+    assert re.search(r"^ARG BASE=python:3\.11-slim-bookworm(@sha256:[0-9a-f]{64})?$", text, re.MULTILINE)
     assert re.findall(r"^FROM .*$", text, re.MULTILINE) == ["FROM ${BASE}"]
     # one list: no requirement of pyproject.toml is spelled out in the Dockerfile
     for req in runtime_requirements():
@@ -165,13 +165,16 @@ def test_given_the_image_then_the_sailor_is_the_entrypoint_run_by_a_non_root_use
     config = built_image.config
     assert config["Entrypoint"] == ["/opt/venv/bin/python", "-m", "elasticio_sailor"]
     assert not config.get("Cmd")
-    assert config["User"] == "apps" and config["WorkingDir"] == "/home/apps"
+    assert config["User"] == "1000:1000" and config["WorkingDir"] == "/home/apps"  # numeric: runAsNonRoot
     env = {k: v for k, _, v in (str(item).partition("=") for item in config.get("Env") or [])}
     assert env["ELASTICIO_COMPONENT_PATH"] == "." and not any(k.startswith("PIP_") for k in env)
     with container(built_image) as ctr:
         assert ctr.sh("id -u; pwd").split() == ["1000", "/home/apps"]
-        # the component can be read but not changed by the user that runs it
+        # the component can be read but not changed by the user that runs it: neither a file nor the directory
+        # (else a file could be renamed and replaced, or a module dropped in front of sys.path)
         assert ctr.sh("test -w component.json && echo writable || echo read-only").strip() == "read-only"
+        assert ctr.sh("test -w . && echo writable || echo read-only").strip() == "read-only"
+        assert ctr.sh("touch requests.py 2>/dev/null && echo created || echo refused").strip() == "refused"
         with ctr.mounted() as rootfs:
             assert (rootfs / "home/apps/component.json").read_bytes() == (ROOT / "component.json").read_bytes()
             assert (rootfs / "home/apps/lib/__pycache__").is_dir()
