@@ -392,7 +392,7 @@ class MeteringClient:
                 raise
             log.info("%s: the session credentials were refused (%s, request id %s); resolving them again",
                      op.name, err.code, err.request_id)
-            self._credentials.reset()
+            self._credentials.reset(err.signed_with)  # unless another thread replaced that session already
         try:
             return self._send_once(op, body, headers)
         except MeteringError as err:
@@ -405,8 +405,9 @@ class MeteringClient:
             raise
 
     def _send_once(self, op: Operation, body: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+        signed = self._prepare(body, headers)
         try:
-            answer = self._exchange(self._prepare(body, headers))
+            answer = self._exchange(signed)
         except requests.exceptions.SSLError as exc:
             raise _tls_error(exc, op.name) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
@@ -441,7 +442,12 @@ class MeteringClient:
                                                               "is the endpoint URL right?"))
             log.debug("%s %d request id %s", op.name, answer.status, request_id)
             return data, request_id
-        raise self._error(op, answer, request_id, self._secrets())
+        failure = self._error(op, answer, request_id, self._secrets())
+        # the access key the refused request was signed with (an id, not a secret): _send resets the session
+        # only if it is still the current one, so N threads refused at once resolve it once, not N times
+        failure.signed_with = signed.headers.get("Authorization", "").partition("Credential=")[2].partition("/")[0] \
+            or None
+        raise failure
 
     def _exchange(self, prep: _Signed) -> _Answer:
         """Send one signed request through the session's pooled adapter and read the whole reply.

@@ -113,7 +113,7 @@ def _register_workload_secrets() -> None:
                 if _TOKEN_FILES.get(path) == stamp:
                     continue
                 with open(path, encoding="utf-8") as handle:
-                    values.append(handle.read().strip())
+                    register_secrets([handle.read().strip()], owner=f"file:{path}")  # rotates: keep the last 2
                 _TOKEN_FILES[path] = stamp
             except (OSError, ValueError):
                 pass
@@ -133,7 +133,7 @@ class _Registering:
 
     def get_frozen_credentials(self) -> Any:
         frozen = self._credentials.get_frozen_credentials()
-        register_secrets([frozen.secret_key, frozen.token or ""])
+        register_secrets([frozen.secret_key, frozen.token or ""], owner=f"source:{id(self)}")
         return frozen
 
     def __getattr__(self, name: str) -> Any:
@@ -310,9 +310,14 @@ class RoleCredentials:
         # the workload identity is used (alone or to assume the role): its token files may rotate
         self._workload_tokens = WORKLOAD in (settings.auth_mode, settings.role_source)
 
-    def reset(self) -> None:
-        """Forget the credentials (an expired or revoked session): the next use resolves them anew."""
+    def reset(self, refused_key: str | None = None) -> None:
+        """Forget the credentials (an expired or revoked session): the next use resolves them anew.
+
+        ``refused_key``: the access key of the refused request. When the credentials handed out since are
+        another session's (a thread refused at the same time reset them first), they are kept."""
         with self._lock:
+            if refused_key is not None and self._frozen is not None and self._frozen.access_key != refused_key:
+                return
             self._current = None
             self._seen_key = None
 
@@ -353,7 +358,7 @@ class RoleCredentials:
             if frozen.access_key != self._seen_key:
                 self._seen_key = frozen.access_key
                 self.refreshes += 1
-                register_secrets([frozen.secret_key, frozen.token or ""])
+                register_secrets([frozen.secret_key, frozen.token or ""], owner=f"session:{id(self)}")
                 self._tune(self._current)
                 log.info("using temporary credentials %s from %s", frozen.access_key,
                          getattr(self._current, "method", "botocore"))

@@ -152,6 +152,7 @@ class MeteringError(Exception):
         self.name = code
         self.unanswered: list[int] = []  # earlier attempts of the call whose answer never arrived
         self.maybe_sent = True  # a transport failure after which AWS may have the request (not: while connecting)
+        self.signed_with: str | None = None  # the access key of a request AWS refused (lib/client.py _send)
         super().__init__(self._text())
 
     def after_unanswered(self, attempts: list[int]) -> MeteringError:

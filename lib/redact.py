@@ -6,6 +6,8 @@ import base64
 import functools
 import logging
 import re
+import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -16,20 +18,45 @@ MASK = "***"
 _MIN_SECRET_LENGTH = 4  # shorter strings would mask ordinary words
 # Secrets learnt at run time (role session keys and tokens, the web-identity token): every filter masks them.
 _RUNTIME: set[str] = set()
+# Rotating secrets by owner (one credential source, one token file): only the values of its last generations
+# stay registered. An expired session's keys are worth nothing, and every form kept costs each masked line and
+# each rotation (the sailor recompiles its pattern): without a bound, a container refreshing a session every
+# 45 minutes would mask ever more slowly, and each refresh would hold every signer longer.
+_GENERATIONS = 2
+_OWNED: dict[str, deque[list[str]]] = {}
+_RUNTIME_LOCK = threading.Lock()
 
 
-def register_secrets(values: Iterable[str]) -> None:
+def register_secrets(values: Iterable[str], owner: str | None = None) -> None:
     """Make every :class:`SecretFilter` (and :func:`scrub_known`) mask these values, in every form, from now on;
     and the sailor's redactor too (its log lines, error events and service results), when the connector runs in
-    it: these are learnt at run time (session keys and tokens), so its own cfg scan never saw them."""
+    it: these are learnt at run time (session keys and tokens), so its own cfg scan never saw them.
+
+    ``owner`` names where rotating values come from (a session, a token file): of its values, those of its last
+    two registrations stay registered, the older ones are dropped (unless another owner holds them too). New
+    values are added before old ones are dropped: there is never a moment when a current secret is unmasked."""
     learnt = [value for value in values if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH]
-    for value in learnt:
-        _RUNTIME.update(_forms(value))
+    dropped: list[str] = []
+    with _RUNTIME_LOCK:
+        for value in learnt:
+            _RUNTIME.update(_forms(value))
+        if owner is not None and learnt:
+            generations = _OWNED.setdefault(owner, deque())
+            generations.append(learnt)
+            while len(generations) > _GENERATIONS:
+                dropped += generations.popleft()
+            if dropped:
+                kept = {value for held in _OWNED.values() for generation in held for value in generation}
+                dropped = [value for value in dropped if value not in kept]
+                still = set().union(*map(_forms, kept)) if kept else set()
+                _RUNTIME.difference_update(set().union(*map(_forms, dropped)) - still if dropped else set())
     try:
         from elasticio_sailor.logs import REDACTOR
     except ImportError:  # used as a library, outside the sailor
         return
     REDACTOR.add(learnt)
+    if dropped:
+        REDACTOR.discard(dropped)
 
 
 @functools.lru_cache(maxsize=512)  # every message registers its cfg's secrets again: their forms are computed once

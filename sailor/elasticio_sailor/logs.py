@@ -177,6 +177,24 @@ class Redactor:
             if strict_added:
                 self._strict_pattern = _alternatives(self._strict_forms)
 
+    def discard(self, values: Iterable[str]) -> None:
+        """Stop masking strict secrets registered by :meth:`add` that are worth nothing any more (a rotated
+        session's keys, which a component registered at run time): their forms leave both patterns, unless
+        another registered value has the same form."""
+        with self._lock:
+            gone = {v for v in values if v in self._strict_secrets}
+            if not gone:
+                return
+            self._strict_secrets -= gone
+            self._secrets -= gone
+            self._strict_forms = set().union(*map(secret_forms, self._strict_secrets)) if self._strict_secrets \
+                else set()
+            loose = self._secrets - self._strict_secrets
+            self._forms = self._strict_forms | {f for v in loose for f in (v, dumps(v).decode("utf-8")[1:-1])
+                                                if len(f) >= _MIN_SECRET_LEN}
+            self._pattern = _alternatives(self._forms) if self._forms else None
+            self._strict_pattern = _alternatives(self._strict_forms) if self._strict_forms else None
+
     def add_config(self, cfg: Any) -> None:
         """Register the secret values of a component configuration (:func:`config_secrets`, with the
         fields the component declares secret): strict ones, and the rest as a precaution."""

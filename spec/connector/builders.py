@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,3 +90,25 @@ def default_fixtures(**credential: Any) -> dict[str, Any]:
         "registrationTokens": [{"token": REG_TOKEN, "productCode": PRODUCT,
                                 "customer": {"customerIdentifier": CUSTOMER}}],
     }
+
+
+def run_together(fn: Callable[[int], Any], n: int = 8, timeout: float = 60.0) -> list[Any]:
+    """``fn(i)`` for i in 0..n-1 on n threads released at once (a barrier); each result or the exception it
+    raised, in order. Bounded in time: a thread still running after ``timeout`` fails the test."""
+    out: list[Any] = [None] * n
+    gate = threading.Barrier(n, timeout=timeout)
+
+    def work(i: int) -> None:
+        gate.wait()
+        try:
+            out[i] = fn(i)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            out[i] = exc
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout)
+    assert not any(w.is_alive() for w in workers), "a worker hung"
+    return out

@@ -21,7 +21,7 @@ import verifyCredentials
 from lib.client import MeteringClient, Settings
 from lib.errors import MeteringError
 from lib.resilience import Backoff
-from spec.connector.builders import PRODUCT, REG_TOKEN, StepContext, a_record, hour_start, run_action
+from spec.connector.builders import PRODUCT, REG_TOKEN, StepContext, a_record, hour_start, run_action, run_together
 from spec.connector.scripted import Canned, DroppingServer, ScriptedServer
 from spec.support.identity import (
     EXTERNAL_ID,
@@ -336,3 +336,28 @@ def test_given_sts_unavailable_when_verifying_an_assume_role_then_try_again_late
     assert result["verified"] is False and result["reason"].startswith("Could not verify now: STS did not answer")
     assert "trust policy" not in result["reason"]
     assert emu.admin.records()["records"] == []
+
+
+def test_given_a_session_revoked_under_8_calls_in_flight_then_it_is_resolved_once_not_once_per_call(
+        emu: EmulatorServer, container: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """8 messages in flight when the role session is revoked: one re-resolution is enough (all calls were
+    refused for the same stale session); each thread's unconditional reset() throws away the session another
+    thread just fetched, so STS is called up to once per thread."""
+    container("none")
+    cfg = cfg_for("assume-role-from-keys", emu, callsPerSecond="100")
+    run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg)  # session 1
+    assert emu.admin.call("GET", "sts/sessions")["issued"] == {"AssumeRole": 1}
+    emu.admin.call("POST", "sts/revoke", {})
+    # AWS answers after a round trip (the emulator's latency fault acts only after authentication): every
+    # exchange takes 300 ms, so the 8 refused calls overlap, as prefetch 8 against AWS would
+    exchange = MeteringClient._exchange
+
+    def slow(self: Any, prep: Any) -> Any:
+        time.sleep(0.3)
+        return exchange(self, prep)
+
+    monkeypatch.setattr(MeteringClient, "_exchange", slow)
+    results = run_together(lambda _i: run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg))
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    issued = emu.admin.call("GET", "sts/sessions")["issued"]["AssumeRole"]
+    assert issued == 2, f"{issued - 1} AssumeRole calls to replace one revoked session"
