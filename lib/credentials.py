@@ -246,6 +246,17 @@ def translate(exc: BaseException, settings: Settings) -> MeteringError:
 _IMDS_TOKEN_TTL = "21600"
 
 
+def _issued(answer: Any) -> bool:
+    """Whether the metadata service's answer to a role's credentials request holds credentials (it answers 200
+    with ``{"Code": "AssumeRoleUnauthorizedAccess", ...}`` for a role EC2 may not assume). Only the ``Code`` is
+    read: the answer holds the secret key and token."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("Code") == "Success"
+
+
 def _imds_busy(provider: Any) -> str | None:
     """Why the EC2 instance metadata service looks busy rather than absent (a 429 or 5xx answer to a lookup
     of the instance role, or a role found now), or None (no such service, disabled, or no role).
@@ -270,6 +281,7 @@ def _imds_busy(provider: Any) -> str | None:
 
     try:
         with requests.Session() as http:
+            http.trust_env = False  # link-local: never through a proxy (a proxy's 502 is not a busy service)
             token = http.put(base + "latest/api/token", timeout=timeout,
                              headers={"x-aws-ec2-metadata-token-ttl-seconds": _IMDS_TOKEN_TTL})
             if busy(token):
@@ -284,7 +296,7 @@ def _imds_busy(provider: Any) -> str | None:
             creds = http.get(base + path + role, headers=headers, timeout=timeout)
             if busy(creds):
                 return f"answered HTTP {creds.status_code} to the request for the role's credentials"
-            if creds.status_code == 200:
+            if creds.status_code == 200 and _issued(creds):  # not a 200 error (a role EC2 may not assume)
                 return "answers now, having answered nothing usable a moment before"
     except requests.RequestException:  # not reachable: no instance metadata service here
         return None

@@ -36,27 +36,33 @@ def register_secrets(values: Iterable[str], owner: str | None = None) -> None:
     two registrations stay registered, the older ones are dropped (unless another owner holds them too). New
     values are added before old ones are dropped: there is never a moment when a current secret is unmasked."""
     learnt = [value for value in values if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH]
-    dropped: list[str] = []
-    with _RUNTIME_LOCK:
-        for value in learnt:
-            _RUNTIME.update(_forms(value))
-        if owner is not None and learnt:
-            generations = _OWNED.setdefault(owner, deque())
-            generations.append(learnt)
-            while len(generations) > _GENERATIONS:
-                dropped += generations.popleft()
-            if dropped:
-                kept = {value for held in _OWNED.values() for generation in held for value in generation}
-                dropped = [value for value in dropped if value not in kept]
-                still = set().union(*map(_forms, kept)) if kept else set()
-                _RUNTIME.difference_update(set().union(*map(_forms, dropped)) - still if dropped else set())
     try:
         from elasticio_sailor.logs import REDACTOR
     except ImportError:  # used as a library, outside the sailor
-        return
-    REDACTOR.add(learnt)
-    if dropped:
-        REDACTOR.discard(dropped)
+        REDACTOR = None  # noqa: N806
+    # one lock around both registries: a value dropped by one owner while another registers it stays masked
+    with _RUNTIME_LOCK:
+        for value in learnt:
+            _RUNTIME.update(_forms(value))
+        if REDACTOR is not None:
+            REDACTOR.add(learnt)
+        if owner is None or not learnt:
+            return
+        generations = _OWNED.setdefault(owner, deque())
+        if generations and generations[-1] == learnt:
+            return  # the same values again (a source registers each copy it hands out): not a new generation
+        generations.append(learnt)
+        dropped: list[str] = []
+        while len(generations) > _GENERATIONS:
+            dropped += generations.popleft()
+        kept = {value for held in _OWNED.values() for generation in held for value in generation}
+        dropped = [value for value in dropped if value not in kept]
+        if not dropped:
+            return
+        still = set().union(*map(_forms, kept)) if kept else set()
+        _RUNTIME.difference_update(set().union(*map(_forms, dropped)) - still)
+        if REDACTOR is not None:
+            REDACTOR.discard(dropped)
 
 
 @functools.lru_cache(maxsize=512)  # every message registers its cfg's secrets again: their forms are computed once

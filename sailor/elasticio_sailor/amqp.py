@@ -183,8 +183,14 @@ class PublishFuture:
             raise self._error
 
 
+# Channel closures a publish may meet before it fails (whatever AMQP_PUBLISH_RETRY_ATTEMPTS says, unlimited by
+# default): a broker restart or two is survived, a publish that itself makes the broker close the channel is not.
+MAX_CLOSURES = 10
+
+
 class _Publish:
-    __slots__ = ("body", "encoded", "exchange", "future", "iteration", "mandatory", "properties", "routing_key")
+    __slots__ = ("body", "closures", "encoded", "exchange", "future", "iteration", "mandatory", "properties",
+                 "routing_key")
 
     def __init__(
         self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties,
@@ -197,6 +203,7 @@ class _Publish:
         self.mandatory = mandatory
         self.future = PublishFuture(park)
         self.iteration = 0
+        self.closures = 0  # times its channel closed before it was confirmed (_requeue_unconfirmed)
         self.encoded: bytes | None = None  # properties.encode() made by the publishing thread
 
     def set_retry_header(self) -> None:
@@ -724,15 +731,17 @@ class AmqpTransport:
                                     lambda: conn.is_open and conn.channel(on_open_callback=self._on_write_channel))
 
     def _requeue_unconfirmed(self, why: str = "the publish channel closed") -> None:
-        """Queue the publishes the closed channel left unconfirmed again, each counting one attempt: one that
-        has used up ``publish_retry_attempts`` fails (its message gets an error and a reject), so a publish the
-        broker keeps refusing by closing the channel (a deleted exchange, a body over its size limit) cannot
-        hold its input, and a graceful shutdown, for ever."""
+        """Queue the publishes the closed channel left unconfirmed again, each counting one attempt. One that
+        has used up ``publish_retry_attempts`` (unlimited by default), or whose channel closed
+        :data:`MAX_CLOSURES` times, fails (its message gets an error and a reject): a publish the broker keeps
+        refusing by closing the channel (a deleted exchange, a body over its size limit) cannot hold its
+        input, and a graceful shutdown, for ever. Node fails such a publish at the first closure."""
         pending = list(self._unconfirmed.values())
         self._unconfirmed.clear()
         for req in reversed(pending):
             req.iteration += 1
-            if req.iteration >= self._retry_attempts:
+            req.closures += 1
+            if req.iteration >= self._retry_attempts or req.closures >= MAX_CLOSURES:
                 mid = (req.properties.headers or {}).get("messageId")
                 self._defer(functools.partial(req.future.set_done,
                                               AmqpError(f"Failed on publishing {mid} message to MQ: {why}")))

@@ -6,11 +6,13 @@ beyond the attempt's total time limit."""
 from __future__ import annotations
 
 import datetime as real
+import json
 import socket
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +260,98 @@ def test_given_an_instance_metadata_service_without_a_role_then_it_is_still_no_w
     with pytest.raises(MeteringError) as raised:
         client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": REG_TOKEN})
     assert raised.value.code == "NoWorkloadIdentity" and not raised.value.retryable
+
+
+class _PlainServer:
+    """A loopback HTTP server answering every GET/PUT with ``answer(handler)`` = (status, body)."""
+
+    def __init__(self, answer: Callable[[BaseHTTPRequestHandler], tuple[int, bytes]]) -> None:
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _reply(self) -> None:
+                outer.paths.append(self.path)
+                status, body = answer(self)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_PUT = _reply  # noqa: N815
+
+            def log_message(self, *_args: Any) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def no_workload(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in WORKLOAD_ENV_NAMES + ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY",
+                                      "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    lib.credentials.clear_cache()
+    yield
+    lib.credentials.clear_cache()
+
+
+def _workload_call_error() -> MeteringError:
+    settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1",
+                                  "endpointUrl": "http://127.0.0.1:9"})
+    client = MeteringClient(settings, backoff=Backoff(max_attempts=1), sleep=lambda _s: None,
+                            pacer_for=lambda op: Pacer(1000))
+    try:
+        with pytest.raises(MeteringError) as raised:
+            client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": REG_TOKEN})
+    finally:
+        client.close()
+    return raised.value
+
+
+def test_given_an_instance_role_ec2_may_not_assume_then_it_is_no_workload_identity_not_a_busy_service(
+        no_workload: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # IMDS answers 200 with an error document (botocore does not retry it): a configuration error
+    def answer(handler: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        if handler.command == "PUT":
+            return 200, b"imds-token-000000000000"
+        if handler.path.rstrip("/").endswith("security-credentials"):
+            return 200, b"broken-role"
+        return 200, json.dumps({"Code": "AssumeRoleUnauthorizedAccess",
+                                "Message": "EC2 cannot assume the role broken-role."}).encode()
+
+    imds = _PlainServer(answer)
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url)
+    try:
+        err = _workload_call_error()
+    finally:
+        imds.close()
+    assert err.code == "NoWorkloadIdentity" and not err.retryable, str(err)
+
+
+def test_given_a_forward_proxy_that_cannot_reach_the_metadata_service_then_it_is_no_workload_identity(
+        no_workload: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # botocore's fetcher goes through HTTP_PROXY; the probe must not take the proxy's 503 for a busy service
+    proxy = _PlainServer(lambda _h: (503, b"proxy: cannot connect to 169.254.169.254"))
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9/")  # nothing listens there
+    try:
+        err = _workload_call_error()
+    finally:
+        proxy.close()
+    assert proxy.paths  # botocore's lookups did go through the proxy
+    assert err.code == "NoWorkloadIdentity" and not err.retryable, str(err)

@@ -289,3 +289,28 @@ def test_given_a_publish_the_broker_refuses_by_closing_the_channel_then_its_retr
     assert 3 <= reopened <= 8, reopened
     assert "Failed on publishing" in sailor.log() and "the publish channel closed" in sailor.log()
     assert sailor.terminate() == 0
+
+
+def test_given_the_default_unlimited_publish_attempts_then_channel_closures_still_end_a_publish() -> None:
+    # Node fails a publish at the first closure of its channel; this sailor republishes it (a broker restart is
+    # survived), but not for ever when the publish itself makes the broker close the channel
+    import dataclasses
+
+    import pika
+    from elasticio_sailor.amqp import MAX_CLOSURES, _Publish
+    from elasticio_sailor.settings import Settings
+
+    attempts = next(f.default for f in dataclasses.fields(Settings) if f.name == "AMQP_PUBLISH_RETRY_ATTEMPTS")
+    assert attempts == float("inf")
+    transport = AmqpTransport("amqp://127.0.0.1:9/", prefetch=1, on_delivery=lambda d: None,
+                              publish_retry_attempts=attempts)
+    transport.immediate = True
+    req = _Publish("ex", "rk", b"{}", pika.BasicProperties(headers={"messageId": "m"}), False)
+    closures = 0
+    while not req.future.done and closures < 100:
+        transport._unconfirmed[1] = req
+        transport._requeue_unconfirmed()
+        transport._waiting.clear()
+        closures += 1
+    assert req.future.done and closures == MAX_CLOSURES
+    assert "the publish channel closed" in str(req.future._error)
