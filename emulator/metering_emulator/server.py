@@ -173,12 +173,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         """A workload-identity endpoint, busy when a fault names it (catalogue.py ``WORKLOAD_FAULTS``)."""
         state = self.server.state
         endpoint = workload.endpoint_of(path)
-        if state.faults.fire("drop", endpoint) is not None:
-            self._hang_up(endpoint, request_id, "dropped")
+        if self._dropped_or_delayed(state, endpoint, request_id):
             return
-        latency = state.faults.fire("latency", endpoint)
-        if latency is not None:
-            time.sleep(latency.latency_ms / 1000.0)
         for kind, status, raw, media in _WORKLOAD_BUSY:
             if state.faults.fire(kind, endpoint) is not None:
                 self._reply_raw(status, raw, request_id, media)
@@ -240,12 +236,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         # The request's own path and query string are signed parts: a query added after signing fails.
         caller = sigv4.verify(self.command, path, self._headers(), body, lookup, region, now, query=query)
         sts.refuse_long_term_keys(state, op, caller)
-        if state.faults.fire("drop", operation) is not None:
-            self._hang_up(operation, request_id, "dropped")
+        if self._dropped_or_delayed(state, operation, request_id):
             return
-        latency = state.faults.fire("latency", operation)
-        if latency is not None:
-            time.sleep(latency.latency_ms / 1000.0)
         if state.faults.fire("throttle", operation) is not None or not state.take_quota(
             caller.account_id or caller.access_key_id, operation
         ):
@@ -282,6 +274,16 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._hang_up(operation, request_id, "processed, reply lost")
             return
         self._reply(200, response, request_id)
+
+    def _dropped_or_delayed(self, state: State, operation: str, request_id: str) -> bool:
+        """The ``drop`` fault (the connection closed unanswered: True) and the ``latency`` one (a wait)."""
+        if state.faults.fire("drop", operation) is not None:
+            self._hang_up(operation, request_id, "dropped")
+            return True
+        latency = state.faults.fire("latency", operation)
+        if latency is not None:
+            time.sleep(latency.latency_ms / 1000.0)
+        return False
 
     def _hang_up(self, operation: str, request_id: str, what: str) -> None:
         """Close the connection without a reply (the ``drop`` and ``lostReply`` faults)."""

@@ -109,6 +109,14 @@ def test_given_two_threads_signing_across_midnight_utc_then_each_signature_scope
         assert scope_day == headers["x-amz-date"][:8], (name, headers["x-amz-date"], scope_day)
 
 
+def _workload_client(endpoint_url: str, attempts: int = 2) -> MeteringClient:
+    """A client in the Workload identity mode, retrying at once (no sleep), unpaced."""
+    settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1",
+                                  "endpointUrl": endpoint_url})
+    return MeteringClient(settings, backoff=Backoff(max_attempts=attempts), sleep=lambda _s: None,
+                          pacer_for=lambda op: Pacer(1000))
+
+
 @pytest.fixture
 def ec2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, metering_emulator: EmulatorServer) -> Iterator[EmulatorServer]:
     """A container on EC2: the emulator's instance metadata service hands out the instance role's sessions."""
@@ -125,9 +133,7 @@ def ec2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, metering_emulator: Emul
 
 def test_given_a_busy_instance_metadata_service_in_the_advisory_window_then_the_valid_credentials_are_kept(
         ec2: EmulatorServer) -> None:
-    settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1", "endpointUrl": ec2.url})
-    client = MeteringClient(settings, backoff=Backoff(max_attempts=2), sleep=lambda _s: None,
-                            pacer_for=lambda op: Pacer(1000))
+    client = _workload_client(ec2.url)
     op = OPERATIONS["resolveCustomer"]
     client.call(op, {"RegistrationToken": REG_TOKEN})
     assert ec2.admin.call("GET", "sts/sessions")["issued"] == {"InstanceMetadata": 1}
@@ -235,9 +241,7 @@ def test_given_a_busy_instance_metadata_service_at_the_first_lookup_then_it_is_r
         ec2: EmulatorServer) -> None:
     # botocore finds "no instance role" for a busy service as for a machine without one; failing the message
     # as a configuration error would lose it, where a retry (then a rebound) finds the role
-    settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1", "endpointUrl": ec2.url})
-    client = MeteringClient(settings, backoff=Backoff(max_attempts=2), sleep=lambda _s: None,
-                            pacer_for=lambda op: Pacer(1000))
+    client = _workload_client(ec2.url)
     op = OPERATIONS["resolveCustomer"]
     ec2.admin.add_fault(type="throttle", operations=["InstanceMetadata"])
     with pytest.raises(MeteringError) as raised:
@@ -254,9 +258,7 @@ def test_given_an_instance_metadata_service_without_a_role_then_it_is_still_no_w
     fixtures = identity_fixtures()
     del fixtures["instanceProfile"]
     ec2.admin.load_fixtures(fixtures)
-    settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1", "endpointUrl": ec2.url})
-    client = MeteringClient(settings, backoff=Backoff(max_attempts=2), sleep=lambda _s: None,
-                            pacer_for=lambda op: Pacer(1000))
+    client = _workload_client(ec2.url)
     with pytest.raises(MeteringError) as raised:
         client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": REG_TOKEN})
     assert raised.value.code == "NoWorkloadIdentity" and not raised.value.retryable
@@ -311,10 +313,7 @@ def no_workload(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Non
 
 
 def _workload_call_error() -> MeteringError:
-    settings = Settings.from_cfg({"authMode": "workloadIdentity", "region": "us-east-1",
-                                  "endpointUrl": "http://127.0.0.1:9"})
-    client = MeteringClient(settings, backoff=Backoff(max_attempts=1), sleep=lambda _s: None,
-                            pacer_for=lambda op: Pacer(1000))
+    client = _workload_client("http://127.0.0.1:9", attempts=1)
     try:
         with pytest.raises(MeteringError) as raised:
             client.call(OPERATIONS["resolveCustomer"], {"RegistrationToken": REG_TOKEN})
