@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,16 @@ def emu() -> Any:
         yield server
 
 
+_STARTED: list[SailorProc] = []  # every sailor a test started: killed when it ends (none outlives its broker)
+
+
+@pytest.fixture(autouse=True)
+def _no_sailor_left() -> Iterator[None]:
+    yield
+    while _STARTED:
+        _STARTED.pop().kill()
+
+
 def start(platform: PlatformSide, api: FakeApi, emu: Any, tmp_path: Path, n: int, **env: str) -> SailorProc:
     cfg = {"accessKeyId": "AKIAEMULATOR0000TEST", "secretAccessKey": "emulator/Secret+Key/DoNotUseInProduction00",
            "region": "us-east-1", "endpointUrl": emu.url, "callsPerSecond": "1"}
@@ -47,6 +58,7 @@ def start(platform: PlatformSide, api: FakeApi, emu: Any, tmp_path: Path, n: int
                                                                           snapshot={}))] * 5
     proc = SailorProc(sailor_env(platform, api, "batchMeterUsage", LOG_LEVEL="info", **env),
                       tmp_path / f"sailor{n}.log", cwd=REPO)
+    _STARTED.append(proc)
     proc.wait_consuming(platform)
     return proc
 
