@@ -27,6 +27,15 @@ _OWNED: dict[str, deque[list[str]]] = {}
 _RUNTIME_LOCK = threading.Lock()
 
 
+def _sailor_redactor() -> Any:
+    """The sailor's redactor when the connector runs in the sailor; None when it is used as a library."""
+    try:
+        from elasticio_sailor.logs import REDACTOR
+    except ImportError:
+        return None
+    return REDACTOR
+
+
 def register_secrets(values: Iterable[str], owner: str | None = None) -> None:
     """Make every :class:`SecretFilter` (and :func:`scrub_known`) mask these values, in every form, from now on;
     and the sailor's redactor too (its log lines, error events and service results), when the connector runs in
@@ -36,16 +45,13 @@ def register_secrets(values: Iterable[str], owner: str | None = None) -> None:
     two registrations stay registered, the older ones are dropped (unless another owner holds them too). New
     values are added before old ones are dropped: there is never a moment when a current secret is unmasked."""
     learnt = [value for value in values if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH]
-    try:
-        from elasticio_sailor.logs import REDACTOR
-    except ImportError:  # used as a library, outside the sailor
-        REDACTOR = None  # noqa: N806
+    redactor = _sailor_redactor()
     # one lock around both registries: a value dropped by one owner while another registers it stays masked
     with _RUNTIME_LOCK:
         for value in learnt:
             _RUNTIME.update(_forms(value))
-        if REDACTOR is not None:
-            REDACTOR.add(learnt)
+        if redactor is not None:
+            redactor.add(learnt)
         if owner is None or not learnt:
             return
         generations = _OWNED.setdefault(owner, deque())
@@ -61,8 +67,8 @@ def register_secrets(values: Iterable[str], owner: str | None = None) -> None:
             return
         still = set().union(*map(_forms, kept)) if kept else set()
         _RUNTIME.difference_update(set().union(*map(_forms, dropped)) - still)
-        if REDACTOR is not None:
-            REDACTOR.discard(dropped)
+        if redactor is not None:
+            redactor.discard(dropped)
 
 
 @functools.lru_cache(maxsize=512)  # every message registers its cfg's secrets again: their forms are computed once
