@@ -239,6 +239,12 @@ def _never_sent(exc: BaseException) -> bool:
     return any(isinstance(cause, (*_NOT_SENT, NewConnectionError, ConnectTimeoutError)) for cause in _causes(exc))
 
 
+def _signing_key_id(headers: dict[str, str]) -> str | None:
+    """The access key id a signed request names (``Authorization: AWS4-HMAC-SHA256 Credential=<id>/...``): an
+    id, not a secret."""
+    return headers.get("Authorization", "").partition("Credential=")[2].partition("/")[0] or None
+
+
 def _causes(exc: BaseException) -> list[BaseException]:
     """``exc`` and what it wraps: requests' and urllib3's ``args[0]``/``reason`` and the exception chain."""
     found: list[BaseException] = []
@@ -443,10 +449,9 @@ class MeteringClient:
             log.debug("%s %d request id %s", op.name, answer.status, request_id)
             return data, request_id
         failure = self._error(op, answer, request_id, self._secrets())
-        # the access key the refused request was signed with (an id, not a secret): _send resets the session
-        # only if it is still the current one, so N threads refused at once resolve it once, not N times
-        failure.signed_with = signed.headers.get("Authorization", "").partition("Credential=")[2].partition("/")[0] \
-            or None
+        # _send resets a refused session only if it is still the current one: N threads refused at once
+        # resolve it once, not N times
+        failure.signed_with = _signing_key_id(signed.headers)
         raise failure
 
     def _exchange(self, prep: _Signed) -> _Answer:

@@ -731,7 +731,7 @@ def _describe(failure: Failure) -> tuple[str, str]:
     if kind == "type":
         words = limit if isinstance(limit, list) else [limit]
         text = "must be " + " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in words)
-        return path, text + _quantity_hint(failure.path)
+        return path, text + _member_hint(failure.path)
     if kind == "format" and limit == TIMESTAMP_FORMAT:
         return path, "must be ISO-8601 with an offset or Z, epoch seconds or epoch milliseconds"
     if kind == "pattern" and limit in _NONEMPTY_STRING:
@@ -739,16 +739,16 @@ def _describe(failure: Failure) -> tuple[str, str]:
     if kind == "pattern" and "x-rule" in failure.schema:  # the rule in words rather than a regular expression
         return path, f"must be {failure.schema['x-rule']}"
     if kind == "maximum":
-        return path, _PHRASES[kind].format(limit) + _quantity_hint(failure.path, too_large=True)
+        return path, _PHRASES[kind].format(limit) + _member_hint(failure.path, too_large=True)
     if kind in _PHRASES:
         return path, _PHRASES[kind].format(limit)
     return path, f"fails the {kind} constraint"
 
 
-_ACCOUNT_MEMBERS = frozenset({"CustomerAWSAccountId"})  # account ids: digits that must stay text
+_ACCOUNT_MEMBERS = frozenset({"CustomerAWSAccountId"})  # account ids: digits that must stay text (_member_hint)
 
 
-def _quantity_hint(parts: Sequence[str | int], too_large: bool = False) -> str:
+def _member_hint(parts: Sequence[str | int], too_large: bool = False) -> str:
     """What to do instead, for a quantity member of the wrong type or too large, or an account id mapped as a
     number (empty when there is nothing to add)."""
     name = str(parts[-1]) if parts else ""

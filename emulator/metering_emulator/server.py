@@ -30,10 +30,11 @@ MAX_READ = 8 * MAX_BODY  # larger bodies are refused without being read (connect
 _HTML_503 = (b"<html><head><title>503 Service Temporarily Unavailable</title></head><body><center>"
              b"<h1>503 Service Temporarily Unavailable</h1></center></body></html>")
 
-# A busy workload endpoint (fault type, status, body, content type): plain HTTP answers, no AWS error shape.
+# Non-JSON answers (fault type, status, body, content type): a load balancer's, in front of the service
+_GATEWAY_ERRORS = (("html503", 503, _HTML_503, "text/html"), ("empty502", 502, b"", ""))
+# and a busy workload endpoint's: plain HTTP answers, no AWS error shape
 _WORKLOAD_BUSY = (("throttle", 429, b"Too Many Requests", "text/plain"),
-                  ("error500", 500, b"Internal Server Error", "text/plain"),
-                  ("html503", 503, _HTML_503, "text/html"), ("empty502", 502, b"", ""))
+                  ("error500", 500, b"Internal Server Error", "text/plain"), *_GATEWAY_ERRORS)
 
 
 def _reject_constant(name: str) -> Any:
@@ -246,7 +247,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise AwsError("InternalServiceErrorException", "An internal error occurred (injected fault).")
         if state.faults.fire("requestTimeout", operation) is not None:
             raise AwsError("RequestTimeoutException", "Request timed out (injected fault).", 408)
-        for kind, status, raw, media in (("html503", 503, _HTML_503, "text/html"), ("empty502", 502, b"", "")):
+        for kind, status, raw, media in _GATEWAY_ERRORS:
             if state.faults.fire(kind, operation) is not None:
                 with state.lock:
                     state.stats_for(operation).errors[str(status)] += 1
