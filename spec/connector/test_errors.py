@@ -33,6 +33,7 @@ from spec.connector.builders import (
 )
 from spec.connector.scripted import Canned, DroppingServer, ScriptedServer
 from spec.support.ports import free_port
+from spec.support.tls import self_signed, server_context
 
 Setup = Callable[[EmulatorServer], None]
 
@@ -329,39 +330,9 @@ def test_given_nothing_listening_then_it_is_a_retryable_connection_error_and_the
                         ).data["CustomerIdentifier"] == "cust-demo-0001"
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that no trust store knows, and its key (PEM files)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 def test_given_an_endpoint_whose_certificate_does_not_verify_then_it_is_a_tls_error_not_retried(
         tmp_path: Path) -> None:
-    import ssl
-
-    cert_file, key_file = _self_signed(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
+    context = server_context(*self_signed(tmp_path))
     with ScriptedServer([_aws_error(200, {})]) as server:
         server._httpd.socket = context.wrap_socket(server._httpd.socket, server_side=True)
         sleeps: list[float] = []
@@ -379,14 +350,11 @@ def test_given_a_ca_bundle_variable_then_the_endpoint_is_verified_with_that_bund
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
     """A proxy that re-signs TLS or a VPC endpoint with a private CA: the bundle botocore (AWS_CA_BUNDLE) or
     requests (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) is told to trust is trusted for metering calls too."""
-    import ssl
-
     for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
-    cert_file, key_file = _self_signed(tmp_path)
+    cert_file, key_file = self_signed(tmp_path)
     monkeypatch.setenv(variable, str(cert_file))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
+    context = server_context(cert_file, key_file)
     with ScriptedServer([_aws_error(200, {"CustomerIdentifier": "c"})]) as server:
         server._httpd.socket = context.wrap_socket(server._httpd.socket, server_side=True)
         client = MeteringClient(_settings(server.url.replace("http://", "https://")))

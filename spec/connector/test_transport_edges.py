@@ -1,13 +1,15 @@
 """Transport edges found by reviews: an attempt that never left is not "may have been processed", the
 signer is shared safely across threads at midnight UTC, a busy EC2 instance metadata service during an
 advisory refresh keeps the credentials that are still valid, and a reply that trickles in cannot hold a call
-beyond the attempt's total time limit."""
+beyond the attempt's total time limit, directly or through a TLS tunnel of a forward proxy."""
 
 from __future__ import annotations
 
 import datetime as real
 import json
+import select
 import socket
+import ssl
 import threading
 import time
 import types
@@ -29,6 +31,7 @@ from spec.connector.builders import REG_TOKEN
 from spec.connector.scripted import Canned, ScriptedServer
 from spec.support.identity import WORKLOAD_ENV_NAMES, identity_fixtures, workload_env
 from spec.support.ports import free_port
+from spec.support.tls import self_signed, server_context
 
 KEYS = ("AKIAEXAMPLE000000000", "secret/Example+Key0000000000000000000000")
 EXPIRED = b'{"__type":"ExpiredTokenException","message":"Registration token is expired"}'
@@ -155,10 +158,11 @@ def test_given_a_busy_instance_metadata_service_in_the_advisory_window_then_the_
 class _TricklingServer:
     """Reads one request, then answers a 200 status line and one byte every ``every`` seconds until closed
     (each read returns well within the read timeout): of a header line that never ends (``phase="headers"``)
-    or, after complete headers, of a body announced as 100,000 bytes (``phase="body"``)."""
+    or, after complete headers, of a body announced as 100,000 bytes (``phase="body"``). ``phase="none"``
+    answers at once and completely. With a ``context``, the connection is TLS."""
 
-    def __init__(self, phase: str, every: float = 0.1) -> None:
-        self.phase, self.every = phase, every
+    def __init__(self, phase: str, every: float = 0.1, context: ssl.SSLContext | None = None) -> None:
+        self.phase, self.every, self.context = phase, every, context
         self.stop = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
@@ -168,8 +172,10 @@ class _TricklingServer:
     def _serve(self) -> None:
         self.listener.settimeout(10)
         conn, _ = self.listener.accept()
+        conn.settimeout(10)
+        if self.context is not None:
+            conn = self.context.wrap_socket(conn, server_side=True)
         with conn:
-            conn.settimeout(10)
             data = b""
             while b"\r\n\r\n" not in data:
                 data += conn.recv(65536)
@@ -178,6 +184,11 @@ class _TricklingServer:
                           if line.lower().startswith(b"content-length:"))
             while len(body) < length:
                 body += conn.recv(65536)
+            if self.phase == "none":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
+                             b"x-amzn-RequestId: rid-whole\r\nContent-Length: 26\r\n\r\n"
+                             b'{"MeteringRecordId":"r-1"}')
+                return
             conn.sendall(b"HTTP/1.1 200 OK\r\nx-amzn-Padding: " if self.phase == "headers" else
                          b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
                          b"x-amzn-RequestId: rid-slow\r\nContent-Length: 100000\r\n\r\n")
@@ -195,11 +206,9 @@ class _TricklingServer:
         self.listener.close()
 
 
-@pytest.mark.parametrize("phase", ["headers", "body"])
-def test_given_a_reply_that_trickles_in_then_the_attempt_ends_at_its_total_time_limit(phase: str) -> None:
-    server = _TricklingServer(phase)
-    client = MeteringClient(Settings.create(*KEYS, endpoint_url=server.url), timeout=(1.0, 0.5),
-                            backoff=Backoff(max_attempts=1), pacer_for=lambda op: Pacer(1000))
+def _call_bounded(client: MeteringClient, wait: float) -> Any:
+    """One Meter Usage call on a worker thread: its reply or its MeteringError; fails if it is still running
+    after ``wait`` seconds (the thread is a daemon: a hung read cannot hold the test run)."""
     outcome: list[Any] = []
 
     def call() -> None:
@@ -211,17 +220,93 @@ def test_given_a_reply_that_trickles_in_then_the_attempt_ends_at_its_total_time_
     worker = threading.Thread(target=call, daemon=True)
     started = time.monotonic()
     worker.start()
+    worker.join(wait)
+    assert not worker.is_alive(), f"still reading the reply after {time.monotonic() - started:.1f} s"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("phase", ["headers", "body"])
+def test_given_a_reply_that_trickles_in_then_the_attempt_ends_at_its_total_time_limit(phase: str) -> None:
+    server = _TricklingServer(phase)
+    client = MeteringClient(Settings.create(*KEYS, endpoint_url=server.url), timeout=(1.0, 0.5),
+                            backoff=Backoff(max_attempts=1), pacer_for=lambda op: Pacer(1000))
+    started = time.monotonic()
     try:
-        worker.join(8.0)
+        err = _call_bounded(client, 8.0)
         took = time.monotonic() - started
-        assert not worker.is_alive(), f"still reading a trickling reply after {took:.1f} s (limit 1.5 s)"
-        [err] = outcome
-        assert isinstance(err, MeteringError) and err.retryable and err.code == "ConnectionError", err
-        assert took < 5.0  # the 1.5 s limit (connect + read timeout), plus a read at most
     finally:
         server.close()
-        worker.join(5)
         client.close()
+    assert isinstance(err, MeteringError) and err.retryable and err.code == "ConnectionError", err
+    assert took < 5.0  # the 1.5 s limit (connect + read timeout), plus a read at most
+
+
+class _TunnellingProxy:
+    """A forward proxy that answers one ``CONNECT <host>:<port>`` by tunnelling to ``target`` on loopback
+    (whatever the host named: the client never resolves it), then relays bytes both ways until either side
+    closes (bounded: 60 s)."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.requested: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(10)
+        client, _ = self.listener.accept()
+        with client, socket.create_connection(("127.0.0.1", self.target), timeout=10) as upstream:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += client.recv(4096)
+            self.requested.append(head.split(b"\r\n", 1)[0])
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            ends = time.monotonic() + 60
+            while time.monotonic() < ends:
+                ready, _, _ = select.select([client, upstream], [], [], 0.5)
+                for side in ready:
+                    data = side.recv(65536)
+                    if not data:
+                        return
+                    (upstream if side is client else client).sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("phase", ["none", "headers", "body"])
+def test_given_tls_through_a_connect_proxy_then_the_reply_is_read_and_its_attempt_still_has_a_total_limit(
+        phase: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline's reader also wraps the replies of connections the proxy manager makes (a TLS tunnel):
+    a whole reply arrives intact through the tunnel, and one that trickles in still ends at the limit."""
+    host = "metering.proxied.test"
+    cert_file, key_file = self_signed(tmp_path, (host,))
+    server = _TricklingServer(phase, context=server_context(cert_file, key_file))
+    proxy = _TunnellingProxy(int(server.url.rsplit(":", 1)[1]))
+    for name in ("NO_PROXY", "no_proxy", "AWS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+    client = MeteringClient(Settings.create(*KEYS, endpoint_url=f"https://{host}"), timeout=(1.0, 0.5),
+                            backoff=Backoff(max_attempts=1), pacer_for=lambda op: Pacer(1000))
+    started = time.monotonic()
+    try:
+        outcome = _call_bounded(client, 8.0)
+        took = time.monotonic() - started
+    finally:
+        server.close()
+        proxy.close()
+        client.close()
+    assert [line.rsplit(b" ", 1)[0] for line in proxy.requested] == [f"CONNECT {host}:443".encode()]
+    if phase == "none":
+        assert not isinstance(outcome, MeteringError), outcome
+        assert (outcome.data, outcome.request_id) == ({"MeteringRecordId": "r-1"}, "rid-whole")
+    else:
+        assert isinstance(outcome, MeteringError) and outcome.retryable and outcome.code == "ConnectionError", outcome
+        assert took < 5.0  # the 1.5 s limit (connect + read timeout), plus a read at most
 
 
 def test_given_several_answers_on_one_pooled_connection_then_each_attempt_has_its_own_limit() -> None:
