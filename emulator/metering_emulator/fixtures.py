@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import model
 from .catalogue import NAMES
 from .parsing import parsed, string
 from .sigv4 import Credential
@@ -252,8 +253,12 @@ def parse_customer(obj: Any, where: str, errors: list[str]) -> Customer | None:
     agreement = string(obj, "agreementId", where, errors, required=False)
     if agreement is not None and re.fullmatch(r"[A-Za-z0-9_/-]{1,64}", agreement) is None:
         errors.append(f"{where}.agreementId: must be 1-64 of A-Z a-z 0-9 _ / - (the model's AgreementId)")
-    if account is not None and not account.isdigit():
-        errors.append(f"{where}.customerAWSAccountId: must be digits")
+    for key, value, shape in (("customerIdentifier", ident, model.CUSTOMER_IDENTIFIER),
+                              ("customerAWSAccountId", account, model.ACCOUNT_ID),
+                              ("licenseArn", arn, model.LICENSE_ARN)):
+        rule = None if value is None else model.broken_rule(shape, value)
+        if rule is not None:  # ResolveCustomer would answer it, breaking the model's reply shape
+            errors.append(f"{where}.{key}: {rule} (the model's {key[0].upper()}{key[1:]})")
     if ident is None and account is None:
         errors.append(f"{where}: needs customerIdentifier or customerAWSAccountId")
         return None
@@ -285,10 +290,17 @@ def _parse_credential(c: dict[str, Any], where: str, errors: list[str]) -> Crede
 
 def _parse_product(p: dict[str, Any], where: str, errors: list[str]) -> Product | None:
     code = string(p, "productCode", where, errors)
+    rule = None if code is None else model.broken_rule(model.PRODUCT_CODE, code)
+    if rule is not None:
+        errors.append(f"{where}.productCode: {rule} (the model's ProductCode)")
     dims = p.get("dimensions", [])
     if not isinstance(dims, list) or not all(isinstance(d, str) and d for d in dims):
         errors.append(f"{where}.dimensions: must be an array of non-empty strings")
         dims = []
+    for d in dims:
+        rule = model.broken_rule(model.DIMENSION, d)
+        if rule is not None:
+            errors.append(f"{where}.dimensions: '{d[:40]}': {rule} (the model's UsageDimension)")
     custs = p.get("customers", [])
     if not isinstance(custs, list):
         errors.append(f"{where}.customers: must be an array")

@@ -255,6 +255,25 @@ def validation_message(violations: list[tuple[str, str]]) -> str:
     return f"{n} validation {noun} detected: " + "; ".join(text for _, text in violations)
 
 
+def broken_rule(shape: Shape, value: str) -> str | None:
+    """The first constraint of a string ``shape`` that ``value`` breaks, in the model's words, or None (for
+    fixture values the emulator answers with: a reply must satisfy the model as a request must)."""
+    walker = _Walker()
+    walker._string(shape, value, "value")
+    return walker.violations[0][1].split("failed to satisfy constraint: ", 1)[1] if walker.violations else None
+
+
+def parsed(shape: Shape, value: Any) -> Any:
+    """``value`` as AWS's JSON protocol parses it against ``shape``, for a reply that echoes a request: members
+    the shape does not declare, and members sent as null, are not part of it (a validated value only)."""
+    if shape["type"] == "structure" and isinstance(value, dict):
+        members: dict[str, Shape] = shape["members"]
+        return {k: parsed(members[k], v) for k, v in value.items() if k in members and v is not None}
+    if shape["type"] == "list" and isinstance(value, list):
+        return [parsed(shape["member"], item) for item in value]
+    return value
+
+
 def check_request(shape: str, body: Any, modeled_errors: bool = False) -> None:
     """Raise the AwsError a malformed request of the input shape named ``shape`` gets; return when it is
     well-formed.

@@ -16,6 +16,7 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from . import model
 from .errors import AwsError
 
 if TYPE_CHECKING:  # the catalogue imports this module; these are for annotations only
@@ -165,12 +166,14 @@ def _other_form(text: str) -> str:
 
 
 def echo(state: State, record: dict[str, Any]) -> dict[str, Any]:
-    """A UsageRecord as the reply carries it: verbatim (the default), or normalised (config ``echo``):
-    decimal quantities in another text of the same value, members sent as null or "" left out,
-    ``Quantity: 0`` added when no quantity was sent, Timestamp as whole epoch seconds, keys sorted."""
+    """A UsageRecord as the reply carries it: as sent (the default), or normalised (config ``echo``):
+    decimal quantities in another text of the same value, members sent as "" left out, ``Quantity: 0``
+    added when no quantity was sent, Timestamp as whole epoch seconds, keys sorted. Either way only what AWS
+    parsed: members the model does not declare, and members sent as null, are not echoed."""
+    record = model.parsed(model.USAGE_RECORD, record)
     if state.config.echo != "normalised":
         return record
-    out: dict[str, Any] = {k: v for k, v in record.items() if v is not None and v != ""}
+    out: dict[str, Any] = {k: v for k, v in record.items() if v != ""}
     if out.get("QuantityAsDecimal") is not None:
         out["QuantityAsDecimal"] = _other_form(out["QuantityAsDecimal"])
     elif out.get("Quantity") is None:

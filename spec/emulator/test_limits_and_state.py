@@ -215,3 +215,35 @@ def test_given_malformed_http_then_a_json_aws_error_and_the_server_keeps_serving
     error = json.loads(body)
     assert error["__type"] in ("SerializationException", "UnknownOperationException") and error["message"]
     assert emu.admin.health()["status"] == "ok"
+
+
+@pytest.mark.parametrize("customer", [
+    {"customerAWSAccountId": "\u0661\u0662\u0663"},  # digits, but not ASCII: str.isdigit() took them
+    {"customerAWSAccountId": "210987654399", "licenseArn": "not-an-arn"},
+    {"customerIdentifier": "c" * 256},
+], ids=["account-id-not-ascii", "license-arn", "customer-identifier-too-long"])
+def test_given_a_customer_the_model_could_not_answer_then_minting_its_token_is_refused_naming_the_rule(
+        emu: EmulatorServer, customer: dict[str, Any]) -> None:
+    """ResolveCustomer answers the customer's fields as they are: a value outside the model's reply shape
+    would be an answer AWS never gives."""
+    with pytest.raises(AdminError) as info:
+        emu.admin.mint_token(PRODUCT, customer)
+    [field] = customer.keys() - {"customerAWSAccountId"} or {"customerAWSAccountId"}
+    assert info.value.status == 400 and f"customer.{field}: Member must" in info.value.body["message"], info.value.body
+
+
+@pytest.mark.parametrize("echo", ["verbatim", "normalised"])
+def test_given_members_the_model_does_not_declare_or_null_then_the_echoed_usage_record_has_neither(
+        emu: EmulatorServer, echo: str) -> None:
+    emu.admin.set_config(echo=echo)
+    record = {"Timestamp": now(), "Dimension": "users", "CustomerIdentifier": "cust-demo-0001", "Quantity": 1,
+              "LicenseArn": None, "NotAMember": {"x": 1},
+              "UsageAllocations": [{"AllocatedUsageQuantity": 1, "Tags": [{"Key": "k", "Value": "v", "Extra": 1}],
+                                    "Unknown": True}]}
+    reply = signed(emu, "BatchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [record]})
+    assert reply.status == 200, reply.json()
+    [result] = reply.json()["Results"]
+    echoed = result["UsageRecord"]
+    assert result["Status"] == "Success"
+    assert set(echoed) == {"Timestamp", "Dimension", "CustomerIdentifier", "Quantity", "UsageAllocations"}
+    assert echoed["UsageAllocations"] == [{"AllocatedUsageQuantity": 1, "Tags": [{"Key": "k", "Value": "v"}]}]
