@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import ipaddress
 import logging
-import os
 import re
 import ssl
 import threading
@@ -24,6 +22,7 @@ from . import jsontext
 from .credentials import role_credentials, session_rejected
 from .deadline import DeadlineAdapter, end_attempt, start_attempt
 from .errors import ErrorClass, Kind, MeteringError, Problem, parse_code
+from .network import ca_bundle, is_loopback, loopback_url
 from .operations import Operation
 from .options import form_values
 from .redact import scrub_known
@@ -47,14 +46,6 @@ POOL_SIZE = 64
 
 log = logging.getLogger(__name__)
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def default_endpoint(region: str) -> str:
@@ -82,7 +73,7 @@ def credential_problems(values: dict[str, Any]) -> list[Problem]:
 def _check_tls(field: str, url: str | None) -> None:
     if url:
         parts = urlsplit(url)
-        if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname or "")):
             raise MeteringError("ValidationFailed", "1 problem(s) in the configuration", operation="configuration",
                                 problems=[Problem(f"/{field}", "must use https (plain http only for "
                                                   "loopback addresses)")])
@@ -207,24 +198,6 @@ UNSENDABLE = ErrorClass(False, Kind.CREDENTIALS, "a credential or header holds a
 _CUT_SHORT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError, ConnectionError, TimeoutError)
 
 
-# The variables that name a TLS certificate bundle to trust instead of requests' own (certifi), in the order
-# they are read: botocore's, then requests' (a proxy that re-signs TLS, a VPC endpoint with a private CA).
-CA_BUNDLE_VARIABLES = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
-def ca_bundle() -> str | bool:
-    """The certificate bundle to verify the endpoint with: the file (or directory) the first variable of
-    :data:`CA_BUNDLE_VARIABLES` names, else True (requests' own). Verification is never switched off."""
-    for name in CA_BUNDLE_VARIABLES:
-        path = os.environ.get(name, "").strip()
-        if path:
-            if not os.path.exists(path):
-                raise MeteringError("InvalidCABundle", f"{name} names {path}, which does not exist",
-                                    operation="configuration",
-                                    classification=ErrorClass(False, Kind.REGION, f"set {name} to the path of a "
-                                                              "PEM certificate bundle, or unset it"))
-            return path
-    return True
 
 
 # What tells that a connection failure happened before the request left: connecting (refused, DNS, connect
@@ -320,7 +293,7 @@ class MeteringClient:
         self.session = requests.Session()
         self._verify = ca_bundle()  # never False: TLS verification is never switched off
         self.session.verify = self._verify
-        if _is_loopback(urlsplit(settings.endpoint_url).hostname or ""):
+        if loopback_url(settings.endpoint_url):
             self.session.trust_env = False  # no proxy for a local endpoint
         # requests' adapter with a total time limit per attempt (a reply trickling in cannot hold a call)
         adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from .errors import CREDENTIALS, TRANSIENT, ErrorClass, MeteringError
+from .network import ca_bundle, loopback_url
 from .redact import _MIN_SECRET_LENGTH, guard, mask_word, register_secrets, scrub_known
 
 if TYPE_CHECKING:
@@ -411,11 +412,20 @@ class RoleCredentials:
         session = botocore.session.Session()
         settings = self.settings
         base = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=15)
+        # As the metering client does (lib/client.py): a loopback STS endpoint is never reached through the
+        # environment's proxy, and TLS is verified against the same bundle (botocore alone does not read
+        # CURL_CA_BUNDLE). The endpoint is the step's, else botocore's variables for it.
+        endpoint = (settings.sts_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_STS")
+                    or os.environ.get("AWS_ENDPOINT_URL"))
+        if loopback_url(endpoint):
+            base = base.merge(Config(proxies={}))
+        bundle = ca_bundle()
+        verify = bundle if isinstance(bundle, str) else None  # None: botocore's own default (verified)
 
         def create(service: str, **kwargs: Any) -> Any:
             config = base.merge(kwargs.pop("config")) if kwargs.get("config") is not None else base
             kwargs.pop("config", None)
-            return session.create_client(service, region_name=settings.region,
+            return session.create_client(service, region_name=settings.region, verify=verify,
                                          endpoint_url=settings.sts_endpoint_url, config=config, **kwargs)
 
         return session, create

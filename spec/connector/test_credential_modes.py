@@ -33,6 +33,7 @@ from spec.support.identity import (
     identity_fixtures,
     workload_env,
 )
+from spec.support.tls import TlsRelay, self_signed, server_context
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -361,3 +362,41 @@ def test_given_a_session_revoked_under_8_calls_in_flight_then_it_is_resolved_onc
     assert not [r for r in results if isinstance(r, BaseException)], results
     issued = emu.admin.call("GET", "sts/sessions")["issued"]["AssumeRole"]
     assert issued == 2, f"{issued - 1} AssumeRole calls to replace one revoked session"
+
+
+@pytest.mark.parametrize("where", ["step", "AWS_ENDPOINT_URL_STS"])
+def test_given_a_proxy_in_the_environment_then_a_loopback_sts_endpoint_is_still_reached_directly(
+        emu: EmulatorServer, container: Any, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """As the metering endpoint: an STS on this machine (an emulator, a local forwarder) is never sent through
+    HTTP(S)_PROXY, whether the step or botocore's variable names it (README: Network)."""
+    container("none")
+    dead = "http://127.0.0.1:9"  # the discard port: a proxy that refuses every connection
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    cfg = cfg_for("assume-role-from-keys", emu)
+    if where != "step":
+        del cfg["stsEndpointUrl"]
+        monkeypatch.setenv(where, emu.url)
+    out = run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg)
+    assert out["body"]["RequestId"]
+    assert emu.admin.call("GET", "sts/sessions")["issued"] == {"AssumeRole": 1}
+
+
+@pytest.mark.parametrize("variable", ["AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_given_a_ca_bundle_variable_then_sts_is_verified_with_that_bundle_as_the_metering_endpoint_is(
+        emu: EmulatorServer, container: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str) -> None:
+    container("none")
+    for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    cert_file, key_file = self_signed(tmp_path)
+    monkeypatch.setenv(variable, str(cert_file))
+    relay = TlsRelay(int(emu.url.rsplit(":", 1)[1]), server_context(cert_file, key_file))
+    try:
+        cfg = cfg_for("assume-role-from-keys", emu, stsEndpointUrl=relay.url)
+        out = run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, cfg)
+    finally:
+        relay.close()
+    assert out["body"]["RequestId"] and relay.served >= 1
+    assert emu.admin.call("GET", "sts/sessions")["issued"] == {"AssumeRole": 1}

@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import ssl
 from pathlib import Path
+from typing import Any
 
 
 def self_signed(directory: Path, dns_names: tuple[str, ...] = ()) -> tuple[Path, Path]:
@@ -37,3 +38,60 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     return context
+
+
+class TlsRelay:
+    """An HTTPS front for a plain-HTTP server on loopback (the emulator): each connection's TLS ends here
+    and its bytes are relayed to ``target``. Bounded: at most ``connections`` connections, 60 s each."""
+
+    def __init__(self, target_port: int, context: ssl.SSLContext, connections: int = 8) -> None:
+        import socket
+        import threading
+
+        self.target_port, self.context, self.connections = target_port, context, connections
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.served = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        self.listener.settimeout(30)
+        while self.served < self.connections:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed, or nobody came
+            self.served += 1
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: Any) -> None:
+        import select
+        import socket
+        import time
+
+        try:
+            conn.settimeout(10)
+            client = self.context.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError):
+            conn.close()
+            return  # the client refused the certificate: what some tests expect
+        with client, socket.create_connection(("127.0.0.1", self.target_port), timeout=10) as upstream:
+            ends = time.monotonic() + 60
+            while time.monotonic() < ends:
+                pending = client.pending() > 0
+                ready = [client] if pending else select.select([client, upstream], [], [], 0.5)[0]
+                for side in ready:
+                    try:
+                        data = side.recv(65536)
+                    except (OSError, ssl.SSLError):
+                        return
+                    if not data:
+                        return
+                    (upstream if side is client else client).sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)
