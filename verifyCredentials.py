@@ -106,6 +106,8 @@ def _credential_source(err: MeteringError, settings: Settings) -> str | None:
     if err.operation == "credentials" and settings.auth_mode == ASSUME_ROLE and settings.role_source != WORKLOAD:
         return (f"The role could not be assumed with access key {settings.access_key_id}: {err.code}: "
                 f"{err.aws_message}. Check the access keys, the Role ARN and the STS endpoint URL.")
+    if err.operation == "credentials" and err.retryable:  # e.g. InstanceMetadataServiceBusy: 429 or 5xx
+        return f"Could not verify now: {err.code}: {err.aws_message}; try again later."
     if err.operation == "credentials":
         return f"The workload identity could not be read: {err.code}: {err.aws_message}"
     return None

@@ -23,6 +23,7 @@ import requests_aws4auth.aws4auth as a4
 from metering_emulator.testing import EmulatorServer
 
 import lib.credentials
+import verifyCredentials
 from lib.client import MeteringClient, Settings
 from lib.errors import MeteringError
 from lib.operations import OPERATIONS
@@ -336,6 +337,18 @@ def test_given_a_busy_instance_metadata_service_at_the_first_lookup_then_it_is_r
     ec2.admin.clear_faults()
     assert client.call(op, {"RegistrationToken": REG_TOKEN}).request_id
     assert ec2.admin.call("GET", "sts/sessions")["issued"] == {"InstanceMetadata": 1}
+
+
+def test_given_a_busy_instance_metadata_service_when_verifying_then_try_again_later_not_a_broken_identity(
+        ec2: EmulatorServer) -> None:
+    cfg = {"authMode": "workloadIdentity", "region": "us-east-1", "endpointUrl": ec2.url}
+    ec2.admin.add_fault(type="throttle", operations=["InstanceMetadata"])
+    busy = verifyCredentials.check(cfg, client=_workload_client(ec2.url, attempts=1))
+    assert busy["verified"] is False
+    assert busy["reason"].startswith("Could not verify now: InstanceMetadataServiceBusy"), busy
+    assert busy["reason"].endswith("try again later."), busy
+    ec2.admin.clear_faults()
+    assert verifyCredentials.check(cfg, client=_workload_client(ec2.url, attempts=1)) == {"verified": True}
 
 
 def test_given_an_instance_metadata_service_without_a_role_then_it_is_still_no_workload_identity(
