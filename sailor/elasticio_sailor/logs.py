@@ -47,8 +47,15 @@ _SECRET_KEY = re.compile(r"secret|password|passwd|token|key|credential|auth|sess
 # in emitted errors too (Redactor.strict); the other values the logs mask are masked verbatim, in logs only
 _STRICT_KEY = re.compile(r"secret|password|passwd|token|credential|api_?key|access_?key|private_?key",
                          re.IGNORECASE)
+# keys that name the identifier of a secret, not the secret ("accessKeyId", "api_key_id", "tokenID"): their
+# values are masked as a precaution in logs only, so an error can still say which key to fix
+_ID_KEY = re.compile(r"(?:Id|ID|[_-]id)$")
 _MIN_PLAIN_LEN = 8  # other string values of cfg this long are redacted too (they may be secrets)
 _MIN_SECRET_LEN = 3  # shorter values are not masked: they would mask noise
+# values shorter than this are masked only where they stand as words of their own: no letter, digit, "_",
+# "+" or "-" touches them (an External ID of 3 characters, "aws", must not mask every ARN)
+_WORD_ONLY_BELOW = 4
+_WORD_EDGE = "A-Za-z0-9_+-"
 # how elastic.io marks a secret field in component.json (credentials and trigger/action fields)
 PASSWORD_VIEW = "PasswordFieldView"
 # what requests leaves unescaped when it requotes a URL (requests.utils.requote_uri)
@@ -239,7 +246,11 @@ class Redactor:
 
 
 def _alternatives(forms: AbstractSet[str]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(s) for s in sorted(forms, key=len, reverse=True)))
+    """One pattern for all ``forms``, longest first; a form shorter than :data:`_WORD_ONLY_BELOW` matches only
+    where it stands as a word of its own (a 3-character secret is not cut out of an ARN or an operation name)."""
+    return re.compile("|".join(re.escape(s) if len(s) >= _WORD_ONLY_BELOW
+                               else rf"(?<![{_WORD_EDGE}]){re.escape(s)}(?![{_WORD_EDGE}])"
+                               for s in sorted(forms, key=len, reverse=True)))
 
 
 def config_secrets(
@@ -259,7 +270,8 @@ def config_secrets(
         for v in cfg:
             out.extend(config_secrets(v, key, fields, rest, loose))
     elif isinstance(cfg, str):
-        if key in fields or (_STRICT_KEY.search(key) if loose is not None else _SECRET_KEY.search(key)):
+        if key in fields or (_STRICT_KEY.search(key) and not _ID_KEY.search(key) if loose is not None
+                             else _SECRET_KEY.search(key)):
             out.append(cfg)
         elif loose is not None and (_SECRET_KEY.search(key) or len(cfg) >= _MIN_PLAIN_LEN):
             loose.append((key, cfg))

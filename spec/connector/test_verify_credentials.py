@@ -181,3 +181,31 @@ def test_given_the_sailors_service_mode_then_it_finds_and_runs_this_verifier(
         a_config(metering_emulator.url, secretAccessKey="wrong/secret/0000000000000000000000"))))
     assert good == {"verified": True}
     assert bad["verified"] is False and bad["reason"].startswith("Bad credentials")
+
+
+def test_given_the_sailors_service_mode_then_a_refused_source_key_is_named_and_its_secret_is_not(
+        metering_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sailor masks the secrets of the verified config in the reason, not the access key's id, which the
+    reason names so the user knows which key to fix (sailor/README.md: keys naming an identifier)."""
+    from elasticio_sailor.service import execute
+
+    import lib.credentials
+    from spec.support.identity import SELLER_ROLE, SOURCE_KEY, identity_fixtures
+
+    metering_emulator.admin.load_fixtures(identity_fixtures())
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root.parent)
+    wrong = "wrong/source/secret/000000000000000000000"
+    cfg = {"authMode": "assumeRole", "region": "us-east-1", "accessKeyId": SOURCE_KEY, "secretAccessKey": wrong,
+           "roleArn": SELLER_ROLE, "externalId": "x9", "stsEndpointUrl": metering_emulator.url,
+           "endpointUrl": metering_emulator.url}
+    env = {"ELASTICIO_API_URI": "http://127.0.0.1:9", "ELASTICIO_API_USERNAME": "u", "ELASTICIO_API_KEY": "k",
+           "ELASTICIO_COMPONENT_PATH": root.name, "ELASTICIO_CFG": json.dumps(cfg)}
+    lib.credentials.clear_cache()
+    try:
+        result = execute("verifyCredentials", env)
+    finally:
+        lib.credentials.clear_cache()
+    assert result["verified"] is False
+    assert result["reason"].startswith(f"Bad credentials: STS did not accept access key {SOURCE_KEY},"), result
+    assert wrong not in json.dumps(result)

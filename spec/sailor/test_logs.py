@@ -43,6 +43,24 @@ def test_given_config_when_collecting_secrets_then_secret_keys_and_long_values()
     assert "abc" not in secrets
 
 
+def test_given_the_id_of_a_key_in_cfg_then_it_is_masked_in_logs_only_and_an_error_can_name_it() -> None:
+    # an error must be able to say which access key to fix; the secret key itself stays strict
+    r = Redactor()
+    r.add_config({"accessKeyId": "AKIAEXAMPLE000000000", "secretAccessKey": "wJalr/Example+Secret0000",
+                  "api_key_id": "kid-0000000001", "apiKey": "ak-secret-000001"})
+    text = "key AKIAEXAMPLE000000000 (kid-0000000001) secret wJalr/Example+Secret0000 api ak-secret-000001"
+    assert r.strict(text) == "key AKIAEXAMPLE000000000 (kid-0000000001) secret *** api ***"
+    assert r(text) == "key *** (***) secret *** api ***"
+
+
+def test_given_a_three_character_secret_then_it_is_masked_as_a_word_of_its_own_not_inside_other_words() -> None:
+    r = Redactor()
+    r.add(["Met", "123"])
+    text = "MeterUsage of account 123456789012 failed; ExternalId Met, code 123."
+    assert r.strict(text) == "MeterUsage of account 123456789012 failed; ExternalId ***, code ***."
+    assert r(text) == r.strict(text)
+
+
 def test_given_registered_secret_when_redacting_then_every_occurrence_masked() -> None:
     r = Redactor()
     r.add(["s3cr3t-value", "ab"])
