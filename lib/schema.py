@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ _MAX_EPOCH_MS = _MAX_EPOCH * 1000
 # or from 10000 on ("9999-12-31T23:59:59-01:00"), which no output could render back as ISO-8601 UTC
 _MIN_TEXT_EPOCH = -62_135_596_800
 _ISO = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|z|[+-]\d{2}:?\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|z|[+-]\d{2}(?::?\d{2})?)$"
 )
 _NUMERIC = re.compile(r"^\d+(\.\d+)?$")
 TIMESTAMP_FORMAT = "aws-timestamp"
@@ -50,10 +51,22 @@ def _parse_number(value: Any) -> int:
         raise TimestampError("not a timestamp")
     if value >= _MAX_EPOCH_MS or value < 0 or math.isnan(value):  # (checked before any float arithmetic: JSON
         raise TimestampError("not a timestamp")                   # integers of any length are ints here)
-    seconds = value / 1000 if value >= _EPOCH_MS_THRESHOLD else value
+    seconds = value // 1000 if value >= _EPOCH_MS_THRESHOLD else value  # floor division: exact for an int
     if seconds >= _MAX_EPOCH:
         raise TimestampError("not a timestamp")
     return int(seconds)
+
+
+def _parse_digits(text: str) -> int:
+    """Epoch seconds of a numeric text, its fraction truncated exactly: through a float, "1796695199.9999999"
+    (the hour's last second) would round up into the next hour."""
+    value = Decimal(text)
+    if value >= _MAX_EPOCH_MS:
+        raise TimestampError("not a timestamp")
+    seconds = int(value // 1000 if value >= _EPOCH_MS_THRESHOLD else value)
+    if seconds >= _MAX_EPOCH:
+        raise TimestampError("not a timestamp")
+    return seconds
 
 
 @lru_cache(maxsize=4096)  # the texts of a flow repeat (a few hours, many records): each is parsed once
@@ -61,7 +74,7 @@ def _parse_text(value: str) -> int:
     """Epoch seconds of a timestamp text (a refused text raises every time: exceptions are not cached)."""
     text = value.strip()
     if _NUMERIC.match(text):
-        return _parse_number(float(text))
+        return _parse_digits(text)
     match = _ISO.match(text)
     if not match:
         raise TimestampError("not a timestamp")
@@ -69,8 +82,8 @@ def _parse_text(value: str) -> int:
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     offset = match.group(8)
-    if offset not in ("Z", "z") and ":" not in offset:
-        text = text[: -len(offset)] + offset[:3] + ":" + offset[3:]
+    if offset not in ("Z", "z") and ":" not in offset:  # "+0530" or hours only, "+05" (as PostgreSQL prints)
+        text = text[: -len(offset)] + offset[:3] + ":" + (offset[3:] or "00")
     try:
         parsed = datetime.fromisoformat(text.replace(" ", "T"))
     except ValueError as exc:

@@ -61,6 +61,20 @@ def test_given_iso_and_millisecond_timestamps_when_metering_then_the_wire_carrie
     assert sorted(r["timestamp"] for r in metering_emulator.admin.records()["records"]) == [start, start]
 
 
+def test_given_an_hours_only_offset_or_an_epoch_text_ending_the_hour_then_the_record_is_billed_in_its_hour(
+        metering_emulator: EmulatorServer) -> None:
+    import datetime as dt
+
+    start = hour_start(-1)
+    postgres = dt.datetime.fromtimestamp(start + 1800, dt.UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+    out = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": [
+        a_record(timestamp=postgres), a_record(customer="cust-demo-0002", timestamp=f"{start + 3599}.9999999")]},
+        a_config(metering_emulator.url))
+    assert out["body"]["StatusCounts"]["Success"] == 2
+    assert sorted(r["timestamp"] for r in metering_emulator.admin.records()["records"]) == [start + 1800,
+                                                                                           start + 3599]
+
+
 def test_given_dry_run_when_meter_usage_then_permitted_is_reported_and_nothing_is_recorded(
         metering_emulator: EmulatorServer) -> None:
     out = run_action("meterUsage", {"ProductCode": PRODUCT, "Timestamp": hour_start(), "UsageDimension": "users",

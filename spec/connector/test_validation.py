@@ -108,6 +108,19 @@ def test_given_an_ambiguous_or_bad_timestamp_then_it_is_rejected(value: Any) -> 
     assert [p.path for p in found] == ["/Timestamp"]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-12-08 01:30:00+00", "2026-12-08T01:30:00Z"),  # PostgreSQL's timestamptz text: an hours-only offset
+    ("2026-12-08T01:30:00-05", "2026-12-08T06:30:00Z"),
+    ("2026-12-08T01:30:00+0530", "2026-12-07T20:00:00Z"),
+    # the hour's last second, as text with more digits than a float holds: truncated, not rounded up into
+    # the next hour (and the next hour's bill)
+    ("1796695199.9999999", "2026-12-08T01:59:59Z"),
+    ("1796695199999.99999", "2026-12-08T01:59:59Z"),
+])
+def test_given_an_hours_only_offset_or_a_long_fraction_then_the_instant_is_exact(text: str, expected: str) -> None:
+    assert iso_utc(parse_timestamp(text)) == expected
+
+
 @pytest.mark.parametrize("text", ["0001-01-01T00:00:00Z", "0999-06-30T23:59:59Z", "9999-12-31T23:59:59Z"])
 def test_given_the_first_and_last_years_then_a_timestamp_reads_back_as_the_same_iso_text(text: str) -> None:
     """Outputs render timestamps as ISO-8601 UTC: four-digit years at both ends of the range accepted."""
