@@ -252,7 +252,10 @@ def _run_single(op: Operation, ctx: Any, client: MeteringClient, wire: dict[str,
     if op.quantity is not None:  # send the decimal quantity member (lib/quantity.py says why)
         wire = quantity.to_wire(wire, op.quantity)
     token_member = op.idempotency_member
-    if token_member and not wire.get(token_member):
+    if token_member and not str(wire.get(token_member) or "").strip():
+        # blank: as empty, which the wire copy leaves out (one blank token shared by every message would
+        # collide), so the derived token is the same as for an empty mapping
+        wire.pop(token_member, None)
         wire[token_member] = derive_client_token(msg, getattr(ctx, "message_id", None), wire)
     dry_run = bool(op.dry_run_member and wire.get(op.dry_run_member))
     try:

@@ -49,6 +49,21 @@ def test_given_a_valid_meter_usage_when_run_then_the_record_id_is_returned_and_b
     assert body["RequestId"]
 
 
+def test_given_a_blank_client_token_then_it_is_derived_as_for_an_empty_one(
+        metering_emulator: EmulatorServer) -> None:
+    """A mapped field that is blank for every message must not become one token shared by all of them."""
+    def meter(token: str, message_id: str) -> str:
+        out = run_action("meterUsage", {"ProductCode": PRODUCT, "Timestamp": hour_start(), "ClientToken": token,
+                                        "UsageDimension": "users", "UsageQuantity": 4},
+                         a_config(metering_emulator.url), msg_id=message_id)
+        return str(out["body"]["ClientToken"])
+
+    blank, empty = meter("  ", "m-1"), meter("", "m-1")
+    assert blank.strip() and blank == empty  # the same message: the same derived token, billed once
+    assert meter(" ", "m-2") != blank
+    assert [r["clientToken"] for r in metering_emulator.admin.records()["records"]] == [blank]
+
+
 def test_given_iso_and_millisecond_timestamps_when_metering_then_the_wire_carries_epoch_seconds(
         metering_emulator: EmulatorServer) -> None:
     start = hour_start()
