@@ -100,7 +100,7 @@ ERROR_TABLE: dict[str, ErrorClass] = {
     "ValidationException": ErrorClass(False, INPUT, "AWS rejected the request parameters"),
     "SerializationException": ErrorClass(False, INPUT, "AWS could not read the request body"),
     "UnknownOperationException": ErrorClass(False, REGION, "the endpoint does not serve the metering API"),
-    "ValidationFailed": ErrorClass(False, INPUT, "the input does not satisfy the schema"),
+    "ValidationFailed": ErrorClass(False, INPUT, "fix the mapping of the fields named"),
 }
 
 
