@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -68,6 +68,12 @@ _MAX_CALL_BYTES = OPERATIONS["batchMeterUsage"].batch_max_bytes  # a call's body
 _LARGEST_ENVELOPE = _ENVELOPE + 255 + 1  # with the longest ProductCode (model: 1-255) and a comma
 
 log = logging.getLogger(__name__)
+
+
+# Said in the ErrorMessage of a record reported refused or out of the window after a call that carried it lost
+# an answer: the output must not read as "not billed" when AWS may have billed it (README: Known limits).
+_MAYBE_BILLED = ("; an earlier attempt to send this record got no answer (connection lost): AWS may have billed "
+                 "it then (look for its usage in AWS before sending it again)")
 
 
 class RecordResult(NamedTuple):
@@ -387,6 +393,10 @@ class _Sender:
                  outcome: BatchOutcome, sleep: Callable[[float], None], window: _Window) -> None:
         self.op, self.client, self.product, self.records = op, client, product, records
         self.outcome, self.sleep, self.window = outcome, sleep, window
+        # Positions carried by a refused call some attempt of which got no answer (the connection failed after
+        # the request may have been sent): AWS may have billed them. Isolation re-sends them in new calls whose
+        # errors do not know that, so the refusal or window report of such a record says it here.
+        self.maybe_billed: dict[int, list[int]] = {}
 
     def send(self, units: list[_Unit]) -> None:
         """Meter ``units`` (one call, or several when a record has to be isolated).
@@ -398,6 +408,10 @@ class _Sender:
             self._send_rounds(units)
         except _Refused as refused:
             err, rest = refused.cause, refused.units
+            if err.unanswered:
+                for unit in rest:
+                    for position in unit.positions:
+                        self.maybe_billed.setdefault(position, err.unanswered)
             if len(rest) == 1:
                 self._refused_alone(rest[0], err)
                 return
@@ -436,13 +450,27 @@ class _Sender:
 
     def _reject(self, unit: _Unit, err: MeteringError) -> None:
         status = OUT_OF_WINDOW if err.code == "TimestampOutOfBoundsException" else REJECTED
-        log.warning("%s: record(s) %s refused: %s", self.op.name, ", ".join(map(str, unit.positions)), err)
+        log.warning("%s: record(s) %s refused: %s%s", self.op.name, ", ".join(map(str, unit.positions)), err,
+                    "" if err.unanswered else self._maybe_billed_note(unit.positions))
         if err.request_id:
             self.outcome.request_ids.append(err.request_id)
         for position in unit.positions:
+            message = err.aws_message
+            if err.unanswered or position in self.maybe_billed:
+                message = f"{message}{_MAYBE_BILLED}" if message else _MAYBE_BILLED.removeprefix("; ")
             self.outcome.results.append(RecordResult(
-                position, self.records[position], status, None, err.request_id, err.code, err.aws_message,
+                position, self.records[position], status, None, err.request_id, err.code, message,
                 None, unit.positions if len(unit.positions) > 1 else ()))
+
+    def _maybe_billed_note(self, positions: Sequence[int]) -> str:
+        """The log's note for records an earlier call carried when an attempt of it got no answer, or ""."""
+        attempts = sorted({a for p in positions for a in self.maybe_billed.get(p, ())})
+        if not attempts:
+            return ""
+        several = len(positions) > 1
+        return (f"; an earlier call that carried {'them' if several else 'it'} got no answer to attempt"
+                f"{'s' if len(attempts) > 1 else ''} {', '.join(map(str, attempts))} (connection lost), so AWS "
+                f"may have billed {'them' if several else 'it'} then")
 
     def _log_billed(self, start: int, request_id: str | None) -> None:
         """One line naming the records billed by the reply just recorded (results from ``start`` on), as soon
@@ -542,9 +570,13 @@ class _Sender:
         gone.sort()
         log.warning("%s: %d usage record(s) left the accepted timestamp window while the message was being sent "
                     "(less than %d h old, month-end cut-off at 06:00 UTC on the 1st); reported %s, not sent; "
-                    "record indexes: %s", self.op.name, len(gone), self.window.hours, OUT_OF_WINDOW,
-                    ", ".join(map(str, gone[:50])) + (" …" if len(gone) > 50 else ""))
-        self.outcome.results.extend(RecordResult(p, self.records[p], OUT_OF_WINDOW) for p in gone)
+                    "record indexes: %s%s", self.op.name, len(gone), self.window.hours, OUT_OF_WINDOW,
+                    ", ".join(map(str, gone[:50])) + (" …" if len(gone) > 50 else ""),
+                    self._maybe_billed_note([p for p in gone if p in self.maybe_billed]))
+        self.outcome.results.extend(
+            RecordResult(p, self.records[p], OUT_OF_WINDOW,
+                         error_message=_MAYBE_BILLED.removeprefix("; ") if p in self.maybe_billed else None)
+            for p in gone)
         return kept
 
     def _left_window(self, earliest: int) -> MeteringError:

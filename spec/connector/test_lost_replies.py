@@ -77,3 +77,35 @@ def test_given_an_expired_token_without_a_lost_reply_then_no_attempt_is_blamed(
         run_action("resolveCustomer", {"RegistrationToken": REG_TOKEN}, a_config(metering_emulator.url))
     assert info.value.code == "ExpiredTokenException" and info.value.unanswered == []
     assert "got no answer" not in str(info.value) and "submitted before" in str(info.value)
+
+
+@pytest.mark.parametrize("records", [1, 2], ids=["alone", "isolated-from-another"])
+def test_given_a_lost_reply_then_a_retry_refused_for_a_record_then_its_result_and_log_say_it_may_have_been_billed(
+        metering_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture, records: int) -> None:
+    """The lost attempt billed the record; by the retry its 24 hours ran out (AWS's clock 2 minutes on), so AWS
+    refuses it. Refused alone or after the call was split to isolate it, its result must not read as simply
+    "not billed" (README: Known limits)."""
+    import logging
+    import time
+
+    from lib.client import MeteringClient, Settings
+    from lib.resilience import Backoff
+    from spec.connector.builders import ACCESS_KEY, SECRET_KEY
+
+    emu = metering_emulator
+    emu.admin.add_fault(type="lostReply", count=1, operations=["BatchMeterUsage"])
+    client = MeteringClient(Settings.create(ACCESS_KEY, SECRET_KEY, endpoint_url=emu.url),
+                            backoff=Backoff(base=0.001, cap=0.002),
+                            sleep=lambda _delay: emu.admin.set_clock(offset_seconds=120))  # during the backoff
+    edge = int(time.time()) - 24 * 3600 + 60  # inside the window now, outside it 2 minutes later
+    sent = [a_record(timestamp=edge, quantity=3), a_record(customer="cust-demo-0002", quantity=4)][:records]
+    with caplog.at_level(logging.INFO, logger="lib"):
+        body = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": sent}, a_config(emu.url),
+                          client=client)["body"]
+    assert 3 in {r["quantity"] for r in emu.admin.records()["records"]}  # billed by the lost attempt
+    first = body["Results"][0]
+    assert first["Status"] == "TimestampOutOfBounds" and "AWS may have billed it" in first["ErrorMessage"], first
+    if records == 2:
+        assert body["Results"][1]["Status"] == "Success"
+    refusals = [r.getMessage() for r in caplog.records if "record(s) 0 refused" in r.getMessage()]
+    assert refusals and all("got no answer" in line for line in refusals), refusals
