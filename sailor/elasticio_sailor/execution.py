@@ -242,19 +242,21 @@ class MessageExecution:
 
     # ------------------------------------------------------------------ events
     def on_event(self, ctx: TaskContext, event: str, payload: Any) -> None:
-        """Run the event's handler from the table. An output the sailor refuses before queueing it (over the
-        size limit, an ``httpReply`` without a usable ``reply_to``: :class:`SailorError`) raises into the
-        emitting code, as Node's ``emit`` rejects there: a component that does not catch it fails, and its
-        message gets one error and no data. Any other handler failure (a publish that failed while this emit
-        waited its turn, an upload, ``updateKeys``) becomes an error event; an ``error`` or ``end`` that
-        cannot be handled propagates (the delivery is then rejected)."""
+        """Run the event's handler from the table. An ``httpReply`` the sailor refuses before queueing it (over
+        the size limit, without a usable ``reply_to``: :class:`SailorError`) raises into the emitting code, as
+        Node's ``emit`` rejects there (its ``onHttpReply`` returns the failed send): a component that does not
+        catch it fails. Any other handler failure becomes an error event and the emit returns, as Node's
+        ``onData`` catches a failed send (``return onError(err)``): a ``data`` over the size limit, a publish
+        that failed while this emit waited its turn, an upload, ``updateKeys``; the component's later outputs
+        are still published (the input is rejected for the error). An ``error`` or ``end`` that cannot be
+        handled propagates (the delivery is then rejected)."""
         try:
             _HANDLERS[event](self, ctx, payload)
         except Exception as exc:
             if event in ("error", "end"):
                 raise
             log.error("Handling event failed", extra={"event": event, "reason": clip(exc, 300)})
-            if isinstance(exc, SailorError):
+            if isinstance(exc, SailorError) and event == "httpReply":
                 raise
             ctx.emit("error", exc)
 

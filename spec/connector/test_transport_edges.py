@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as real
 import json
-import select
 import socket
 import ssl
 import threading
@@ -32,6 +31,7 @@ from spec.connector.builders import REG_TOKEN
 from spec.connector.scripted import Canned, ScriptedServer
 from spec.support.identity import WORKLOAD_ENV_NAMES, identity_fixtures, workload_env
 from spec.support.ports import free_port
+from spec.support.sockets import LoopbackServer, relay
 from spec.support.tls import self_signed, server_context
 
 KEYS = ("AKIAEXAMPLE000000000", "secret/Example+Key0000000000000000000000")
@@ -156,19 +156,17 @@ def test_given_a_busy_instance_metadata_service_in_the_advisory_window_then_the_
     assert ec2.admin.call("GET", "sts/sessions")["issued"] == {"InstanceMetadata": 2}  # refreshed once it could
 
 
-class _TricklingServer:
+class _TricklingServer(LoopbackServer):
     """Reads one request, then answers a 200 status line and one byte every ``every`` seconds until closed
     (each read returns well within the read timeout): of a header line that never ends (``phase="headers"``)
     or, after complete headers, of a body announced as 100,000 bytes (``phase="body"``). ``phase="none"``
     answers at once and completely. With a ``context``, the connection is TLS."""
 
     def __init__(self, phase: str, every: float = 0.1, context: ssl.SSLContext | None = None) -> None:
+        super().__init__()
         self.phase, self.every, self.context = phase, every, context
         self.stop = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.start()
 
     def _serve(self) -> None:
         self.listener.settimeout(10)
@@ -203,8 +201,7 @@ class _TricklingServer:
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(5)
-        self.listener.close()
+        super().close()
 
 
 def _call_bounded(client: MeteringClient, wait: float) -> Any:
@@ -242,18 +239,16 @@ def test_given_a_reply_that_trickles_in_then_the_attempt_ends_at_its_total_time_
     assert took < 5.0  # the 1.5 s limit (connect + read timeout), plus a read at most
 
 
-class _TunnellingProxy:
+class _TunnellingProxy(LoopbackServer):
     """A forward proxy that answers one ``CONNECT <host>:<port>`` by tunnelling to ``target`` on loopback
     (whatever the host named: the client never resolves it), then relays bytes both ways until either side
     closes (bounded: 60 s)."""
 
     def __init__(self, target: int) -> None:
+        super().__init__()
         self.target = target
         self.requested: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.start()
 
     def _serve(self) -> None:
         self.listener.settimeout(10)
@@ -264,18 +259,7 @@ class _TunnellingProxy:
                 head += client.recv(4096)
             self.requested.append(head.split(b"\r\n", 1)[0])
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            ends = time.monotonic() + 60
-            while time.monotonic() < ends:
-                ready, _, _ = select.select([client, upstream], [], [], 0.5)
-                for side in ready:
-                    data = side.recv(65536)
-                    if not data:
-                        return
-                    (upstream if side is client else client).sendall(data)
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(5)
+            relay(client, upstream)
 
 
 @pytest.mark.parametrize("phase", ["none", "headers", "body"])

@@ -297,13 +297,16 @@ def test_given_size_limit_when_emitting_bigger_message_then_error_and_reject(
     platform: PlatformSide, start_sailor: StartSailor
 ) -> None:
     start_sailor("many", ELASTICIO_OUTGOING_MESSAGE_SIZE_LIMIT="1000")
-    platform.publish({"body": {"n": 3, "size": 2000}})
+    platform.publish({"body": {"n": 3, "size": 2000, "big": [1]}})
     [err] = platform.get("error")
     error = platform.cipher.decrypt(json.loads(err.body)["error"].encode(), 1)
-    size = len(platform.cipher.encrypt({"body": {"i": 0, "pad": "x" * 2000}, "headers": {}}, 1))
+    size = len(platform.cipher.encrypt({"body": {"i": 1, "pad": "x" * 2000}, "headers": {}}, 1))
     assert (error["name"], error["message"]) == ("Error", f"Outgoing message size {size} exceeds limit of 1000.")
     wait_until(lambda: platform.count(platform.dead) == 1, what="input dead-lettered")
-    # the first emit raised into process (Node's awaited emit rejects): one error, nothing more is emitted
+    # as Node's onData (a failed send becomes an error, the emit resolves): the outputs before and after the
+    # oversized one are published, and the input is rejected for the error
+    outs = platform.get("message", 2)
+    assert [platform.decode(o)["body"]["i"] for o in outs] == [0, 2]
     idle(platform)
     assert platform.count("message") == 0 and platform.count("error") == 0
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
 import ssl
+import threading
 from pathlib import Path
-from typing import Any
+
+from spec.support.sockets import LoopbackServer, relay
 
 
 def self_signed(directory: Path, dns_names: tuple[str, ...] = ()) -> tuple[Path, Path]:
@@ -40,24 +43,17 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     return context
 
 
-class TlsRelay:
+class TlsRelay(LoopbackServer):
     """An HTTPS front for a plain-HTTP server on loopback (the emulator): each connection's TLS ends here
-    and its bytes are relayed to ``target``. Bounded: at most ``connections`` connections, 60 s each."""
+    and its bytes are relayed to ``target_port``. Bounded: at most ``connections`` connections, 60 s each."""
 
     def __init__(self, target_port: int, context: ssl.SSLContext, connections: int = 8) -> None:
-        import socket
-        import threading
-
+        super().__init__("https")
         self.target_port, self.context, self.connections = target_port, context, connections
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
         self.served = 0
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.start()
 
     def _serve(self) -> None:
-        import threading
-
         self.listener.settimeout(30)
         while self.served < self.connections:
             try:
@@ -67,31 +63,12 @@ class TlsRelay:
             self.served += 1
             threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
 
-    def _relay(self, conn: Any) -> None:
-        import select
-        import socket
-        import time
-
+    def _relay(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(10)
             client = self.context.wrap_socket(conn, server_side=True)
         except (OSError, ssl.SSLError):
             conn.close()
-            return  # the client refused the certificate: what some tests expect
+            return  # the client refused the certificate
         with client, socket.create_connection(("127.0.0.1", self.target_port), timeout=10) as upstream:
-            ends = time.monotonic() + 60
-            while time.monotonic() < ends:
-                pending = client.pending() > 0
-                ready = [client] if pending else select.select([client, upstream], [], [], 0.5)[0]
-                for side in ready:
-                    try:
-                        data = side.recv(65536)
-                    except (OSError, ssl.SSLError):
-                        return
-                    if not data:
-                        return
-                    (upstream if side is client else client).sendall(data)
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(5)
+            relay(client, upstream)
