@@ -9,8 +9,10 @@ docs/platform-contract.md §3.2 and §7.4.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from dataclasses import dataclass
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 from .api import ApiClient, ApiError
@@ -84,8 +86,19 @@ def store_startup_data(settings: Settings, result: Any) -> None:
         client.request("POST", path, state)
 
 
+def _ignore_signal(signum: int, _frame: FrameType | None) -> None:
+    log.info("Received signal; the shutdown hook runs to its end", extra={"signal": signum})
+
+
 def run_shutdown_hook(settings: Settings) -> int:
-    """ELASTICIO_HOOK_SHUTDOWN mode: no AMQP; GET startup data → shutdown(cfg, data) → DELETE."""
+    """ELASTICIO_HOOK_SHUTDOWN mode: no AMQP; GET startup data → shutdown(cfg, data) → DELETE.
+
+    SIGTERM and SIGINT are logged and ignored meanwhile, as in Node (its graceful shutdown has nothing to
+    disconnect in this mode): the platform stopping the step must not cut the component's clean-up short,
+    nor leave the startup data undeleted."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _ignore_signal)
+        signal.signal(signal.SIGINT, _ignore_signal)
     hooks = hooks_client(settings)
     try:
         step = load_step(settings, api_client(settings))

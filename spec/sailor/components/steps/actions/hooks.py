@@ -1,7 +1,9 @@
-"""startup returns data for the platform; init and shutdown record their arguments in files."""
+"""startup returns data for the platform; init and shutdown record their arguments in files (shutdown after
+HOOKS_SHUTDOWN_SLEEP seconds, if set: a clean-up that takes a while)."""
 
 import json
 import os
+import time
 from typing import Any
 
 
@@ -20,6 +22,7 @@ def init(cfg: dict[str, Any]) -> None:
 
 
 def shutdown(cfg: dict[str, Any], startup_data: Any) -> None:
+    time.sleep(float(os.environ.get("HOOKS_SHUTDOWN_SLEEP", "0")))
     _record("shutdown", {"cfg": cfg, "data": startup_data})
 
 
