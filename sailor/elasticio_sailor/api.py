@@ -160,5 +160,9 @@ class ApiClient:
         return doc
 
     def update_keys(self, account_id: str, keys: Any) -> None:
-        """``PUT /v1/accounts/{id}`` with ``{"keys": keys}`` (the ``updateKeys`` event)."""
+        """``PUT /v1/accounts/{id}`` with ``{"keys": keys}`` (the ``updateKeys`` event). Without an account id
+        (no ``cfg._account``) nothing is sent, as Node's REST client refuses the path ("Missing value for
+        parameter '{id}'"): the keys, secrets, must not go to the accounts collection."""
+        if account_id is None or str(account_id) == "":
+            raise ApiError("Missing value for parameter '{id}': the step's cfg has no _account")
         self.request("PUT", f"/v1/accounts/{urllib.parse.quote(str(account_id))}", {"keys": keys})

@@ -478,6 +478,20 @@ def test_given_update_keys_failing_when_emitted_then_error_published_and_input_r
     wait_until(lambda: platform.count(platform.dead) == 1, what="input dead-lettered")
 
 
+def test_given_update_keys_without_an_account_in_cfg_then_nothing_is_put_and_the_message_gets_an_error(
+    platform: PlatformSide, start_sailor: StartSailor, fake_api: FakeApi
+) -> None:
+    # Node's REST client refuses the path without an id; PUT /v1/accounts/ would send the keys elsewhere
+    fake_api.routes[("PUT", "/v1/accounts/")] = [(200, {})]
+    start_sailor("update_keys", step={"config": {"apiKey": "secret-cfg-value-77"}})
+    platform.publish({"body": {"keys": {"token": "new-secret-token"}}})
+    [err] = platform.get("error")
+    assert "Missing value for parameter '{id}'" in platform.cipher.decrypt(
+        json.loads(err.body)["error"].encode(), 1)["message"]
+    wait_until(lambda: platform.count(platform.dead) == 1, what="input dead-lettered")
+    assert [r for r in fake_api.requests if r.method == "PUT"] == []
+
+
 def test_given_component_logging_cfg_when_running_then_no_secret_in_any_log_line(
     platform: PlatformSide, start_sailor: StartSailor
 ) -> None:
