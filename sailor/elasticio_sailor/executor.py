@@ -178,7 +178,8 @@ def _run_function(
                 ctx.emit("data", result)
             except Exception as exc:  # noqa: BLE001 - the returned value cannot be published: an error (Node: onError)
                 ctx.emit("error", exc)
-    ctx.emit("end")
+    if not ctx.ended:  # a component that emitted end itself gets no warning for this one (Node adds none)
+        ctx.emit("end")
 
 
 def propagates(exc: BaseException) -> bool:

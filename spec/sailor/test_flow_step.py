@@ -453,6 +453,19 @@ def test_given_prefetch_1_when_two_messages_wait_for_each_other_then_they_never_
     assert first == {"met": False, "me": "a"}
 
 
+def test_given_a_component_that_emits_end_itself_then_no_warning_and_its_input_is_acked_once(
+    platform: PlatformSide, start_sailor: StartSailor
+) -> None:
+    sailor = start_sailor("emit_echo")
+    platform.publish({"body": {"n": 1, "end": True}})
+    [out] = platform.get("message")
+    assert platform.decode(out)["body"] == {"n": 1, "end": True}
+    idle(platform)
+    assert sailor.terminate() == 0
+    assert not [x for x in sailor.log_lines() if "more than once" in x.get("msg", "")]
+    assert platform.count(platform.dead) == 0
+
+
 def test_given_update_keys_when_emitted_then_account_put_with_keys(
     platform: PlatformSide, start_sailor: StartSailor, fake_api: FakeApi
 ) -> None:
