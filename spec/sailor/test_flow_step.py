@@ -684,35 +684,25 @@ def test_given_a_startup_hook_result_then_the_stored_data_is_what_node_stores(
     assert posts == [stored, stored]  # the first POST, and the one after the 409's DELETE
 
 
+@pytest.mark.parametrize("sigterm", [False, True], ids=["left-alone", "sigterm-during-the-hook"])
 def test_given_hook_shutdown_mode_when_running_then_get_shutdown_delete_without_amqp(
-    platform: PlatformSide, start_sailor: StartSailor, fake_api: FakeApi, tmp_path: Path
+    platform: PlatformSide, start_sailor: StartSailor, fake_api: FakeApi, tmp_path: Path, sigterm: bool
 ) -> None:
+    # a SIGTERM while the hook runs changes nothing, as in Node (its graceful shutdown has nothing to
+    # disconnect in this mode): the hook ends and the startup data is deleted
     path = "/sailor-support/hooks/task/flow1/startup/data"
     fake_api.routes[("GET", path)] = [(200, {"subscription": "sub-1"})]
     fake_api.routes[("DELETE", path)] = [(204, None)]
     sailor = start_sailor("hooks", wait=False, ELASTICIO_HOOK_SHUTDOWN="true", ELASTICIO_AMQP_URI="",
-                          HOOKS_RECORD_DIR=str(tmp_path))
-    assert sailor.wait() == 0
+                          HOOKS_RECORD_DIR=str(tmp_path), HOOKS_SHUTDOWN_SLEEP="1.5" if sigterm else "0")
+    if sigterm:
+        wait_until(lambda: any(r.path == path for r in fake_api.requests), what="the startup data fetched")
+    assert (sailor.terminate() if sigterm else sailor.wait()) == 0
     assert [(r.method, r.path) for r in fake_api.requests] == [
         ("GET", "/v1/tasks/flow1/steps/step_2"), ("GET", path), ("DELETE", path)]
     recorded = json.loads((tmp_path / "shutdown.json").read_text())
     assert recorded == {"cfg": {"apiKey": "secret-cfg-value-77", "_account": "acc9"},
                         "data": {"subscription": "sub-1"}}
-
-
-def test_given_hook_shutdown_mode_when_sigterm_arrives_during_the_hook_then_it_runs_to_its_end_and_deletes(
-    platform: PlatformSide, start_sailor: StartSailor, fake_api: FakeApi, tmp_path: Path
-) -> None:
-    # as Node: its graceful shutdown has nothing to disconnect in this mode, so the signal changes nothing
-    path = "/sailor-support/hooks/task/flow1/startup/data"
-    fake_api.routes[("GET", path)] = [(200, {"subscription": "sub-1"})]
-    fake_api.routes[("DELETE", path)] = [(204, None)]
-    sailor = start_sailor("hooks", wait=False, ELASTICIO_HOOK_SHUTDOWN="true", ELASTICIO_AMQP_URI="",
-                          HOOKS_RECORD_DIR=str(tmp_path), HOOKS_SHUTDOWN_SLEEP="1.5")
-    wait_until(lambda: any(r.path == path for r in fake_api.requests), what="the startup data fetched")
-    assert sailor.terminate() == 0
-    assert [(r.method, r.path) for r in fake_api.requests][-1] == ("DELETE", path)
-    assert (tmp_path / "shutdown.json").exists()
 
 
 def test_given_consumer_connection_closed_mid_message_when_redelivered_then_processed_once_and_acked(
