@@ -47,9 +47,10 @@ _SECRET_KEY = re.compile(r"secret|password|passwd|token|key|credential|auth|sess
 # in emitted errors too (Redactor.strict); the other values the logs mask are masked verbatim, in logs only
 _STRICT_KEY = re.compile(r"secret|password|passwd|token|credential|api_?key|access_?key|private_?key",
                          re.IGNORECASE)
-# keys that name the identifier of a secret, not the secret ("accessKeyId", "api_key_id", "tokenID"): their
-# values are masked as a precaution in logs only, so an error can still say which key to fix
-_ID_KEY = re.compile(r"(?:Id|ID|[_-]id)$")
+# keys that name the public identifier of an access or API key, not the key ("accessKeyId", "api_key_id"): their
+# values are masked as a precaution in logs only, so an error can still say which key to fix. Only these: an
+# "...Id" can be a secret too (Vault's AppRole "secret_id")
+_ID_KEY = re.compile(r"(?:access|api)[_-]?key[_-]?id$", re.IGNORECASE)
 _MIN_PLAIN_LEN = 8  # other string values of cfg this long are redacted too (they may be secrets)
 _MIN_SECRET_LEN = 3  # shorter values are not masked: they would mask noise
 # values shorter than this are masked only where they stand as words of their own: no letter, digit, "_",

@@ -47,10 +47,12 @@ def test_given_the_id_of_a_key_in_cfg_then_it_is_masked_in_logs_only_and_an_erro
     # an error must be able to say which access key to fix; the secret key itself stays strict
     r = Redactor()
     r.add_config({"accessKeyId": "AKIAEXAMPLE000000000", "secretAccessKey": "wJalr/Example+Secret0000",
-                  "api_key_id": "kid-0000000001", "apiKey": "ak-secret-000001"})
-    text = "key AKIAEXAMPLE000000000 (kid-0000000001) secret wJalr/Example+Secret0000 api ak-secret-000001"
-    assert r.strict(text) == "key AKIAEXAMPLE000000000 (kid-0000000001) secret *** api ***"
-    assert r(text) == "key *** (***) secret *** api ***"
+                  "api_key_id": "kid-0000000001", "apiKey": "ak-secret-000001", "secret_id": "vault-approle-s1"})
+    text = ("key AKIAEXAMPLE000000000 (kid-0000000001) secret wJalr/Example+Secret0000 api ak-secret-000001 "
+            "approle vault-approle-s1")
+    # an "..._id" may be a secret (Vault's AppRole secret_id): only a key's id is named
+    assert r.strict(text) == "key AKIAEXAMPLE000000000 (kid-0000000001) secret *** api *** approle ***"
+    assert r(text) == "key *** (***) secret *** api *** approle ***"
 
 
 def test_given_a_three_character_secret_then_it_is_masked_as_a_word_of_its_own_not_inside_other_words() -> None:
