@@ -57,6 +57,11 @@ _MIN_SECRET_LEN = 3  # shorter values are not masked: they would mask noise
 # "+" or "-" touches them (an External ID of 3 characters, "aws", must not mask every ARN)
 _WORD_ONLY_BELOW = 4
 _WORD_EDGE = "A-Za-z0-9_+-"
+# where such a word may start: after no word character, or right after an escape, which ends in a letter or
+# digit but is not part of the word: a JSON escape of the finished log line ("\n", "\t", "\u001b") or a
+# percent-escape, once or twice ("%3D" in a URL's query, "%253D" in a URL inside a URL's query)
+_WORD_START = (rf"(?:(?<![{_WORD_EDGE}])|(?<=\\[bfnrt])|(?<=\\u[0-9A-Fa-f]{{4}})|(?<=%[0-9A-Fa-f]{{2}})"
+               rf"|(?<=%25[0-9A-Fa-f]{{2}}))")
 # how elastic.io marks a secret field in component.json (credentials and trigger/action fields)
 PASSWORD_VIEW = "PasswordFieldView"
 # what requests leaves unescaped when it requotes a URL (requests.utils.requote_uri)
@@ -250,7 +255,7 @@ def _alternatives(forms: AbstractSet[str]) -> re.Pattern[str]:
     """One pattern for all ``forms``, longest first; a form shorter than :data:`_WORD_ONLY_BELOW` matches only
     where it stands as a word of its own (a 3-character secret is not cut out of an ARN or an operation name)."""
     return re.compile("|".join(re.escape(s) if len(s) >= _WORD_ONLY_BELOW
-                               else rf"(?<![{_WORD_EDGE}]){re.escape(s)}(?![{_WORD_EDGE}])"
+                               else rf"{_WORD_START}{re.escape(s)}(?![{_WORD_EDGE}])"
                                for s in sorted(forms, key=len, reverse=True)))
 
 

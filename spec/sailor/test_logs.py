@@ -61,6 +61,10 @@ def test_given_a_three_character_secret_then_it_is_masked_as_a_word_of_its_own_n
     text = "MeterUsage of account 123456789012 failed; ExternalId Met, code 123."
     assert r.strict(text) == "MeterUsage of account 123456789012 failed; ExternalId ***, code ***."
     assert r(text) == r.strict(text)
+    # an escape before it is no word character: a JSON-escaped line break or tab in the finished log line, a
+    # percent-escape of a URL in a URL (once or twice)
+    escaped = '{"msg":"external id:\\nMet and\\tMet and \\u001bMet","q":"ExternalId%3DMet%26x ExternalId%253DMet"}'
+    assert "Met" not in r.strict(escaped).replace("MeterUsage", ""), r.strict(escaped)
 
 
 def test_given_registered_secret_when_redacting_then_every_occurrence_masked() -> None:
