@@ -585,12 +585,13 @@ class _Sender:
         answered = {result.position for result in self.outcome.results}
         waiting = sorted(p for unit in self.window.units for p in unit.positions if p not in answered)
         outside = [p for p in waiting if self.records[p]["Timestamp"] < earliest]
+        note = self._maybe_billed_note([p for p in waiting if p in self.maybe_billed])
         return MeteringError(
             "TimestampOutOfBoundsException",
             f"{len(outside)} record(s) left the timestamp window while the message was being sent (the month-end "
             f"cut-off or their {self.window.hours} h passed); they and the {len(waiting) - len(outside)} other "
-            f"record(s) not answered yet were not sent", operation=self.op.name,
-            problems=[outside_problem(p, self.window.hours) for p in outside])
+            f"record(s) not answered yet were not sent{note}",
+            operation=self.op.name, problems=[outside_problem(p, self.window.hours) for p in outside])
 
     def _record(self, unit: _Unit, result: dict[str, Any], request_id: str | None) -> None:
         status = str(result.get("Status") or "Unknown")

@@ -68,8 +68,8 @@ def _record_body(result: RecordResult) -> dict[str, Any]:
         body["MeteringRecordId"] = result.metering_record_id
     if result.error_code:
         body["ErrorCode"] = result.error_code
-        if result.error_message:
-            body["ErrorMessage"] = result.error_message
+    if result.error_message:  # AWS's message, or a note of the connector's own (lib/batch.py _MAYBE_BILLED)
+        body["ErrorMessage"] = result.error_message
     if result.billed_quantity is not None:
         body["BilledQuantity"] = result.billed_quantity
     if result.summed:

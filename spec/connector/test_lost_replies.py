@@ -79,12 +79,15 @@ def test_given_an_expired_token_without_a_lost_reply_then_no_attempt_is_blamed(
     assert "got no answer" not in str(info.value) and "submitted before" in str(info.value)
 
 
-@pytest.mark.parametrize("records", [1, 2], ids=["alone", "isolated-from-another"])
+@pytest.mark.parametrize(("records", "local_clock_too"), [(1, False), (2, False), (2, True)],
+                         ids=["alone", "isolated-from-another", "left-the-window-here-too"])
 def test_given_a_lost_reply_then_a_retry_refused_for_a_record_then_its_result_and_log_say_it_may_have_been_billed(
-        metering_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture, records: int) -> None:
+        metering_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture, records: int,
+        local_clock_too: bool) -> None:
     """The lost attempt billed the record; by the retry its 24 hours ran out (AWS's clock 2 minutes on), so AWS
-    refuses it. Refused alone or after the call was split to isolate it, its result must not read as simply
-    "not billed" (README: Known limits)."""
+    refuses it. Refused alone, after the call was split to isolate it, or found out of the window by the
+    connector's own clock before it was sent again, its result must not read as simply "not billed" (README:
+    Known limits)."""
     import logging
     import time
 
@@ -94,18 +97,24 @@ def test_given_a_lost_reply_then_a_retry_refused_for_a_record_then_its_result_an
 
     emu = metering_emulator
     emu.admin.add_fault(type="lostReply", count=1, operations=["BatchMeterUsage"])
+    shift = [0.0]
+
+    def sleep(_delay: float) -> None:  # the backoff: AWS's clock (and, if asked, ours) 2 minutes on
+        emu.admin.set_clock(offset_seconds=120)
+        shift[0] = 120.0 if local_clock_too else 0.0
+
     client = MeteringClient(Settings.create(ACCESS_KEY, SECRET_KEY, endpoint_url=emu.url),
-                            backoff=Backoff(base=0.001, cap=0.002),
-                            sleep=lambda _delay: emu.admin.set_clock(offset_seconds=120))  # during the backoff
+                            backoff=Backoff(base=0.001, cap=0.002), sleep=sleep)
     edge = int(time.time()) - 24 * 3600 + 60  # inside the window now, outside it 2 minutes later
     sent = [a_record(timestamp=edge, quantity=3), a_record(customer="cust-demo-0002", quantity=4)][:records]
     with caplog.at_level(logging.INFO, logger="lib"):
         body = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": sent}, a_config(emu.url),
-                          client=client)["body"]
+                          client=client, now=lambda: time.time() + shift[0])["body"]
     assert 3 in {r["quantity"] for r in emu.admin.records()["records"]}  # billed by the lost attempt
     first = body["Results"][0]
     assert first["Status"] == "TimestampOutOfBounds" and "AWS may have billed it" in first["ErrorMessage"], first
     if records == 2:
         assert body["Results"][1]["Status"] == "Success"
-    refusals = [r.getMessage() for r in caplog.records if "record(s) 0 refused" in r.getMessage()]
-    assert refusals and all("got no answer" in line for line in refusals), refusals
+    reports = [r.getMessage() for r in caplog.records
+               if "record(s) 0 refused" in r.getMessage() or "left the accepted timestamp window" in r.getMessage()]
+    assert reports and all("got no answer" in line for line in reports), reports
