@@ -109,6 +109,9 @@ def parse_code(raw: str) -> str:
     return raw.split(":", 1)[0].rsplit("#", 1)[-1].strip()
 
 
+CONFIGURATION_INVALID = ErrorClass(False, INPUT, "fix the credential fields named")
+
+
 def classify(code: str, status: int | None) -> ErrorClass:
     """Look ``code`` up; unknown codes are retryable only for 5xx and 429 responses (429, "too many
     requests", counts as throttling: it also slows the adaptive pace, lib/resilience.py)."""
@@ -148,6 +151,8 @@ class MeteringError(Exception):
         self.status = status
         self.request_id = request_id
         self.problems = list(problems)
+        if classification is None and code == "ValidationFailed" and operation == "configuration":
+            classification = CONFIGURATION_INVALID  # the step's credentials, not a message's mapping
         self.classification = classification or classify(code, status)
         self.name = code
         self.unanswered: list[int] = []  # earlier attempts of the call whose answer never arrived

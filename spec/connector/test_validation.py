@@ -183,6 +183,8 @@ def test_given_a_bad_configuration_then_every_field_is_reported_and_no_secret_is
         Settings.from_cfg(cfg)
     assert [p.path for p in raised.value.problems] == paths
     assert "very+secret" not in str(raised.value)
+    # the step's credentials are at fault, not a message's mapping
+    assert str(raised.value).endswith("(fix the credential fields named)"), str(raised.value)
 
 
 def test_given_the_same_configuration_on_every_message_then_it_is_validated_once_and_errors_every_time(
