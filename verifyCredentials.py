@@ -103,11 +103,11 @@ def _credential_source(err: MeteringError, settings: Settings) -> str | None:
                     "FULL_URI) to read the workload identity; try again, or check the task's network.")
         where = settings.sts_endpoint_url or "AWS_ENDPOINT_URL_STS or the regional endpoint"
         return f"Could not reach STS ({where}); check the STS endpoint URL and the network."
+    if err.operation == "credentials" and err.retryable:  # a busy metadata service, an unreadable STS answer
+        return f"Could not verify now: {err.code}: {err.aws_message}; try again later."
     if err.operation == "credentials" and settings.auth_mode == ASSUME_ROLE and settings.role_source != WORKLOAD:
         return (f"The role could not be assumed with access key {settings.access_key_id}: {err.code}: "
                 f"{err.aws_message}. Check the access keys, the Role ARN and the STS endpoint URL.")
-    if err.operation == "credentials" and err.retryable:  # e.g. InstanceMetadataServiceBusy: 429 or 5xx
-        return f"Could not verify now: {err.code}: {err.aws_message}; try again later."
     if err.operation == "credentials":
         return f"The workload identity could not be read: {err.code}: {err.aws_message}"
     return None

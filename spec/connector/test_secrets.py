@@ -511,6 +511,10 @@ def test_given_sts_answers_assume_role_with_a_body_cut_short_then_no_trace_of_th
     text += "".join(traceback.format_exception(raised.value))
     assert_no_fragment(text, STS_SECRET, STS_TOKEN)
     assert "could not be read" in text
+    # retryable: Verify credentials says to try again, not to check the keys
+    assert verified["verified"] is False and verified["reason"].startswith("Could not verify now: "
+                                                                           "ResponseParserError"), verified
+    assert verified["reason"].endswith("try again later."), verified
 
 
 def test_given_temporary_credentials_learnt_at_run_time_then_the_sailors_redactor_masks_them_too(
