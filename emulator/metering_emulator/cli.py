@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sts-min-duration-seconds", type=float, default=900.0,
                    help="smallest DurationSeconds STS accepts (AWS: 900; lower it for short test sessions)")
     p.add_argument("--refuse-long-term-keys", action="store_true",
-                   help="MeterUsage and RegisterUsage refuse long-term keys (AWS's documented rule)")
+                   help="MeterUsage refuses long-term keys (AWS's documented rule); RegisterUsage answers them "
+                        "PlatformNotSupportedException (no ECS/EKS identity signed it)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="arm a fault: 'type[:rate=R,count=N,latencyMs=MS,operations=Op1+Op2]' or JSON")
     p.add_argument("--seed", type=int, help="seed for fault randomness")
