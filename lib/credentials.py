@@ -412,21 +412,23 @@ class RoleCredentials:
         session = botocore.session.Session()
         settings = self.settings
         base = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=15)
-        # As the metering client does (lib/client.py): a loopback STS endpoint is never reached through the
-        # environment's proxy, and TLS is verified against the same bundle (botocore alone does not read
-        # CURL_CA_BUNDLE). The endpoint is the step's, else botocore's variables for it.
-        endpoint = (settings.sts_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_STS")
-                    or os.environ.get("AWS_ENDPOINT_URL"))
-        if loopback_url(endpoint):
-            base = base.merge(Config(proxies={}))
+        # As the metering client does (lib/client.py): TLS is verified against the same bundle (botocore alone
+        # does not read CURL_CA_BUNDLE), and a loopback STS endpoint is never reached through the environment's
+        # proxy. The endpoint is the one botocore resolved (the step's, else its variables, unless
+        # AWS_IGNORE_CONFIGURED_ENDPOINT_URLS): only for a loopback one is the client made again without proxies.
         bundle = ca_bundle()
         verify = bundle if isinstance(bundle, str) else None  # None: botocore's own default (verified)
 
         def create(service: str, **kwargs: Any) -> Any:
             config = base.merge(kwargs.pop("config")) if kwargs.get("config") is not None else base
             kwargs.pop("config", None)
-            return session.create_client(service, region_name=settings.region, verify=verify,
-                                         endpoint_url=settings.sts_endpoint_url, config=config, **kwargs)
+            client = session.create_client(service, region_name=settings.region, verify=verify,
+                                           endpoint_url=settings.sts_endpoint_url, config=config, **kwargs)
+            if loopback_url(client.meta.endpoint_url) and config.proxies != {}:
+                client = session.create_client(service, region_name=settings.region, verify=verify,
+                                               endpoint_url=settings.sts_endpoint_url,
+                                               config=config.merge(Config(proxies={})), **kwargs)
+            return client
 
         return session, create
 

@@ -384,6 +384,58 @@ def test_given_a_proxy_in_the_environment_then_a_loopback_sts_endpoint_is_still_
     assert emu.admin.call("GET", "sts/sessions")["issued"] == {"AssumeRole": 1}
 
 
+def test_given_configured_endpoint_urls_ignored_then_sts_at_its_aws_address_still_goes_through_the_proxy(
+        emu: EmulatorServer, container: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loopback AWS_ENDPOINT_URL that botocore is told to ignore is not the STS endpoint: the regional one
+    is, and it is reached through the proxy the environment names."""
+    import socket
+    import threading
+
+    container("none")
+    proxy = socket.create_server(("127.0.0.1", 0))
+    asked: list[bytes] = []
+
+    stop = threading.Event()
+
+    def serve() -> None:  # records each request line, then hangs up (no internet here anyway); bounded: 30 s
+        proxy.settimeout(0.2)
+        for _ in range(150):
+            if stop.is_set():
+                return
+            try:
+                conn, _addr = proxy.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                asked.append(conn.recv(4096).split(b"\r\n", 1)[0])
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, url)
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", emu.url)
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    cfg = cfg_for("assume-role-from-keys", emu)
+    del cfg["stsEndpointUrl"]
+    client = MeteringClient(Settings.from_cfg(cfg), backoff=Backoff(max_attempts=1), sleep=lambda _s: None)
+    try:
+        verified = verifyCredentials.check(cfg, client=client)
+    finally:
+        stop.set()
+        server.join(10)
+        proxy.close()
+        lib.credentials.clear_cache()
+    assert verified["verified"] is False
+    assert asked and asked[0].startswith(b"CONNECT sts.us-east-1.amazonaws.com:443"), asked
+    assert emu.admin.call("GET", "sts/sessions")["issued"] == {}
+
+
 @pytest.mark.parametrize("variable", ["AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
 def test_given_a_ca_bundle_variable_then_sts_is_verified_with_that_bundle_as_the_metering_endpoint_is(
         emu: EmulatorServer, container: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str) -> None:
