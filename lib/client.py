@@ -47,7 +47,6 @@ POOL_SIZE = 64
 log = logging.getLogger(__name__)
 
 
-
 def default_endpoint(region: str) -> str:
     """The regional endpoint; China regions live under amazonaws.com.cn."""
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
@@ -196,8 +195,6 @@ UNSENDABLE = ErrorClass(False, Kind.CREDENTIALS, "a credential or header holds a
 # ssl errors that mean the network cut the handshake short (retried, as botocore retries its SSLError); any
 # other TLS failure, a certificate that does not verify above all, is the endpoint's and is not retried.
 _CUT_SHORT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError, ConnectionError, TimeoutError)
-
-
 
 
 # What tells that a connection failure happened before the request left: connecting (refused, DNS, connect

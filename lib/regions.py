@@ -4,8 +4,8 @@ Source: AWS Marketplace Metering Service API reference, "Metering Service Region
 (https://docs.aws.amazon.com/marketplace/latest/APIReference/metering-regions.html), summarised in
 README.md (Credentials, "Verify credentials"): BatchMeterUsage and ResolveCustomer run in the commercial
 regions and cn-northwest-1 (no GovCloud); MeterUsage runs in the commercial regions and the two GovCloud
-regions (not in China); RegisterUsage (ECS/EKS containers) runs in the commercial regions only. Every other region of
-schemas/config.json is a commercial region that offers all four.
+regions (not in China); RegisterUsage (ECS/EKS containers) runs in the commercial regions only. Every other
+region of schemas/config.json is a commercial region that offers all four.
 """
 
 from __future__ import annotations

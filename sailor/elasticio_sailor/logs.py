@@ -54,7 +54,7 @@ _ID_KEY = re.compile(r"(?:access|api)[_-]?key[_-]?id$", re.IGNORECASE)
 _MIN_PLAIN_LEN = 8  # other string values of cfg this long are redacted too (they may be secrets)
 _MIN_SECRET_LEN = 3  # shorter values are not masked: they would mask noise
 # values shorter than this are masked only where they stand as words of their own: no letter, digit, "_",
-# "+" or "-" touches them (an External ID of 3 characters, "aws", must not mask every ARN)
+# "+" or "-" touches them (an External ID of 3 characters, "123", must not cut up every account id)
 _WORD_ONLY_BELOW = 4
 _WORD_EDGE = "A-Za-z0-9_+-"
 # where such a word may start: after no word character, or right after an escape, which ends in a letter or
