@@ -393,9 +393,10 @@ class _Sender:
                  outcome: BatchOutcome, sleep: Callable[[float], None], window: _Window) -> None:
         self.op, self.client, self.product, self.records = op, client, product, records
         self.outcome, self.sleep, self.window = outcome, sleep, window
-        # Positions carried by a refused call some attempt of which got no answer (the connection failed after
-        # the request may have been sent): AWS may have billed them. Isolation re-sends them in new calls whose
-        # errors do not know that, so the refusal or window report of such a record says it here.
+        # Positions carried by a call some attempt of which got no answer (the connection failed after the
+        # request may have been sent), refused or answered: AWS may have billed them. Isolation, and the next
+        # round for records left unprocessed, re-send them in new calls that do not know that, so the refusal
+        # or window report of such a record says it here.
         self.maybe_billed: dict[int, list[int]] = {}
 
     def send(self, units: list[_Unit]) -> None:
@@ -408,10 +409,7 @@ class _Sender:
             self._send_rounds(units)
         except _Refused as refused:
             err, rest = refused.cause, refused.units
-            if err.unanswered:
-                for unit in rest:
-                    for position in unit.positions:
-                        self.maybe_billed.setdefault(position, err.unanswered)
+            self._note_unanswered(rest, err.unanswered)
             if len(rest) == 1:
                 self._refused_alone(rest[0], err)
                 return
@@ -462,6 +460,12 @@ class _Sender:
                 position, self.records[position], status, None, err.request_id, err.code, message,
                 None, unit.positions if len(unit.positions) > 1 else ()))
 
+    def _note_unanswered(self, units: list[_Unit], attempts: Sequence[int]) -> None:
+        """Remember that the records of ``units`` were in a call whose ``attempts`` got no answer."""
+        for unit in units if attempts else ():
+            for position in unit.positions:
+                self.maybe_billed.setdefault(position, list(attempts))
+
     def _maybe_billed_note(self, positions: Sequence[int]) -> str:
         """The log's note for records an earlier call carried when an attempt of it got no answer, or ""."""
         attempts = sorted({a for p in positions for a in self.maybe_billed.get(p, ())})
@@ -509,6 +513,7 @@ class _Sender:
                 raise
             if reply.request_id:
                 self.outcome.request_ids.append(reply.request_id)
+            self._note_unanswered(queue, reply.unanswered)  # a record left unprocessed may be billed already
             results = reply.data.get("Results") or []
             answered = len(self.outcome.results)
             if len(results) == len(queue) and all(_same(unit.wire, result.get("UsageRecord") or {})

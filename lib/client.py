@@ -272,6 +272,7 @@ class Reply(NamedTuple):
     data: dict[str, Any]
     request_id: str | None
     attempts: int
+    unanswered: tuple[int, ...] = ()  # earlier attempts whose answer was lost: AWS may have processed one
 
 
 class MeteringClient:
@@ -344,7 +345,7 @@ class MeteringClient:
             except MeteringError as err:
                 failure = err
             else:
-                return Reply(data, request_id, attempt + 1)
+                return Reply(data, request_id, attempt + 1, tuple(unanswered))
             finally:  # a throttling answer lowers the process's adaptive rate for this quota
                 pacer.done(mark, throttled=failure is not None and failure.kind == Kind.THROTTLED)
             attempt += 1

@@ -118,3 +118,38 @@ def test_given_a_lost_reply_then_a_retry_refused_for_a_record_then_its_result_an
     reports = [r.getMessage() for r in caplog.records
                if "record(s) 0 refused" in r.getMessage() or "left the accepted timestamp window" in r.getMessage()]
     assert reports and all("got no answer" in line for line in reports), reports
+
+
+def test_given_a_lost_reply_then_the_record_left_unprocessed_then_out_of_the_window_it_says_it_may_have_been_billed(
+        metering_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Attempt 1 billed both records and lost its answer; attempt 2 answers, leaving record 0 unprocessed
+    (AWS's UnprocessedRecords); before the next round, record 0 is out of the window by our clock. Its
+    result must not read as simply "not billed": the lost attempt billed it."""
+    import logging
+    import time
+
+    from lib.client import MeteringClient, Settings
+    from lib.resilience import Backoff
+    from spec.connector.builders import ACCESS_KEY, SECRET_KEY
+
+    emu = metering_emulator
+    emu.admin.add_fault(type="lostReply", count=1, operations=["BatchMeterUsage"])
+    shift = [0.0]
+
+    def sleep(_delay: float) -> None:  # between attempts 1 and 2: the next answer leaves a record unprocessed
+        if not shift[0]:
+            emu.admin.add_fault(type="unprocessed", count=1, operations=["BatchMeterUsage"])
+        shift[0] = 120.0
+
+    client = MeteringClient(Settings.create(ACCESS_KEY, SECRET_KEY, endpoint_url=emu.url),
+                            backoff=Backoff(base=0.001, cap=0.002), sleep=sleep)
+    edge = int(time.time()) - 24 * 3600 + 60  # inside the window now, outside it 2 minutes later (our clock)
+    sent = [a_record(timestamp=edge, quantity=3), a_record(customer="cust-demo-0002", quantity=4)]
+    with caplog.at_level(logging.INFO, logger="lib"):
+        body = run_action("batchMeterUsage", {"ProductCode": PRODUCT, "UsageRecords": sent}, a_config(emu.url),
+                          client=client, now=lambda: time.time() + shift[0])["body"]
+    assert sorted(r["quantity"] for r in emu.admin.records()["records"]) == [3, 4]  # both billed by attempt 1
+    [first] = [r for r in body["Results"] if r["RecordIndex"] == 0]
+    assert first["Status"] == "TimestampOutOfBounds" and "AWS may have billed it" in first["ErrorMessage"], body
+    reports = [r.getMessage() for r in caplog.records if "left the accepted timestamp window" in r.getMessage()]
+    assert reports and all("got no answer" in line for line in reports), reports
