@@ -223,18 +223,24 @@ def _call_bounded(client: MeteringClient, wait: float) -> Any:
     return outcome[0]
 
 
-@pytest.mark.parametrize("phase", ["headers", "body"])
-def test_given_a_reply_that_trickles_in_then_the_attempt_ends_at_its_total_time_limit(phase: str) -> None:
-    server = _TricklingServer(phase)
-    client = MeteringClient(Settings.create(*KEYS, endpoint_url=server.url), timeout=(1.0, 0.5),
+def _call_with_a_short_limit(endpoint_url: str, *servers: LoopbackServer) -> tuple[Any, float]:
+    """One attempt of a call with a 1.5 s limit in all (connect 1 s + read 0.5 s): its reply or MeteringError,
+    and the seconds it took; then the client and ``servers`` are closed."""
+    client = MeteringClient(Settings.create(*KEYS, endpoint_url=endpoint_url), timeout=(1.0, 0.5),
                             backoff=Backoff(max_attempts=1), pacer_for=lambda op: Pacer(1000))
     started = time.monotonic()
     try:
-        err = _call_bounded(client, 8.0)
-        took = time.monotonic() - started
+        return _call_bounded(client, 8.0), time.monotonic() - started
     finally:
-        server.close()
+        for server in servers:
+            server.close()
         client.close()
+
+
+@pytest.mark.parametrize("phase", ["headers", "body"])
+def test_given_a_reply_that_trickles_in_then_the_attempt_ends_at_its_total_time_limit(phase: str) -> None:
+    server = _TricklingServer(phase)
+    err, took = _call_with_a_short_limit(server.url, server)
     assert isinstance(err, MeteringError) and err.retryable and err.code == "ConnectionError", err
     assert took < 5.0  # the 1.5 s limit (connect + read timeout), plus a read at most
 
@@ -275,16 +281,7 @@ def test_given_tls_through_a_connect_proxy_then_the_reply_is_read_and_its_attemp
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
-    client = MeteringClient(Settings.create(*KEYS, endpoint_url=f"https://{host}"), timeout=(1.0, 0.5),
-                            backoff=Backoff(max_attempts=1), pacer_for=lambda op: Pacer(1000))
-    started = time.monotonic()
-    try:
-        outcome = _call_bounded(client, 8.0)
-        took = time.monotonic() - started
-    finally:
-        server.close()
-        proxy.close()
-        client.close()
+    outcome, took = _call_with_a_short_limit(f"https://{host}", server, proxy)
     assert [line.rsplit(b" ", 1)[0] for line in proxy.requested] == [f"CONNECT {host}:443".encode()]
     if phase == "none":
         assert not isinstance(outcome, MeteringError), outcome
